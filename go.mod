@@ -1,0 +1,3 @@
+module github.com/tenantplane/tenantplane
+
+go 1.26
