@@ -193,10 +193,10 @@ func (b *bundle) tableCounts() map[string]int {
 }
 
 // requireCode asserts err carries code.
-func requireCode(t *testing.T, err error, code errcode.Code) {
+func requireCode(t *testing.T, err error, code errcode.Code, why ...string) {
 	t.Helper()
-	require.Error(t, err)
-	require.Equal(t, code, errcode.Of(err), "error: %v", err)
+	require.Error(t, err, why)
+	require.Equal(t, code, errcode.Of(err), "error: %v %v", err, why)
 }
 
 // outboxKinds lists the outbox kinds for key, oldest first.

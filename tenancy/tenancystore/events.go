@@ -57,6 +57,7 @@ func (q *queries) AuditLog(ctx context.Context, f tenancy.AuditFilter, pq tenanc
 		var ip *netip.Addr
 		var detail []byte
 		err := r.Scan(&e.ID, &e.At, &e.Actor, &e.Action, &e.Target, &ip, &e.RequestID, &detail)
+		utc(&e.At)
 		if ip != nil {
 			e.IP = *ip
 		}

@@ -16,6 +16,8 @@ func scanInvitation(row pgx.Row) (tenancy.Invitation, error) {
 	var i tenancy.Invitation
 	err := row.Scan(&i.ID, &i.NamespaceID, &i.Email, &i.Role, &i.InvitedBy, &i.CreatedAt, &i.ExpiresAt,
 		&i.AcceptedAt, &i.AcceptedBy, &i.RevokedAt)
+	utc(&i.CreatedAt, &i.ExpiresAt)
+	utcp(&i.AcceptedAt, &i.RevokedAt)
 	return i, err
 }
 

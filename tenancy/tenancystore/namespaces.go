@@ -18,6 +18,7 @@ func nsDest(n *tenancy.Namespace) []any {
 func scanNamespace(row pgx.Row) (tenancy.Namespace, error) {
 	var n tenancy.Namespace
 	err := row.Scan(nsDest(&n)...)
+	utc(&n.CreatedAt, &n.UpdatedAt)
 	return n, err
 }
 
@@ -103,6 +104,7 @@ const memberCols = `namespace_id, user_id, role, created_at`
 func scanMember(row pgx.Row) (tenancy.Member, error) {
 	var m tenancy.Member
 	err := row.Scan(&m.NamespaceID, &m.UserID, &m.Role, &m.CreatedAt)
+	utc(&m.CreatedAt)
 	return m, err
 }
 
@@ -193,6 +195,7 @@ func collectNamespaceMemberships(rows pgx.Rows, err error, op string) ([]tenancy
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tenancy.NamespaceMembership, error) {
 		var m tenancy.NamespaceMembership
 		err := r.Scan(append(nsDest(&m.Namespace), &m.UserID, &m.Role)...)
+		utc(&m.Namespace.CreatedAt, &m.Namespace.UpdatedAt)
 		return m, err
 	})
 	return out, storeErr(op, "namespace", err)

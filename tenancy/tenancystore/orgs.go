@@ -18,6 +18,7 @@ func orgDest(o *tenancy.Org) []any {
 func scanOrg(row pgx.Row) (tenancy.Org, error) {
 	var o tenancy.Org
 	err := row.Scan(orgDest(&o)...)
+	utc(&o.CreatedAt, &o.UpdatedAt)
 	return o, err
 }
 
@@ -82,6 +83,7 @@ const orgMemberCols = `org_id, user_id, role, created_at`
 func scanOrgMember(row pgx.Row) (tenancy.OrgMember, error) {
 	var m tenancy.OrgMember
 	err := row.Scan(&m.OrgID, &m.UserID, &m.Role, &m.CreatedAt)
+	utc(&m.CreatedAt)
 	return m, err
 }
 
@@ -143,6 +145,7 @@ func collectOrgMemberships(rows pgx.Rows, err error, op string) ([]tenancy.OrgMe
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tenancy.OrgMembership, error) {
 		var m tenancy.OrgMembership
 		err := r.Scan(append(orgDest(&m.Org), &m.UserID, &m.Role)...)
+		utc(&m.Org.CreatedAt, &m.Org.UpdatedAt)
 		return m, err
 	})
 	return out, storeErr(op, "org", err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -67,6 +68,23 @@ func storeErr(op, what string, err error) error {
 		}
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// utc puts scanned times in UTC; pgx scans timestamptz in time.Local.
+func utc(ts ...*time.Time) {
+	for _, t := range ts {
+		*t = t.UTC()
+	}
+}
+
+// utcp is utc for nullable times.
+func utcp(ts ...**time.Time) {
+	for _, t := range ts {
+		if *t != nil {
+			v := (*t).UTC()
+			*t = &v
+		}
+	}
 }
 
 // after returns the id of a page cursor, or nil for the first page.

@@ -28,6 +28,8 @@ func (q *queries) TokenByHash(ctx context.Context, hash []byte, now time.Time) (
 	var m tenancy.AuthTokenMatch
 	err := q.db.QueryRow(ctx, tokenByHash, hash, now).Scan(&m.TokenID, &m.TokenKind, &m.ExpiresAt, &m.LastUsedAt,
 		&m.UserID, &m.Email, &m.Status, &m.PlatformAdmin)
+	utc(&m.ExpiresAt)
+	utcp(&m.LastUsedAt)
 	return m, storeErr("authenticating token", "token", err)
 }
 
@@ -79,6 +81,8 @@ func (q *queries) APITokens(ctx context.Context, userID int64, pq tenancy.PageQu
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (tenancy.APIToken, error) {
 		var t tenancy.APIToken
 		err := r.Scan(&t.ID, &t.UserID, &t.Name, &t.CreatedAt, &t.ExpiresAt, &t.LastUsedAt, &t.RevokedAt)
+		utc(&t.CreatedAt, &t.ExpiresAt)
+		utcp(&t.LastUsedAt, &t.RevokedAt)
 		return t, err
 	})
 	return out, storeErr("listing tokens", "token", err)
@@ -101,6 +105,7 @@ const consumeUserToken = `UPDATE user_tokens SET used_at = $3
 func (q *queries) ConsumeUserToken(ctx context.Context, purpose tenancy.TokenPurpose, hash []byte, now time.Time) (tenancy.UserTokenRow, error) {
 	var t tenancy.UserTokenRow
 	err := q.db.QueryRow(ctx, consumeUserToken, hash, purpose, now).Scan(&t.UserID, &t.Purpose, &t.Hash, &t.Email, &t.CreatedAt, &t.ExpiresAt)
+	utc(&t.CreatedAt, &t.ExpiresAt)
 	return t, storeErr("consuming one-time token", "token", err)
 }
 

@@ -17,6 +17,8 @@ func scanUser(row pgx.Row, extra ...any) (tenancy.User, error) {
 	dest := append([]any{&u.ID, &u.Email, &u.DisplayName, &u.HasPassword, &u.Status, &u.PlatformAdmin,
 		&u.EmailVerifiedAt, &u.DisabledAt, &u.CreatedAt, &u.UpdatedAt}, extra...)
 	err := row.Scan(dest...)
+	utc(&u.CreatedAt, &u.UpdatedAt)
+	utcp(&u.EmailVerifiedAt, &u.DisabledAt)
 	return u, err
 }
 
