@@ -127,6 +127,14 @@ func (s *Server) SetIdentity(id Identity) {
 	s.identity = &id
 }
 
+// SignOut ends the session at the provider: the authorization endpoint
+// answers with error=login_required until SetIdentity is called again.
+func (s *Server) SignOut() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.identity = nil
+}
+
 // SetClaimsHook installs a function that may change the claims of every ID
 // token just before it is signed, so that a test can have the provider issue
 // a token that is signed correctly but says something wrong (another nonce,
