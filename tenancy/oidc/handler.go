@@ -150,7 +150,7 @@ func (h *handler) callback(w http.ResponseWriter, r *http.Request) {
 	sess, err := h.sessions.LogInOIDC(r.Context(), id)
 	if err != nil {
 		if e, ok := errcode.As(err); ok && e.Code != errcode.Internal {
-			h.fail(w, r, p, &failure{status: statusOf(e.Code), code: e.Code, message: e.Message, cause: err})
+			h.fail(w, r, p, &failure{status: statusOf(e.Code), code: e.Code, message: e.Error(), cause: err})
 		} else {
 			h.fail(w, r, p, internal(fmt.Errorf("logging in %s subject: %w", p.cfg.Name, err)))
 		}

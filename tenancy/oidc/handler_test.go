@@ -678,6 +678,7 @@ func TestSessionsErrors(t *testing.T) {
 		{"disabled user", errcode.New(errcode.Forbidden, "this account is disabled"), http.StatusForbidden, "FORBIDDEN", "this account is disabled"},
 		{"rate limited", fmtWrap(errcode.New(errcode.RateLimited, "too many log-ins; try again later")), http.StatusTooManyRequests, "RATE_LIMITED", "too many log-ins; try again later"},
 		{"email taken", errcode.New(errcode.Conflict, "an account with this email exists; log in and link the provider"), http.StatusConflict, "CONFLICT", "an account with this email exists; log in and link the provider"},
+		{"no email from the provider", errcode.Invalid("email", "is required"), http.StatusBadRequest, "BAD_USER_INPUT", "email: is required"},
 		{"internal", errors.New(`inserting session: ERROR: relation "sessions" does not exist (SQLSTATE 42P01)`), http.StatusInternalServerError, "INTERNAL", "internal error"},
 		{"internal code", errcode.New(errcode.Internal, "pool closed"), http.StatusInternalServerError, "INTERNAL", "internal error"},
 	}
