@@ -82,7 +82,7 @@ func NewHandler(cfg Config, sessions Sessions, log *slog.Logger, now func() time
 	h.mux.HandleFunc(LoginRoute, h.login)
 	h.mux.HandleFunc(CallbackRoute, h.callback)
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		h.fail(w, r, nil, notFound("no such route", nil))
+		h.fail(w, r, nil, notFound("no such route"))
 	})
 	return h, nil
 }
@@ -101,7 +101,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 	p, ok := h.providers[r.PathValue("provider")]
 	if !ok {
-		h.fail(w, r, nil, notFound("unknown identity provider", nil))
+		h.fail(w, r, nil, notFound("unknown identity provider"))
 		return
 	}
 	d, err := p.get(r.Context())
@@ -135,7 +135,7 @@ func (h *handler) login(w http.ResponseWriter, r *http.Request) {
 func (h *handler) callback(w http.ResponseWriter, r *http.Request) {
 	p, ok := h.providers[r.PathValue("provider")]
 	if !ok {
-		h.fail(w, r, nil, notFound("unknown identity provider", nil))
+		h.fail(w, r, nil, notFound("unknown identity provider"))
 		return
 	}
 	id, f := h.verify(w, r, p)
@@ -349,8 +349,8 @@ type failure struct {
 	cause   error
 }
 
-func notFound(msg string, cause error) *failure {
-	return &failure{status: http.StatusNotFound, code: errcode.NotFound, message: msg, cause: cause}
+func notFound(msg string) *failure {
+	return &failure{status: http.StatusNotFound, code: errcode.NotFound, message: msg}
 }
 
 func unauthenticated(msg string, cause error) *failure {
