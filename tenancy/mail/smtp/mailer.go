@@ -10,6 +10,7 @@ import (
 	"net/mail"
 	"net/smtp"
 	"net/textproto"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -83,8 +84,14 @@ func (m *Mailer) deliver(ctx context.Context, rcpt string, data []byte) (err err
 	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	defer func() {
-		if ctx.Err() != nil && err != nil {
+		switch {
+		case err == nil:
+		case ctx.Err() != nil:
 			err = fmt.Errorf("%w (%w)", err, ctx.Err())
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// The connection's deadline is ctx's, which may fire a moment
+			// before ctx itself reports it.
+			err = fmt.Errorf("%w (%w)", err, context.DeadlineExceeded)
 		}
 	}()
 
