@@ -128,9 +128,9 @@ func StartKube(ctx context.Context, opts KubeOptions) (*KubeCluster, error) {
 	if err := checkInstalled(names...); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "tenantplane-kube-")
+	dir, err := makePeerDir("tenantplane-kube-")
 	if err != nil {
-		return nil, fmt.Errorf("create kubernetes folder: %w", err)
+		return nil, fmt.Errorf("start kubernetes control plane: %w", err)
 	}
 	c := &KubeCluster{dir: dir, nodeCount: max(opts.Nodes, 1)}
 	if err := c.start(ctx, opts); err != nil {

@@ -40,9 +40,9 @@ func StartStripeMock(ctx context.Context) (*StripeMock, error) {
 	if err := checkInstalled("stripe-mock"); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "tenantplane-stripe-")
+	dir, err := makePeerDir("tenantplane-stripe-")
 	if err != nil {
-		return nil, fmt.Errorf("create stripe-mock folder: %w", err)
+		return nil, fmt.Errorf("start stripe-mock: %w", err)
 	}
 	s := &StripeMock{dir: dir}
 	out := &lockedBuffer{}
