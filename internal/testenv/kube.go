@@ -394,8 +394,19 @@ func (c *KubeCluster) EnablePods(ctx context.Context) error {
 	return nil
 }
 
-func (c *KubeCluster) enablePods(ctx context.Context) error {
+func (c *KubeCluster) enablePods(ctx context.Context) (err error) {
 	pki := c.pki
+	// On failure, stop what this started, so that a later call starts
+	// afresh rather than beside it.
+	before := len(c.procs)
+	defer func() {
+		if err != nil {
+			for _, p := range c.procs[before:] {
+				p.stop(0)
+			}
+			c.procs = c.procs[:before]
+		}
+	}()
 	schedConfig := filepath.Join(c.dir, "scheduler.kubeconfig")
 	if err := writeKubeconfig(schedConfig, c.config.Host, c.config.CAData, pki.scheduler); err != nil {
 		return err
