@@ -40,7 +40,9 @@ func startHTTP(t *testing.T, cfg HTTPConfig, checks []check, routes map[string]h
 	go func() { done <- s.run(ctx, l) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("http server: %v", err)
+		}
 	})
 	return &httpSetup{url: "http://" + l.Addr().String(), cancel: cancel, done: done}
 }

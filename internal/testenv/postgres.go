@@ -297,4 +297,3 @@ func sanitizeName(s string) string {
 	}
 	return b.String()
 }
-

@@ -11,7 +11,6 @@ import (
 	"github.com/tenantplane/tenantplane/schema/dbmigrate"
 )
 
-
 func TestPostgresMigrationRoundTrip(t *testing.T) {
 	t.Parallel()
 	db := testenv.EmptyPostgres(t)

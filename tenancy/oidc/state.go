@@ -131,7 +131,7 @@ func (c stateCookie) clear() *http.Cookie {
 // delete the cookie whatever the outcome.
 func (c stateCookie) take(w http.ResponseWriter, r *http.Request, s sealer, provider, state string, now time.Time) (loginState, error) {
 	var found bool
-	var lastErr error = errors.New("no state cookie")
+	lastErr := errors.New("no state cookie")
 	for _, ck := range r.CookiesNamed(c.name) {
 		found = true
 		st, err := s.open(provider, ck.Value, now)
