@@ -2,7 +2,6 @@ package schema
 
 import (
 	"embed"
-	_ "embed" // for the Casbin files
 )
 
 // Migrations holds the numbered SQL migrations, migrations/NNN_name.up.sql
@@ -23,3 +22,9 @@ var CasbinModel []byte
 //
 //go:embed casbin/policy.csv
 var CasbinPolicy []byte
+
+// GraphQL holds the GraphQL SDL, graphql/*.graphqls, which gqlgen compiles
+// into package graph/generated.
+//
+//go:embed graphql/*.graphqls
+var GraphQL embed.FS

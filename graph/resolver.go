@@ -1,0 +1,14 @@
+package graph
+
+import (
+	"time"
+
+	"github.com/tenantplane/tenantplane/tenancy"
+)
+
+// Resolver holds the dependencies of every resolver, nothing else.
+type Resolver struct {
+	tenancy *tenancy.Service
+	authz   Authorizer
+	now     func() time.Time
+}
