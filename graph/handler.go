@@ -90,6 +90,10 @@ func (c *Config) validate() error {
 // FORBIDDEN.
 type Authorizer interface {
 	Check(ctx context.Context, userID int64, action authz.Action, domains ...authz.Domain) error
+	// Refresh reloads one user's roles in a domain (authz.Platform: in
+	// all). Mutations that change roles call it, so that this replica
+	// knows at once; the others learn through LISTEN/NOTIFY.
+	Refresh(ctx context.Context, userID int64, domain authz.Domain) error
 }
 
 // Deps are what the handler calls.
@@ -260,7 +264,10 @@ func NewExecutableSchema(deps Deps) graphql.ExecutableSchema {
 	if now == nil {
 		now = func() time.Time { return time.Now().UTC() }
 	}
-	r := &Resolver{tenancy: deps.Tenancy, authz: deps.Authorizer, now: now}
+	r := &Resolver{tenancy: deps.Tenancy, authz: deps.Authorizer, now: now, log: deps.Logger}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
 	c := generated.Config{Resolvers: r}
 	c.Directives.Auth = r.auth
 	setComplexity(&c.Complexity)

@@ -8,6 +8,7 @@ import (
 	"github.com/tenantplane/tenantplane/graph/model"
 	"github.com/tenantplane/tenantplane/internal/errcode"
 	"github.com/tenantplane/tenantplane/tenancy"
+	"github.com/tenantplane/tenantplane/tenancy/authz"
 )
 
 func deref(s *string) string {
@@ -63,4 +64,20 @@ func (r *Resolver) userNamespaces(ctx context.Context, userID int64, first *int,
 
 func (r *Resolver) invitationStatus(i tenancy.Invitation) tenancy.InvitationStatus {
 	return i.Status(r.now())
+}
+
+// refresh tells this replica's authorizer at once about roles a mutation
+// has just changed; the change is committed, so a failure is only logged
+// (the notification will still arrive).
+func (r *Resolver) refresh(ctx context.Context, userID int64, domain authz.Domain) {
+	if err := r.authz.Refresh(ctx, userID, domain); err != nil {
+		r.log.Warn("authz refresh after mutation", "err", err, "user", userID, "domain", string(domain))
+	}
+}
+
+// refreshCaller refreshes the caller's roles in domain.
+func (r *Resolver) refreshCaller(ctx context.Context, domain authz.Domain) {
+	if p, ok := PrincipalFrom(ctx); ok {
+		r.refresh(ctx, p.UserID, domain)
+	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tenantplane/tenantplane/graph/generated"
 	"github.com/tenantplane/tenantplane/graph/model"
+	"github.com/tenantplane/tenantplane/tenancy/authz"
 )
 
 func (r *mutationResolver) SignUp(ctx context.Context, input model.SignUpInput) (*model.User, error) {
@@ -17,6 +18,7 @@ func (r *mutationResolver) SignUp(ctx context.Context, input model.SignUpInput) 
 	if err != nil {
 		return nil, err
 	}
+	r.refresh(ctx, u.ID, authz.Platform)
 	return presentUser(u), nil
 }
 
@@ -73,11 +75,19 @@ func (r *mutationResolver) RevokeAPIToken(ctx context.Context, id int64) (bool, 
 }
 
 func (r *mutationResolver) DisableUser(ctx context.Context, userID int64) (bool, error) {
-	return done(r.tenancy.DisableUser(ctx, userID))
+	if err := r.tenancy.DisableUser(ctx, userID); err != nil {
+		return false, err
+	}
+	r.refresh(ctx, userID, authz.Platform)
+	return true, nil
 }
 
 func (r *mutationResolver) EnableUser(ctx context.Context, userID int64) (bool, error) {
-	return done(r.tenancy.EnableUser(ctx, userID))
+	if err := r.tenancy.EnableUser(ctx, userID); err != nil {
+		return false, err
+	}
+	r.refresh(ctx, userID, authz.Platform)
+	return true, nil
 }
 
 func (r *userResolver) Orgs(ctx context.Context, obj *model.User, first *int, after *string) (*model.OrgConnection, error) {

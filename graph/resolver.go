@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"log/slog"
 	"time"
 
 	"github.com/tenantplane/tenantplane/tenancy"
@@ -11,4 +12,5 @@ type Resolver struct {
 	tenancy *tenancy.Service
 	authz   Authorizer
 	now     func() time.Time
+	log     *slog.Logger
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/tenantplane/tenantplane/graph/model"
 	"github.com/tenantplane/tenantplane/internal/errcode"
 	"github.com/tenantplane/tenantplane/tenancy"
+	"github.com/tenantplane/tenantplane/tenancy/authz"
 )
 
 func (r *invitationResolver) Namespace(ctx context.Context, obj *model.Invitation) (*model.Namespace, error) {
@@ -57,6 +58,7 @@ func (r *mutationResolver) CreateOrg(ctx context.Context, input model.CreateOrgI
 	if err != nil {
 		return nil, err
 	}
+	r.refreshCaller(ctx, authz.OrgDomain(o.ID))
 	return presentOrg(o), nil
 }
 
@@ -73,6 +75,7 @@ func (r *mutationResolver) AddOrgMember(ctx context.Context, input model.OrgMemb
 	if err != nil {
 		return nil, err
 	}
+	r.refresh(ctx, input.UserID, authz.OrgDomain(input.OrgID))
 	return presentOrgMember(om), nil
 }
 
@@ -81,19 +84,33 @@ func (r *mutationResolver) ChangeOrgRole(ctx context.Context, input model.OrgMem
 	if err != nil {
 		return nil, err
 	}
+	r.refresh(ctx, input.UserID, authz.OrgDomain(input.OrgID))
 	return presentOrgMember(om), nil
 }
 
 func (r *mutationResolver) RemoveOrgMember(ctx context.Context, input model.OrgMemberRefInput) (bool, error) {
-	return done(r.tenancy.RemoveOrgMember(ctx, input.OrgID, input.UserID))
+	if err := r.tenancy.RemoveOrgMember(ctx, input.OrgID, input.UserID); err != nil {
+		return false, err
+	}
+	r.refresh(ctx, input.UserID, authz.OrgDomain(input.OrgID))
+	return true, nil
 }
 
 func (r *mutationResolver) LeaveOrg(ctx context.Context, orgID int64) (bool, error) {
-	return done(r.tenancy.LeaveOrg(ctx, orgID))
+	if err := r.tenancy.LeaveOrg(ctx, orgID); err != nil {
+		return false, err
+	}
+	r.refreshCaller(ctx, authz.OrgDomain(orgID))
+	return true, nil
 }
 
 func (r *mutationResolver) TransferOrgOwnership(ctx context.Context, input model.OrgMemberRefInput) (bool, error) {
-	return done(r.tenancy.TransferOrgOwnership(ctx, input.OrgID, input.UserID))
+	if err := r.tenancy.TransferOrgOwnership(ctx, input.OrgID, input.UserID); err != nil {
+		return false, err
+	}
+	r.refresh(ctx, input.UserID, authz.OrgDomain(input.OrgID))
+	r.refreshCaller(ctx, authz.OrgDomain(input.OrgID))
+	return true, nil
 }
 
 func (r *mutationResolver) CreateNamespace(ctx context.Context, input model.CreateNamespaceInput) (*model.Namespace, error) {
@@ -101,6 +118,7 @@ func (r *mutationResolver) CreateNamespace(ctx context.Context, input model.Crea
 	if err != nil {
 		return nil, err
 	}
+	r.refreshCaller(ctx, authz.NamespaceDomain(n.ID))
 	return presentNamespace(n), nil
 }
 
@@ -145,6 +163,7 @@ func (r *mutationResolver) AcceptInvitation(ctx context.Context, token string) (
 	if err != nil {
 		return nil, err
 	}
+	r.refreshCaller(ctx, authz.NamespaceDomain(mem.NamespaceID))
 	return presentMember(mem), nil
 }
 
@@ -161,6 +180,7 @@ func (r *mutationResolver) AddMember(ctx context.Context, input model.MemberInpu
 	if err != nil {
 		return nil, err
 	}
+	r.refresh(ctx, input.UserID, authz.NamespaceDomain(input.NamespaceID))
 	return presentMember(mem), nil
 }
 
@@ -169,19 +189,33 @@ func (r *mutationResolver) ChangeRole(ctx context.Context, input model.MemberInp
 	if err != nil {
 		return nil, err
 	}
+	r.refresh(ctx, input.UserID, authz.NamespaceDomain(input.NamespaceID))
 	return presentMember(mem), nil
 }
 
 func (r *mutationResolver) RemoveMember(ctx context.Context, input model.MemberRefInput) (bool, error) {
-	return done(r.tenancy.RemoveMember(ctx, input.NamespaceID, input.UserID))
+	if err := r.tenancy.RemoveMember(ctx, input.NamespaceID, input.UserID); err != nil {
+		return false, err
+	}
+	r.refresh(ctx, input.UserID, authz.NamespaceDomain(input.NamespaceID))
+	return true, nil
 }
 
 func (r *mutationResolver) LeaveNamespace(ctx context.Context, namespaceID int64) (bool, error) {
-	return done(r.tenancy.Leave(ctx, namespaceID))
+	if err := r.tenancy.Leave(ctx, namespaceID); err != nil {
+		return false, err
+	}
+	r.refreshCaller(ctx, authz.NamespaceDomain(namespaceID))
+	return true, nil
 }
 
 func (r *mutationResolver) TransferOwnership(ctx context.Context, input model.MemberRefInput) (bool, error) {
-	return done(r.tenancy.TransferOwnership(ctx, input.NamespaceID, input.UserID))
+	if err := r.tenancy.TransferOwnership(ctx, input.NamespaceID, input.UserID); err != nil {
+		return false, err
+	}
+	r.refresh(ctx, input.UserID, authz.NamespaceDomain(input.NamespaceID))
+	r.refreshCaller(ctx, authz.NamespaceDomain(input.NamespaceID))
+	return true, nil
 }
 
 func (r *namespaceResolver) Org(ctx context.Context, obj *model.Namespace) (*model.Org, error) {
