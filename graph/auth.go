@@ -177,26 +177,61 @@ func (r *Resolver) objectID(ctx context.Context, obj any, idPath *string, fromPa
 	return id, nil
 }
 
-// depthLimit refuses operations whose selections nest deeper than max.
-// Introspection fields do not count: introspection has a switch of its own.
-type depthLimit struct{ max int }
+// limits refuses operations whose selections nest deeper than maxDepth
+// and, unless introspection is on, operations that introspect. Introspection
+// fields do not count towards the depth.
+type limits struct {
+	maxDepth      int
+	introspection bool
+}
 
 var _ interface {
 	graphql.HandlerExtension
 	graphql.OperationContextMutator
-} = depthLimit{}
+} = limits{}
 
-func (d depthLimit) ExtensionName() string                   { return "DepthLimit" }
-func (d depthLimit) Validate(graphql.ExecutableSchema) error { return nil }
+func (l limits) ExtensionName() string                   { return "Limits" }
+func (l limits) Validate(graphql.ExecutableSchema) error { return nil }
 
-func (d depthLimit) MutateOperationContext(_ context.Context, oc *graphql.OperationContext) *gqlerror.Error {
+func (l limits) MutateOperationContext(_ context.Context, oc *graphql.OperationContext) *gqlerror.Error {
 	if oc.Operation == nil {
 		return nil
 	}
-	if depth := selectionDepth(oc.Doc, oc.Operation.SelectionSet, map[string]bool{}); depth > d.max {
-		return gqlerror.Errorf("operation nests %d levels deep; at most %d are allowed", depth, d.max)
+	if !l.introspection && introspects(oc.Doc, oc.Operation.SelectionSet, map[string]bool{}) {
+		return gqlerror.Errorf("introspection is disabled")
+	}
+	if depth := selectionDepth(oc.Doc, oc.Operation.SelectionSet, map[string]bool{}); depth > l.maxDepth {
+		return gqlerror.Errorf("operation nests %d levels deep; at most %d are allowed", depth, l.maxDepth)
 	}
 	return nil
+}
+
+// introspects reports whether a selection asks for __schema or __type.
+func introspects(doc *ast.QueryDocument, set ast.SelectionSet, visiting map[string]bool) bool {
+	for _, sel := range set {
+		switch s := sel.(type) {
+		case *ast.Field:
+			if s.Name == "__schema" || s.Name == "__type" || introspects(doc, s.SelectionSet, visiting) {
+				return true
+			}
+		case *ast.InlineFragment:
+			if introspects(doc, s.SelectionSet, visiting) {
+				return true
+			}
+		case *ast.FragmentSpread:
+			f := doc.Fragments.ForName(s.Name)
+			if f == nil || visiting[s.Name] {
+				continue
+			}
+			visiting[s.Name] = true
+			found := introspects(doc, f.SelectionSet, visiting)
+			delete(visiting, s.Name)
+			if found {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func selectionDepth(doc *ast.QueryDocument, set ast.SelectionSet, visiting map[string]bool) int {

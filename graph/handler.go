@@ -22,6 +22,7 @@ import (
 	"github.com/99designs/gqlgen/graphql/playground"
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vektah/gqlparser/v2/gqlerror"
+	"github.com/vektah/gqlparser/v2/parser"
 
 	"github.com/tenantplane/tenantplane/graph/generated"
 
@@ -132,7 +133,7 @@ func NewHandler(cfg Config, deps Deps) (http.Handler, error) {
 	if cfg.Introspection {
 		srv.Use(extension.Introspection{})
 	}
-	srv.Use(depthLimit{max: cfg.MaxDepth})
+	srv.Use(limits{maxDepth: cfg.MaxDepth, introspection: cfg.Introspection})
 	srv.Use(extension.FixedComplexityLimit(cfg.MaxComplexity))
 	srv.SetErrorPresenter(presentError(deps.Logger))
 	srv.SetRecoverFunc(recoverPanic(deps.Logger))
@@ -169,6 +170,11 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodPost {
 		w.Header().Set("Allow", "GET, POST")
 		writeError(w, http.StatusMethodNotAllowed, errcode.BadUserInput, "use GET or POST", reqID)
+		return
+	}
+	if r.Method == http.MethodGet && !onlyQueries(r.URL.Query().Get("query")) {
+		w.Header().Set("Allow", "POST")
+		writeError(w, http.StatusMethodNotAllowed, errcode.BadUserInput, "GET requests only allow queries", reqID)
 		return
 	}
 	ctx, err := Authenticate(r.Context(), h.deps.Tenancy, r, reqID)
@@ -227,6 +233,21 @@ func remoteIP(addr string) netip.Addr {
 		return netip.Addr{}
 	}
 	return ip.Unmap()
+}
+
+// onlyQueries reports whether a document parses and holds queries only;
+// a document that does not parse is left for the executor to report.
+func onlyQueries(doc string) bool {
+	q, err := parser.ParseQuery(&ast.Source{Input: doc})
+	if err != nil {
+		return true
+	}
+	for _, op := range q.Operations {
+		if op.Operation != ast.Query {
+			return false
+		}
+	}
+	return true
 }
 
 func newRequestID() string {

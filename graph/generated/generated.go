@@ -1541,10 +1541,10 @@ type User {
   platformAdmin: Boolean! @auth(scope: PARENT)
   emailVerifiedAt: Time @auth(scope: PARENT)
   createdAt: Time! @auth(scope: PARENT)
-  "The orgs this user belongs to."
-  orgs(first: Int, after: String): OrgConnection! @auth(scope: SELF, action: "user.read")
-  "The namespaces this user is a member of."
-  namespaces(first: Int, after: String): NamespaceConnection! @auth(scope: SELF, action: "user.read")
+  "The orgs this user belongs to; null for anyone but the user and platform admins."
+  orgs(first: Int, after: String): OrgConnection @auth(scope: SELF, action: "user.read")
+  "The namespaces this user is a member of; null for anyone but the user and platform admins."
+  namespaces(first: Int, after: String): NamespaceConnection @auth(scope: SELF, action: "user.read")
 }
 
 "A personal API token, without its secret."
@@ -1741,11 +1741,11 @@ type Org {
   createdAt: Time! @auth(scope: PARENT)
   "The caller's role here, when a member."
   viewerRole: OrgRole @auth(scope: PARENT)
-  "The namespaces the org owns."
-  namespaces(first: Int, after: String): NamespaceConnection!
+  "The namespaces the org owns; null for members who may not list them."
+  namespaces(first: Int, after: String): NamespaceConnection
     @auth(scope: ORG, action: "namespace.read")
   "The org's team."
-  members(first: Int, after: String): OrgMemberConnection!
+  members(first: Int, after: String): OrgMemberConnection
     @auth(scope: ORG, action: "orgmember.read")
 }
 
@@ -1792,9 +1792,11 @@ type Namespace {
   org: Org! @auth(scope: PARENT)
   "The caller's role here, when a member."
   viewerRole: Role @auth(scope: PARENT)
-  members(first: Int, after: String): MemberConnection!
+  "Who is in the namespace."
+  members(first: Int, after: String): MemberConnection
     @auth(scope: NAMESPACE, action: "member.read")
-  invitations(first: Int, after: String): InvitationConnection!
+  "The namespace's invitations; null for those who may not manage them."
+  invitations(first: Int, after: String): InvitationConnection
     @auth(scope: NAMESPACE, action: "invitation.read")
 }
 
@@ -7809,10 +7811,10 @@ func (ec *executionContext) _Namespace_members(ctx context.Context, field graphq
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *model.MemberConnection) graphql.Marshaler {
-			return ec.marshalNMemberConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐMemberConnection(ctx, selections, v)
+			return ec.marshalOMemberConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐMemberConnection(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Namespace_members(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -7876,10 +7878,10 @@ func (ec *executionContext) _Namespace_invitations(ctx context.Context, field gr
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *model.InvitationConnection) graphql.Marshaler {
-			return ec.marshalNInvitationConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvitationConnection(ctx, selections, v)
+			return ec.marshalOInvitationConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvitationConnection(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Namespace_invitations(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8471,10 +8473,10 @@ func (ec *executionContext) _Org_namespaces(ctx context.Context, field graphql.C
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *model.NamespaceConnection) graphql.Marshaler {
-			return ec.marshalNNamespaceConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐNamespaceConnection(ctx, selections, v)
+			return ec.marshalONamespaceConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐNamespaceConnection(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Org_namespaces(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -8538,10 +8540,10 @@ func (ec *executionContext) _Org_members(ctx context.Context, field graphql.Coll
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *model.OrgMemberConnection) graphql.Marshaler {
-			return ec.marshalNOrgMemberConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrgMemberConnection(ctx, selections, v)
+			return ec.marshalOOrgMemberConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrgMemberConnection(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_Org_members(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -10413,10 +10415,10 @@ func (ec *executionContext) _User_orgs(ctx context.Context, field graphql.Collec
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *model.OrgConnection) graphql.Marshaler {
-			return ec.marshalNOrgConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrgConnection(ctx, selections, v)
+			return ec.marshalOOrgConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrgConnection(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_User_orgs(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -10480,10 +10482,10 @@ func (ec *executionContext) _User_namespaces(ctx context.Context, field graphql.
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *model.NamespaceConnection) graphql.Marshaler {
-			return ec.marshalNNamespaceConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐNamespaceConnection(ctx, selections, v)
+			return ec.marshalONamespaceConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐNamespaceConnection(ctx, selections, v)
 		},
 		true,
-		true,
+		false,
 	)
 }
 func (ec *executionContext) fieldContext_User_namespaces(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
@@ -13200,13 +13202,13 @@ func (ec *executionContext) _Namespace(ctx context.Context, sel ast.SelectionSet
 				})
 		case "members":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Namespace_members(ctx, field, obj)
 				})
 		case "invitations":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Namespace_invitations(ctx, field, obj)
 				})
@@ -13357,13 +13359,13 @@ func (ec *executionContext) _Org(ctx context.Context, sel ast.SelectionSet, obj 
 				})
 		case "namespaces":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Org_namespaces(ctx, field, obj)
 				})
 		case "members":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Org_members(ctx, field, obj)
 				})
@@ -13797,13 +13799,13 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 			}
 		case "orgs":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._User_orgs(ctx, field, obj)
 				})
 		case "namespaces":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
+				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._User_namespaces(ctx, field, obj)
 				})
@@ -14661,14 +14663,6 @@ func (ec *executionContext) marshalNOrgMember2ᚖgithubᚗcomᚋtenantplaneᚋte
 	return ec._OrgMember(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalNOrgMemberConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrgMemberConnection(ctx context.Context, sel ast.SelectionSet, v *model.OrgMemberConnection) graphql.Marshaler {
-	if v == nil {
-		graphql.AddInvalidNullError(ctx, "OrgMemberConnection!")
-		return graphql.Null
-	}
-	return ec._OrgMemberConnection(ctx, sel, v)
-}
-
 func (ec *executionContext) marshalNOrgMemberEdge2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrgMemberEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.OrgMemberEdge) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -14988,6 +14982,41 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	_ = ctx
 	res := graphql.MarshalInt(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOInvitationConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvitationConnection(ctx context.Context, sel ast.SelectionSet, v *model.InvitationConnection) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._InvitationConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOMemberConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐMemberConnection(ctx context.Context, sel ast.SelectionSet, v *model.MemberConnection) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._MemberConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalONamespaceConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐNamespaceConnection(ctx context.Context, sel ast.SelectionSet, v *model.NamespaceConnection) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._NamespaceConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOOrgConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrgConnection(ctx context.Context, sel ast.SelectionSet, v *model.OrgConnection) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._OrgConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOOrgMemberConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrgMemberConnection(ctx context.Context, sel ast.SelectionSet, v *model.OrgMemberConnection) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._OrgMemberConnection(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOOrgRole2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrgRole(ctx context.Context, v any) (*model.OrgRole, error) {

@@ -1,12 +1,14 @@
 package model
 
 import (
-	"fmt"
+	"encoding/json"
 	"io"
 	"strconv"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
+
+	"github.com/tenantplane/tenantplane/internal/errcode"
 )
 
 // MarshalID64 writes an ID as a GraphQL ID: a JSON string of decimal
@@ -17,8 +19,10 @@ func MarshalID64(id int64) graphql.Marshaler {
 	})
 }
 
+var errMalformedID = errcode.Invalid("id", "malformed ID")
+
 // UnmarshalID64 reads a GraphQL ID: a string of decimal digits or an
-// integer, positive.
+// integer, positive. Anything else is BAD_USER_INPUT.
 func UnmarshalID64(v any) (int64, error) {
 	var (
 		id  int64
@@ -31,16 +35,18 @@ func UnmarshalID64(v any) (int64, error) {
 		id = int64(v)
 	case int64:
 		id = v
+	case json.Number:
+		id, err = strconv.ParseInt(string(v), 10, 64)
 	case float64:
 		id = int64(v)
 		if float64(id) != v {
-			err = fmt.Errorf("not an integer")
+			err = errMalformedID
 		}
 	default:
-		err = fmt.Errorf("%T is not an ID", v)
+		err = errMalformedID
 	}
 	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("malformed ID")
+		return 0, errMalformedID
 	}
 	return id, nil
 }
