@@ -28,7 +28,7 @@ func TestPanicsBecomeInternalErrors(t *testing.T) {
 	srv.SetErrorPresenter(presentError(log))
 	srv.SetRecoverFunc(recoverPanic(log))
 
-	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"query":"{ me { id } }"}`))
+	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"query":"{ me { id createdAt } }"}`))
 	req.Header.Set("Content-Type", "application/json")
 	ctx := tenancy.WithActor(context.Background(), tenancy.Actor{UserID: 7, RequestID: "req-panic"})
 	ctx = context.WithValue(ctx, principalKey{}, tenancy.Principal{UserID: 7})

@@ -81,3 +81,16 @@ func (r *Resolver) refreshCaller(ctx context.Context, domain authz.Domain) {
 		r.refresh(ctx, p.UserID, domain)
 	}
 }
+
+// complete returns u with every field, loading the user when u was made
+// from the principal alone.
+func (r *Resolver) complete(ctx context.Context, u *model.User) (*model.User, error) {
+	if !u.Partial {
+		return u, nil
+	}
+	full, err := loadersFrom(ctx).user(ctx, u.ID)
+	if err != nil {
+		return nil, err
+	}
+	return presentUser(full), nil
+}

@@ -7,6 +7,7 @@ package graph
 
 import (
 	"context"
+	"time"
 
 	"github.com/tenantplane/tenantplane/graph/generated"
 	"github.com/tenantplane/tenantplane/graph/model"
@@ -88,6 +89,30 @@ func (r *mutationResolver) EnableUser(ctx context.Context, userID int64) (bool, 
 	}
 	r.refresh(ctx, userID, authz.Platform)
 	return true, nil
+}
+
+func (r *userResolver) DisplayName(ctx context.Context, obj *model.User) (string, error) {
+	u, err := r.complete(ctx, obj)
+	if err != nil {
+		return "", err
+	}
+	return u.DisplayName, nil
+}
+
+func (r *userResolver) EmailVerifiedAt(ctx context.Context, obj *model.User) (*time.Time, error) {
+	u, err := r.complete(ctx, obj)
+	if err != nil {
+		return nil, err
+	}
+	return u.EmailVerifiedAt, nil
+}
+
+func (r *userResolver) CreatedAt(ctx context.Context, obj *model.User) (*time.Time, error) {
+	u, err := r.complete(ctx, obj)
+	if err != nil {
+		return nil, err
+	}
+	return &u.CreatedAt, nil
 }
 
 func (r *userResolver) Orgs(ctx context.Context, obj *model.User, first *int, after *string) (*model.OrgConnection, error) {

@@ -7,6 +7,7 @@ package graph
 
 import (
 	"context"
+	"strings"
 
 	"github.com/tenantplane/tenantplane/graph/generated"
 	"github.com/tenantplane/tenantplane/graph/model"
@@ -14,15 +15,14 @@ import (
 )
 
 func (r *queryResolver) Me(ctx context.Context) (*model.User, error) {
-	id, err := callerID(PrincipalFrom(ctx))
-	if err != nil {
+	p, ok := PrincipalFrom(ctx)
+	if _, err := callerID(p, ok); err != nil {
 		return nil, err
 	}
-	u, err := loadersFrom(ctx).user(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	return presentUser(u), nil
+	return &model.User{
+		ID: p.UserID, Email: p.Email, PlatformAdmin: p.PlatformAdmin, Partial: true,
+		Status: model.UserStatus(strings.ToUpper(string(p.Status))),
+	}, nil
 }
 
 func (r *queryResolver) User(ctx context.Context, id int64) (*model.User, error) {

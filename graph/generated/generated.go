@@ -333,6 +333,10 @@ type QueryResolver interface {
 	AuditLog(ctx context.Context, filter *model.AuditFilter, first *int, after *string) (*model.AuditEntryConnection, error)
 }
 type UserResolver interface {
+	DisplayName(ctx context.Context, obj *model.User) (string, error)
+
+	EmailVerifiedAt(ctx context.Context, obj *model.User) (*time.Time, error)
+	CreatedAt(ctx context.Context, obj *model.User) (*time.Time, error)
 	Orgs(ctx context.Context, obj *model.User, first *int, after *string) (*model.OrgConnection, error)
 	Namespaces(ctx context.Context, obj *model.User, first *int, after *string) (*model.NamespaceConnection, error)
 }
@@ -10182,7 +10186,7 @@ func (ec *executionContext) _User_displayName(ctx context.Context, field graphql
 			return ec.fieldContext_User_displayName(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.DisplayName, nil
+			return ec.Resolvers.User().DisplayName(ctx, obj)
 		},
 		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
 			directive0 := next
@@ -10211,7 +10215,7 @@ func (ec *executionContext) _User_displayName(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_User_displayName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("User", field, false, false, "String")
+	return graphql.NewScalarFieldContext("User", field, true, true, "String")
 }
 
 func (ec *executionContext) _User_status(ctx context.Context, field graphql.CollectedField, obj *model.User) (ret graphql.Marshaler) {
@@ -10305,7 +10309,7 @@ func (ec *executionContext) _User_emailVerifiedAt(ctx context.Context, field gra
 			return ec.fieldContext_User_emailVerifiedAt(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.EmailVerifiedAt, nil
+			return ec.Resolvers.User().EmailVerifiedAt(ctx, obj)
 		},
 		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
 			directive0 := next
@@ -10334,7 +10338,7 @@ func (ec *executionContext) _User_emailVerifiedAt(ctx context.Context, field gra
 	)
 }
 func (ec *executionContext) fieldContext_User_emailVerifiedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("User", field, false, false, "Time")
+	return graphql.NewScalarFieldContext("User", field, true, true, "Time")
 }
 
 func (ec *executionContext) _User_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.User) (ret graphql.Marshaler) {
@@ -10346,7 +10350,7 @@ func (ec *executionContext) _User_createdAt(ctx context.Context, field graphql.C
 			return ec.fieldContext_User_createdAt(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.CreatedAt, nil
+			return ec.Resolvers.User().CreatedAt(ctx, obj)
 		},
 		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
 			directive0 := next
@@ -10354,11 +10358,11 @@ func (ec *executionContext) _User_createdAt(ctx context.Context, field graphql.C
 			directive1 := func(ctx context.Context) (any, error) {
 				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
 				if err != nil {
-					var zeroVal time.Time
+					var zeroVal *time.Time
 					return zeroVal, err
 				}
 				if ec.Directives.Auth == nil {
-					var zeroVal time.Time
+					var zeroVal *time.Time
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
 				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
@@ -10367,15 +10371,15 @@ func (ec *executionContext) _User_createdAt(ctx context.Context, field graphql.C
 			next = directive1
 			return next
 		},
-		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
-			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalNTime2ᚖtimeᚐTime(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_User_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("User", field, false, false, "Time")
+	return graphql.NewScalarFieldContext("User", field, true, true, "Time")
 }
 
 func (ec *executionContext) _User_orgs(ctx context.Context, field graphql.CollectedField, obj *model.User) (ret graphql.Marshaler) {
@@ -13773,10 +13777,11 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "displayName":
-			out.Values[i] = ec._User_displayName(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._User_displayName(ctx, field, obj)
+				})
 		case "status":
 			out.Values[i] = ec._User_status(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -13788,15 +13793,17 @@ func (ec *executionContext) _User(ctx context.Context, sel ast.SelectionSet, obj
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "emailVerifiedAt":
-			out.Values[i] = ec._User_emailVerifiedAt(ctx, field, obj)
-			if out.Values[i] == graphql.RequiredNull {
-				atomic.AddUint32(&out.Invalids, 1)
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._User_emailVerifiedAt(ctx, field, obj)
+				})
 		case "createdAt":
-			out.Values[i] = ec._User_createdAt(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._User_createdAt(ctx, field, obj)
+				})
 		case "orgs":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, false,
@@ -14762,6 +14769,24 @@ func (ec *executionContext) unmarshalNTime2timeᚐTime(ctx context.Context, v an
 func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel ast.SelectionSet, v time.Time) graphql.Marshaler {
 	_ = sel
 	res := graphql.MarshalTime(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNTime2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {
+	res, err := graphql.UnmarshalTime(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNTime2ᚖtimeᚐTime(ctx context.Context, sel ast.SelectionSet, v *time.Time) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Time!")
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalTime(*v)
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
 	}

@@ -88,6 +88,9 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	for _, o := range opts {
 		o(&gcfg, &tcfg)
 	}
+	if gcfg.LoaderWait == 0 {
+		gcfg.LoaderWait = time.Millisecond // graph's default, which validate would also pick
+	}
 	e.Service, err = tenancy.New(tenancystore.New(e.Pool), tcfg, nil, nil)
 	require.NoError(t, err)
 
@@ -215,6 +218,8 @@ func (e *Env) SignUp(t testing.TB, email string) User {
 	require.NoError(t, err)
 	require.Len(t, nss[out.OrgID], 1)
 	out.NamespaceID = nss[out.OrgID][0].ID
+	// Do not wait for the notification: the next request may come at once.
+	require.NoError(t, e.Authorizer.Refresh(ctx, u.ID, authz.Platform))
 	return out
 }
 

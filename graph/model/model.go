@@ -60,6 +60,10 @@ type User struct {
 	PlatformAdmin   bool
 	EmailVerifiedAt *time.Time
 	CreatedAt       time.Time
+	// Partial is true when only ID, Email, Status and PlatformAdmin are
+	// set (from the authenticated principal); the other fields' resolvers
+	// load the rest.
+	Partial bool
 }
 
 // Org is a billing account and team.
