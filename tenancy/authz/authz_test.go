@@ -84,14 +84,14 @@ func TestPolicy(t *testing.T) {
 	)
 	nsActions := []authz.Action{
 		authz.NamespaceRead, authz.MemberRead, authz.NamespaceKubeconfig,
-		authz.MemberUpdate, authz.MemberRemove, authz.InvitationRead, authz.InvitationCreate, authz.InvitationRevoke,
+		authz.MemberAdd, authz.MemberUpdate, authz.MemberRemove, authz.InvitationRead, authz.InvitationCreate, authz.InvitationRevoke,
 		authz.NamespaceDelete, authz.NamespaceTransfer,
 	}
 	orgActions := []authz.Action{
 		authz.OrgRead, authz.OrgMemberRead, authz.OrgBilling,
 		authz.OrgUpdate, authz.OrgTransfer, authz.OrgMemberAdd, authz.OrgMemberUpdate, authz.OrgMemberRemove, authz.NamespaceCreate,
 	}
-	platformActions := []authz.Action{authz.UserRead, authz.UserDisable, authz.AuditRead}
+	platformActions := []authz.Action{authz.UserRead, authz.UserDisable, authz.AuditRead, authz.NamespaceSuspend}
 	pa := append([]authz.Action{authz.NamespaceRead, authz.MemberRead, authz.InvitationRead,
 		authz.OrgRead, authz.OrgMemberRead}, platformActions...)
 	first := func(list []authz.Action, n int) []authz.Action { return list[:n] }
@@ -103,7 +103,7 @@ func TestPolicy(t *testing.T) {
 		inNs, inOrg, inPlatform []authz.Action
 	}{
 		{1, "owner", nsActions, nil, nil},
-		{2, "admin", first(nsActions, 8), nil, nil},
+		{2, "admin", first(nsActions, 9), nil, nil},
 		{3, "developer", first(nsActions, 3), nil, nil},
 		{4, "viewer", first(nsActions, 2), nil, nil},
 		{5, "org_owner", nil, append(slices.Clone(orgActions), nsActions...), nil},
