@@ -101,9 +101,6 @@ func (s *Service) provisionPersonal(ctx context.Context, tx Tx, a Actor, u User)
 	if err := tx.InsertOrgMember(ctx, OrgMember{OrgID: org.ID, UserID: u.ID, Role: OrgRoleOwner, CreatedAt: now}); err != nil {
 		return Org{}, Namespace{}, err
 	}
-	if err := tx.NotifyMembership(ctx, OrgKey(org.ID), u.ID); err != nil {
-		return Org{}, Namespace{}, err
-	}
 	if err := s.auditAs(ctx, tx, a, actorKey, "org.create", OrgKey(org.ID),
 		map[string]any{"name": org.Name, "personal": true}); err != nil {
 		return Org{}, Namespace{}, err
@@ -129,12 +126,9 @@ func (s *Service) provisionPersonal(ctx context.Context, tx Tx, a Actor, u User)
 }
 
 // addNamespaceOwner makes userID the owner of a namespace just created and
-// records the creation: membership, notification, audit and outbox.
+// records the creation: membership, audit and outbox.
 func (s *Service) addNamespaceOwner(ctx context.Context, tx Tx, a Actor, actorKey string, ns Namespace, userID int64) error {
 	if err := tx.InsertMember(ctx, Member{NamespaceID: ns.ID, UserID: userID, Role: RoleOwner, CreatedAt: s.now()}); err != nil {
-		return err
-	}
-	if err := tx.NotifyMembership(ctx, NamespaceKey(ns.ID), userID); err != nil {
 		return err
 	}
 	if err := s.auditAs(ctx, tx, a, actorKey, "namespace.create", NamespaceKey(ns.ID),
@@ -395,7 +389,6 @@ func (s *Service) logInOIDC(ctx context.Context, id OIDCIdentity, email, name st
 	err := s.store.InTx(ctx, func(tx Tx) error {
 		now := s.now()
 		var u User
-		method := "oidc"
 		userID, err := tx.OIDCUserID(ctx, id.Issuer, id.Subject)
 		switch {
 		case err == nil:
@@ -424,7 +417,7 @@ func (s *Service) logInOIDC(ctx context.Context, id OIDCIdentity, email, name st
 			return err
 		}
 		return s.auditAs(ctx, tx, a, UserKey(u.ID), "user.login", UserKey(u.ID),
-			map[string]any{"method": method, "issuer": id.Issuer, "token_id": tok.ID})
+			map[string]any{"method": "oidc", "issuer": id.Issuer, "token_id": tok.ID})
 	})
 	return tok, err
 }

@@ -58,12 +58,9 @@ func (s *Service) nsAuthority(ctx context.Context, tx Tx, a Actor, ns Namespace,
 	return have, nil
 }
 
-// memberChanged notifies authorization caches, audits the change of
-// userID's membership of ns and queues it for Kubernetes (RoleBindings).
+// memberChanged audits the change of userID's membership of ns and queues
+// it for Kubernetes (RoleBindings).
 func (s *Service) memberChanged(ctx context.Context, tx Tx, a Actor, action string, ns Namespace, userID int64, detail map[string]any) error {
-	if err := tx.NotifyMembership(ctx, NamespaceKey(ns.ID), userID); err != nil {
-		return err
-	}
 	if detail == nil {
 		detail = map[string]any{}
 	}

@@ -38,12 +38,8 @@ func lockOrg(ctx context.Context, tx Tx, orgID int64) (Org, error) {
 	return o, err
 }
 
-// orgMemberChanged notifies authorization caches and audits a change of
-// userID's org membership.
+// orgMemberChanged audits a change of userID's org membership.
 func (s *Service) orgMemberChanged(ctx context.Context, tx Tx, a Actor, action string, orgID, userID int64, detail map[string]any) error {
-	if err := tx.NotifyMembership(ctx, OrgKey(orgID), userID); err != nil {
-		return err
-	}
 	if detail == nil {
 		detail = map[string]any{}
 	}
@@ -88,9 +84,6 @@ func (s *Service) CreateOrg(ctx context.Context, name, displayName string) (Org,
 		}
 		org = o
 		if err := tx.InsertOrgMember(ctx, OrgMember{OrgID: o.ID, UserID: a.UserID, Role: OrgRoleOwner, CreatedAt: s.now()}); err != nil {
-			return err
-		}
-		if err := tx.NotifyMembership(ctx, OrgKey(o.ID), a.UserID); err != nil {
 			return err
 		}
 		return s.audit(ctx, tx, a, "org.create", OrgKey(o.ID), map[string]any{"name": o.Name})
@@ -370,9 +363,6 @@ func (s *Service) TransferOrgOwnership(ctx context.Context, orgID, toUserID int6
 		}
 		if to.Role != OrgRoleOwner {
 			if _, err := tx.SetOrgMemberRole(ctx, orgID, toUserID, OrgRoleOwner); err != nil {
-				return err
-			}
-			if err := tx.NotifyMembership(ctx, OrgKey(orgID), toUserID); err != nil {
 				return err
 			}
 		}

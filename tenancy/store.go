@@ -115,10 +115,6 @@ type Tx interface {
 	InsertAudit(ctx context.Context, e AuditEntry) error
 	AuditLog(ctx context.Context, f AuditFilter, q PageQuery) ([]AuditEntry, error)
 	InsertOutbox(ctx context.Context, e OutboxEvent) error
-	// NotifyMembership tells every replica's authorization cache, through
-	// Postgres NOTIFY on MembershipChannel when the transaction commits,
-	// that user's assignments in domain ("ns:ID" or "org:ID") changed.
-	NotifyMembership(ctx context.Context, domain string, userID int64) error
 
 	EnqueueMail(ctx context.Context, m OutgoingMail) error
 	// ClaimMail claims up to limit due messages for lease: each claimed row
@@ -133,11 +129,6 @@ type Tx interface {
 	// and auth tokens that expired before tokenBefore.
 	Prune(ctx context.Context, rateBefore, tokenBefore time.Time) error
 }
-
-// MembershipChannel is the Postgres NOTIFY channel on which membership
-// changes are announced; the payload is "<domain> <user key>", e.g.
-// "ns:7 user:42".
-const MembershipChannel = "tenancy_membership"
 
 // NewUserRow is a user to insert.
 type NewUserRow struct {

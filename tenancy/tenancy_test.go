@@ -547,33 +547,3 @@ func TestAuditLogAccess(t *testing.T) {
 	require.NoError(t, err)
 	require.Empty(t, since.Edges)
 }
-
-func TestMembershipChangesAreAnnounced(t *testing.T) {
-	t.Parallel()
-	b := setup(t)
-	owner := b.user("ann-owner@example.com")
-	_, ns := b.personal(owner)
-	u := b.user("ann-member@example.com")
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := b.db.Pool.Acquire(ctx)
-	require.NoError(t, err)
-	defer conn.Release()
-	_, err = conn.Exec(ctx, "LISTEN "+tenancy.MembershipChannel)
-	require.NoError(t, err)
-
-	_, err = b.svc.AddMember(as(owner.ID), ns.ID, u.ID, tenancy.RoleViewer)
-	require.NoError(t, err)
-	n, err := conn.Conn().WaitForNotification(ctx)
-	require.NoError(t, err)
-	require.Equal(t, tenancy.NamespaceKey(ns.ID)+" "+tenancy.UserKey(u.ID), n.Payload)
-
-	// A refused change announces nothing: the next notice is the next change.
-	_, err = b.svc.AddMember(as(owner.ID), ns.ID, u.ID, tenancy.RoleViewer)
-	requireCode(t, err, errcode.Conflict)
-	require.NoError(t, b.svc.Leave(as(u.ID), ns.ID))
-	n, err = conn.Conn().WaitForNotification(ctx)
-	require.NoError(t, err)
-	require.Equal(t, tenancy.NamespaceKey(ns.ID)+" "+tenancy.UserKey(u.ID), n.Payload)
-}

@@ -82,13 +82,6 @@ func (q *queries) InsertOutbox(ctx context.Context, e tenancy.OutboxEvent) error
 	return storeErr("writing outbox", "outbox event", err)
 }
 
-const notifyMembership = `SELECT pg_notify('` + tenancy.MembershipChannel + `', $1)`
-
-func (q *queries) NotifyMembership(ctx context.Context, domain string, userID int64) error {
-	_, err := q.db.Exec(ctx, notifyMembership, domain+" "+tenancy.UserKey(userID))
-	return storeErr("notifying membership change", "membership", err)
-}
-
 const enqueueMail = `INSERT INTO mail_outbox (kind, recipient, subject, body_text, body_html, created_at, next_attempt_at)
 	VALUES ($1, $2, $3, $4, $5, $6, $6)`
 

@@ -1,0 +1,224 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tenantplane/tenantplane/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+type httpSetup struct {
+	url    string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// startHTTP runs an httpServer with the given checks and extra routes on a
+// loopback port until the test ends.
+func startHTTP(t *testing.T, cfg HTTPConfig, checks []check, routes map[string]http.Handler) *httpSetup {
+	t.Helper()
+	s := newHTTPServer(cfg, slog.New(slog.DiscardHandler), newRegistry(), checks)
+	for p, h := range routes {
+		s.handle(p, h)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.run(ctx, l) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return &httpSetup{url: "http://" + l.Addr().String(), cancel: cancel, done: done}
+}
+
+func testHTTPConfig() HTTPConfig {
+	c := defaultConfig().HTTP
+	c.Listen = "127.0.0.1:0"
+	c.MaxBodyBytes = 1024
+	c.ShutdownTimeout = 5 * time.Second
+	c.CORSOrigins = []string{"https://console.example.com"}
+	return c
+}
+
+func get(t *testing.T, url string, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	require.NoError(t, err)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, string(b)
+}
+
+func TestReadyzReflectsRealPostgres(t *testing.T) {
+	t.Parallel()
+	db := testenv.Postgres(t)
+	// A pool to a port nobody listens on: Postgres unreachable.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	deadAddr := l.Addr().String()
+	require.NoError(t, l.Close())
+	dead, err := pgxpool.New(context.Background(), "postgres://postgres@"+deadAddr+"/x?connect_timeout=1")
+	require.NoError(t, err)
+	t.Cleanup(dead.Close)
+
+	up := startHTTP(t, testHTTPConfig(), []check{{"postgres", db.Pool.Ping}}, nil)
+	resp, body := get(t, up.url+"/readyz")
+	require.Equal(t, http.StatusOK, resp.StatusCode, body)
+
+	down := startHTTP(t, testHTTPConfig(), []check{{"postgres", dead.Ping}}, nil)
+	resp, body = get(t, down.url+"/readyz")
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
+	require.Contains(t, body, `"postgres":`)
+	require.Contains(t, body, "connect")
+
+	resp, _ = get(t, down.url+"/healthz")
+	require.Equal(t, http.StatusOK, resp.StatusCode, "liveness does not depend on peers")
+}
+
+func TestMiddleware(t *testing.T) {
+	t.Parallel()
+	s := startHTTP(t, testHTTPConfig(), nil, map[string]http.Handler{
+		"GET /panic": http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("boom") }),
+		"POST /echo": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, err := io.ReadAll(r.Body)
+			if err != nil {
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					w.WriteHeader(http.StatusRequestEntityTooLarge)
+					return
+				}
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			_, _ = w.Write(b)
+		}),
+	})
+
+	t.Run("request id is made, or kept when well-formed", func(t *testing.T) {
+		resp, _ := get(t, s.url+"/healthz")
+		require.Len(t, resp.Header.Get(RequestIDHeader), 24)
+		resp, _ = get(t, s.url+"/healthz", RequestIDHeader, "abc-123")
+		require.Equal(t, "abc-123", resp.Header.Get(RequestIDHeader))
+		resp, _ = get(t, s.url+"/healthz", RequestIDHeader, "bad id\" <script>")
+		require.NotEqual(t, "bad id\" <script>", resp.Header.Get(RequestIDHeader))
+	})
+
+	t.Run("panic becomes a 500 naming the request id", func(t *testing.T) {
+		resp, body := get(t, s.url+"/panic")
+		require.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+		id := resp.Header.Get(RequestIDHeader)
+		require.NotEmpty(t, id)
+		require.Contains(t, body, `"requestId":"`+id+`"`)
+		require.Contains(t, body, `"code":"INTERNAL"`)
+		require.NotContains(t, body, "boom")
+	})
+
+	t.Run("body limit", func(t *testing.T) {
+		resp, err := http.Post(s.url+"/echo", "text/plain", strings.NewReader(strings.Repeat("x", 1024)))
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		resp, err = http.Post(s.url+"/echo", "text/plain", strings.NewReader(strings.Repeat("x", 1025)))
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+		// Chunked, so no Content-Length to refuse up front: the reader stops it.
+		req, err := http.NewRequest(http.MethodPost, s.url+"/echo", io.MultiReader(strings.NewReader(strings.Repeat("y", 4096))))
+		require.NoError(t, err)
+		req.ContentLength = -1
+		resp, err = http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
+	})
+
+	t.Run("cors only for configured origins", func(t *testing.T) {
+		req, _ := http.NewRequest(http.MethodOptions, s.url+"/echo", nil)
+		req.Header.Set("Origin", "https://console.example.com")
+		req.Header.Set("Access-Control-Request-Method", "POST")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		require.Equal(t, http.StatusNoContent, resp.StatusCode)
+		require.Equal(t, "https://console.example.com", resp.Header.Get("Access-Control-Allow-Origin"))
+
+		resp, _ = get(t, s.url+"/healthz", "Origin", "https://evil.example.com")
+		require.Empty(t, resp.Header.Get("Access-Control-Allow-Origin"))
+	})
+
+	t.Run("metrics count requests by route and status", func(t *testing.T) {
+		get(t, s.url+"/healthz")
+		get(t, s.url+"/no-such-page")
+		_, body := get(t, s.url+"/metrics")
+		require.Contains(t, body, `tenantplane_http_requests_total{code="200",method="GET",route="GET /healthz"}`)
+		require.Contains(t, body, `tenantplane_http_requests_total{code="404",method="GET",route="unmatched"}`)
+		require.Contains(t, body, `tenantplane_http_requests_total{code="500",method="GET",route="GET /panic"}`)
+		require.Contains(t, body, `tenantplane_http_request_duration_seconds_bucket`)
+		require.Contains(t, body, `go_goroutines`)
+	})
+}
+
+func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
+	t.Parallel()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	s := startHTTP(t, testHTTPConfig(), nil, map[string]http.Handler{
+		"GET /slow": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			close(started)
+			<-release
+			_, _ = io.WriteString(w, "finished")
+		}),
+	})
+	type result struct {
+		code int
+		body string
+		err  error
+	}
+	res := make(chan result, 1)
+	go func() {
+		resp, err := http.Get(s.url + "/slow")
+		if err != nil {
+			res <- result{err: err}
+			return
+		}
+		defer func() { _ = resp.Body.Close() }()
+		b, err := io.ReadAll(resp.Body)
+		res <- result{resp.StatusCode, string(b), err}
+	}()
+	<-started
+	s.cancel() // what SIGTERM does
+	select {
+	case err := <-s.done:
+		t.Fatalf("server stopped before its in-flight request finished: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	_, err := net.DialTimeout("tcp", strings.TrimPrefix(s.url, "http://"), time.Second)
+	require.Error(t, err, "no new connections once shutting down")
+	close(release)
+	r := <-res
+	require.NoError(t, r.err)
+	require.Equal(t, http.StatusOK, r.code)
+	require.Equal(t, "finished", r.body)
+	require.NoError(t, <-s.done)
+	s.done <- nil // for the cleanup
+}
