@@ -137,7 +137,7 @@ func TestInternalErrorsDoNotLeak(t *testing.T) {
 	t.Parallel()
 	e := graphtest.New(t)
 	u := e.SignUp(t, "leak@example.com")
-	_, err := e.Pool.Exec(context.Background(), `ALTER TABLE namespace_members RENAME TO namespace_members_gone`)
+	_, err := e.DB.Pool.Exec(context.Background(), `ALTER TABLE namespace_members RENAME TO namespace_members_gone`)
 	require.NoError(t, err)
 
 	req, err := http.NewRequest(http.MethodPost, e.Server.URL,

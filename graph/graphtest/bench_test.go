@@ -249,7 +249,9 @@ func BenchmarkMeQuery(b *testing.B) {
 	probe := e.MustDo(b, tokens[0], benchQuery, nil)
 	require.Contains(b, string(probe.Data), "members")
 
-	bare := httptest.NewServer(bareHandler(e.Pool))
+	// A pool like the server's: 20 connections.
+	barePool, _ := db.CountingPool(b, 20)
+	bare := httptest.NewServer(bareHandler(barePool))
 	b.Cleanup(bare.Close)
 
 	const warm, run = time.Second, 5 * time.Second

@@ -4,16 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantplane/tenantplane/graph"
@@ -26,14 +22,15 @@ import (
 
 // Env is one GraphQL server over a database of its own.
 type Env struct {
+	// DB is the database; DB.Pool is a pool of its own, beside the one
+	// the server uses, for tests that look at or break the tables.
 	DB         *testenv.DB
-	Pool       *pgxpool.Pool
 	Service    *tenancy.Service
 	Authorizer *authz.Authorizer
 	Handler    http.Handler
 	Server     *httptest.Server
 	Client     *http.Client
-	queries    atomic.Int64
+	queries    *testenv.QueryCounter
 }
 
 // Option adjusts an Env's configuration before it starts.
@@ -41,16 +38,6 @@ type Option func(*graph.Config, *tenancy.Config)
 
 // Argon2 keeps password hashing cheap in tests.
 var Argon2 = tenancy.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32, SaltLen: 16}
-
-// counter counts every statement sent through the pool.
-type counter struct{ n *atomic.Int64 }
-
-func (c counter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
-	c.n.Add(1)
-	return ctx
-}
-
-func (c counter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
 // New starts an Env: a fresh migrated database, the tenancy service with
 // loose rate limits, an authorizer and its listener, and the handler on a
@@ -65,14 +52,9 @@ func New(t testing.TB, opts ...Option) *Env {
 func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	e := &Env{DB: db}
-
-	pcfg, err := pgxpool.ParseConfig(db.URL)
-	require.NoError(t, err)
-	pcfg.MaxConns = 20
-	pcfg.ConnConfig.Tracer = counter{&e.queries}
-	e.Pool, err = pgxpool.NewWithConfig(ctx, pcfg)
-	require.NoError(t, err)
+	pool, queries := db.CountingPool(t, 20)
+	e := &Env{DB: db, queries: queries}
+	var err error
 
 	// A wide loader window keeps batches whole on a busy test machine.
 	gcfg := graph.Config{Introspection: true, LoaderWait: 10 * time.Millisecond}
@@ -91,14 +73,14 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	if gcfg.LoaderWait == 0 {
 		gcfg.LoaderWait = time.Millisecond // graph's default, which validate would also pick
 	}
-	e.Service, err = tenancy.New(tenancystore.New(e.Pool), tcfg, nil, nil)
+	e.Service, err = tenancy.New(tenancystore.New(pool), tcfg, nil, nil)
 	require.NoError(t, err)
 
-	ad, err := authzstore.NewAdapter(e.Pool)
+	ad, err := authzstore.NewAdapter(pool)
 	require.NoError(t, err)
 	e.Authorizer, err = authz.New(ctx, authz.Config{Adapter: ad})
 	require.NoError(t, err)
-	l, err := authzstore.NewListener(authzstore.ListenerConfig{Pool: e.Pool, Enforcer: e.Authorizer, ReconnectDelay: 100 * time.Millisecond})
+	l, err := authzstore.NewListener(authzstore.ListenerConfig{Pool: pool, Enforcer: e.Authorizer, ReconnectDelay: 100 * time.Millisecond})
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
@@ -111,7 +93,6 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 		e.Server.Close()
 		cancel()
 		<-done
-		e.Pool.Close()
 	})
 	select {
 	case <-l.Ready():
@@ -122,7 +103,7 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 }
 
 // Queries is how many statements the pool has sent so far.
-func (e *Env) Queries() int64 { return e.queries.Load() }
+func (e *Env) Queries() int64 { return e.queries.Count() }
 
 // SyncAuthz reloads the authorizer, so that membership changes made a
 // moment ago count without waiting for their notification.
@@ -229,9 +210,4 @@ func (e *Env) As(userID int64, admin bool) context.Context { return actorCtx(use
 // System returns a context acting as the platform itself.
 func (e *Env) System() context.Context {
 	return tenancy.WithActor(context.Background(), tenancy.Actor{System: "test", RequestID: "test"})
-}
-
-// Email returns a unique address for the test.
-func Email(t testing.TB, name string) string {
-	return fmt.Sprintf("%s-%d@example.com", name, time.Now().UnixNano())
 }
