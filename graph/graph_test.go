@@ -70,7 +70,7 @@ func TestSignUpLogInAndMe(t *testing.T) {
 	require.Len(t, ns.Members.Nodes, 1)
 	require.Equal(t, "ada@example.com", ns.Members.Nodes[0].User.Email)
 
-	r = e.MustDo(t, logIn.LogIn.Token, `mutation { logOut }`, nil)
+	e.MustDo(t, logIn.LogIn.Token, `mutation { logOut }`, nil)
 	r = e.Do(t, logIn.LogIn.Token, `{ me { id } }`, nil)
 	require.Equal(t, http.StatusUnauthorized, r.Status)
 	require.Equal(t, "UNAUTHENTICATED", r.Errors[0].Code())

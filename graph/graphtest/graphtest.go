@@ -92,7 +92,9 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	t.Cleanup(func() {
 		e.Server.Close()
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("authz listener: %v", err)
+		}
 	})
 	select {
 	case <-l.Ready():

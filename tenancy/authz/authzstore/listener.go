@@ -109,8 +109,8 @@ func (l *Listener) Run(ctx context.Context) error {
 	}
 	pl.Handle(Channel, handler{l})
 	err := pl.Listen(ctx)
-	if ctx.Err() != nil {
-		return nil
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil // Listen ends only with ctx; being stopped is no failure
 	}
 	return fmt.Errorf("listening for authz changes: %w", err)
 }
