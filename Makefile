@@ -13,9 +13,9 @@ BIN      := bin/tenantplane
 PKGS     ?= ./...
 TESTFLAGS ?=
 # Debian packages the tests and `make run` need: PostgreSQL for the database,
-# clang/llvm/libbpf for the eBPF program, iproute2/nftables/iperf3 for the
+# clang/llvm/libbpf for the eBPF program, iproute2/nftables/iperf3/ethtool for the
 # network tests.
-APT_PACKAGES := postgresql clang llvm libbpf-dev iproute2 nftables iperf3 ca-certificates
+APT_PACKAGES := postgresql clang llvm libbpf-dev iproute2 nftables iperf3 ethtool ca-certificates
 
 .PHONY: help
 help: ## List the targets
