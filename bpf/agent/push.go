@@ -1,0 +1,128 @@
+//go:build linux
+
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+)
+
+// ingestRequest is the body of POST /v1/usage.
+type ingestRequest struct {
+	Events []Event `json:"events"`
+}
+
+// ingestResponse is the ingest API's answer to a batch.
+type ingestResponse struct {
+	Accepted   int `json:"accepted"`
+	Stored     int `json:"stored"`
+	Duplicates int `json:"duplicates"`
+	Rejected   []struct {
+		Index   int    `json:"index"`
+		Code    string `json:"code"`
+		Field   string `json:"field"`
+		Message string `json:"message"`
+	} `json:"rejected"`
+}
+
+// push sends the pending batches in order until one fails, and saves the
+// state once the sent ones are off it. A batch that was sent but not taken
+// off the saved state is sent again after a restart, and its events are
+// then duplicates the ingest API ignores.
+func (a *Agent) push(ctx context.Context) {
+	sent := 0
+	for sent < len(a.st.Pending) {
+		ok := a.send(ctx, a.st.Pending[sent])
+		if !ok {
+			break
+		}
+		sent++
+	}
+	if sent == 0 {
+		return
+	}
+	snap := a.st.snapshot()
+	a.mu.Lock()
+	a.st.Pending = a.st.Pending[sent:]
+	a.mu.Unlock()
+	if !a.save(snap, "a push") {
+		// The file still has them: keep going without them, they are
+		// sent again, as duplicates, only if the agent restarts first.
+		a.mu.Lock()
+		a.st.Pending = a.st.Pending[sent:]
+		a.mu.Unlock()
+	}
+	a.updateGauges()
+}
+
+// send posts one batch, in requests of at most MaxEventsPerRequest events.
+// It reports whether the batch is done with: accepted, or refused for good
+// (a malformed or oversized request, which no retry mends).
+func (a *Agent) send(ctx context.Context, b batch) bool {
+	token, err := os.ReadFile(a.cfg.TokenFile)
+	if err != nil {
+		a.m.pushErrors.Inc()
+		a.log.Error("reading the ServiceAccount token", "file", a.cfg.TokenFile, "err", err)
+		return false
+	}
+	for start := 0; start < len(b.Events); start += a.cfg.MaxEventsPerRequest {
+		events := b.Events[start:min(start+a.cfg.MaxEventsPerRequest, len(b.Events))]
+		status, resp, err := a.post(ctx, strings.TrimSpace(string(token)), events)
+		switch {
+		case err != nil:
+			a.m.pushErrors.Inc()
+			a.log.Warn("pushing network usage; will retry", "batch", b.Seq, "err", err)
+			return false
+		case status == http.StatusOK:
+			a.m.pushed.WithLabelValues("stored").Add(float64(resp.Stored))
+			a.m.pushed.WithLabelValues("duplicate").Add(float64(resp.Duplicates))
+			a.m.pushed.WithLabelValues("rejected").Add(float64(len(resp.Rejected)))
+			for _, r := range resp.Rejected {
+				e := events[min(max(r.Index, 0), len(events)-1)]
+				a.log.Warn("the ingest API rejected a network usage event", "batch", b.Seq, "namespace", e.Namespace,
+					"resource", e.Resource, "quantity", e.Quantity, "code", r.Code, "field", r.Field, "message", r.Message)
+			}
+		case status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge || status == http.StatusUnprocessableEntity:
+			a.m.pushed.WithLabelValues("dropped").Add(float64(len(events)))
+			a.log.Error("the ingest API refused a batch of network usage for good; dropping it", "batch", b.Seq, "status", status, "events", len(events))
+		default:
+			a.m.pushErrors.Inc()
+			a.log.Warn("pushing network usage; will retry", "batch", b.Seq, "status", status)
+			return false
+		}
+	}
+	return true
+}
+
+func (a *Agent) post(ctx context.Context, token string, events []Event) (int, ingestResponse, error) {
+	var resp ingestResponse
+	body, err := json.Marshal(ingestRequest{Events: events})
+	if err != nil {
+		return 0, resp, fmt.Errorf("encode events: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.cfg.IngestURL, bytes.NewReader(body))
+	if err != nil {
+		return 0, resp, fmt.Errorf("build request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := a.http.Do(req)
+	if err != nil {
+		return 0, resp, fmt.Errorf("post usage: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<16))
+		return res.StatusCode, resp, nil
+	}
+	if err := json.NewDecoder(io.LimitReader(res.Body, 16<<20)).Decode(&resp); err != nil {
+		return res.StatusCode, resp, fmt.Errorf("decode ingest response: %w", err)
+	}
+	return res.StatusCode, resp, nil
+}
