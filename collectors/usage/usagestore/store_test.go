@@ -49,7 +49,9 @@ func setup(t *testing.T) *bundle {
 	return b
 }
 
-func minute(h, m int) time.Time { return day0.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute) }
+func minute(h, m int) time.Time {
+	return day0.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute)
+}
 
 func (b *bundle) sum(t *testing.T, q string, args ...any) int64 {
 	t.Helper()
