@@ -216,7 +216,6 @@ func (c *Collector) ensureLeaseNamespace(ctx context.Context) error {
 	return nil
 }
 
-
 // StartInformers starts the pod and claim informers and returns when they
 // have listed everything. Run calls it; a test that drives Tick by itself
 // calls it instead of Run.

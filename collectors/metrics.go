@@ -10,11 +10,11 @@ import (
 
 // metrics are the collectors' Prometheus series.
 type metrics struct {
-	samples   *prometheus.CounterVec
-	gaps      *prometheus.CounterVec
+	samples    *prometheus.CounterVec
+	gaps       *prometheus.CounterVec
 	watermarks *prometheus.GaugeVec
-	leader    prometheus.Gauge
-	ingested  *prometheus.CounterVec
+	leader     prometheus.Gauge
+	ingested   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
