@@ -76,9 +76,9 @@ func (c *computeMeter) upsert(obj any) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if old := c.pods[pod.UID]; old != nil {
-		// A start or end once known stays: a later object that lacks it
-		// (a restarted kubelet) does not make the pod younger.
-		if !old.start.IsZero() {
+		// A start once known stays when a later object lacks it, and so
+		// does an end.
+		if r.start.IsZero() {
 			r.start = old.start
 		}
 		if !old.end.IsZero() {

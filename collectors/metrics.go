@@ -35,13 +35,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "tenantplane_usage_collector_leader",
 			Help: "1 while this replica leads the collectors.",
 		}),
-		ingested: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "tenantplane_usage_ingest_events_total",
-			Help: "Events received by POST /v1/usage, by meter and outcome (stored, duplicate, rejected).",
-		}, []string{"meter", "outcome"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.samples, m.gaps, m.watermarks, m.leader, m.ingested)
+		reg.MustRegister(m.samples, m.gaps, m.watermarks, m.leader)
 	}
 	return m
 }
@@ -55,4 +51,15 @@ func (m *metrics) written(src string, b usage.MinuteBatch) {
 
 func (m *metrics) watermark(src string, t time.Time) {
 	m.watermarks.WithLabelValues(src).Set(float64(t.Unix()))
+}
+
+func newIngestMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{ingested: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tenantplane_usage_ingest_events_total",
+		Help: "Events received by POST /v1/usage, by meter and outcome (stored, duplicate, rejected).",
+	}, []string{"meter", "outcome"})}
+	if reg != nil {
+		reg.MustRegister(m.ingested)
+	}
+	return m
 }
