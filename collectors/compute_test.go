@@ -99,7 +99,9 @@ func TestComputeExactQuantities(t *testing.T) {
 		Overhead: &nodev1.Overhead{PodFixed: res("60m", "20Mi")},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.kube.Client().NodeV1().RuntimeClasses().Delete(t.Context(), rc.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = b.kube.Client().NodeV1().RuntimeClasses().Delete(t.Context(), rc.Name, metav1.DeleteOptions{})
+	})
 	always := corev1.ContainerRestartPolicyAlways
 	sidecar := container("proxy", "100m", "50Mi")
 	sidecar.RestartPolicy = &always

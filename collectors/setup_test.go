@@ -3,9 +3,9 @@ package collectors
 import (
 	"context"
 	"fmt"
-	"sort"
 	"io"
 	"log/slog"
+	"sort"
 	"sync"
 	"testing"
 	"time"
