@@ -29,7 +29,9 @@ func (b *bundle) claim(t *testing.T, ns, name, class, size string) {
 		},
 	}, metav1.CreateOptions{})
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.kube.Client().CoreV1().PersistentVolumes().Delete(t.Context(), pv.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = b.kube.Client().CoreV1().PersistentVolumes().Delete(t.Context(), pv.Name, metav1.DeleteOptions{})
+	})
 	_, err = b.kube.Client().CoreV1().PersistentVolumeClaims(ns).Create(b.ctx, &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: corev1.PersistentVolumeClaimSpec{
