@@ -54,6 +54,11 @@ type bundle struct {
 
 func setup(t *testing.T, pods bool) *bundle {
 	t.Helper()
+	return setupTB(t, pods)
+}
+
+func setupTB(t testing.TB, pods bool) *bundle {
+	t.Helper()
 	db := testenv.Postgres(t)
 	b := &bundle{ctx: t.Context(), pool: db.Pool, store: usagestore.New(db.Pool), clock: &fakeClock{},
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
@@ -72,13 +77,13 @@ func setup(t *testing.T, pods bool) *bundle {
 	return b
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) { w.t.Log(string(p)); return len(p), nil }
 
 // namespace creates a Kubernetes namespace and, when tenant, its row in
 // the namespaces table with state; it returns the name and the row's id.
-func (b *bundle) namespace(t *testing.T, tenant bool, state string) (string, int64) {
+func (b *bundle) namespace(t testing.TB, tenant bool, state string) (string, int64) {
 	t.Helper()
 	ns, err := b.kube.Client().CoreV1().Namespaces().Create(b.ctx, &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{GenerateName: "usage-", Labels: map[string]string{"app.kubernetes.io/managed-by": "tenantplane"}},

@@ -2,7 +2,6 @@ package usage
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -62,28 +61,59 @@ func Unit(resource string) string {
 	return "units"
 }
 
-var (
-	nameRE  = regexp.MustCompile(`^[a-z][a-z0-9_.-]{0,62}$`)
-	classRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_./-]{0,252}$|^$`)
-	keyRE   = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
-)
+// The checks below are loops rather than regular expressions: the ingest
+// API runs them on every event.
 
 // ValidResource reports whether s is a well-formed resource name: lower
 // case letters, digits, '_', '.', '-', starting with a letter, at most 63
 // characters.
-func ValidResource(s string) bool { return nameRE.MatchString(s) }
+func ValidResource(s string) bool {
+	if len(s) == 0 || len(s) > 63 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidSource reports whether s is a well-formed source (collector or meter)
 // name; the rules are those of resources.
-func ValidSource(s string) bool { return nameRE.MatchString(s) }
+func ValidSource(s string) bool { return ValidResource(s) }
 
 // ValidClass reports whether s is a well-formed class: empty, or up to 253
-// characters of letters, digits, '_', '.', '/', '-'.
-func ValidClass(s string) bool { return classRE.MatchString(s) }
+// characters of letters, digits, '_', '.', '/', '-', starting with a
+// letter or digit.
+func ValidClass(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '/' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // ValidKey reports whether s is a well-formed idempotency key: 1 to 128
 // printable ASCII characters without spaces.
-func ValidKey(s string) bool { return keyRE.MatchString(s) }
+func ValidKey(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
 
 // Validate checks a sample before it is written.
 func (s Sample) Validate() error {

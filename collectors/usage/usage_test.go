@@ -83,3 +83,16 @@ func TestSampleValidateAndUnits(t *testing.T) {
 	require.Equal(t, "device-minutes", Unit(GPU))
 	require.Equal(t, 24*time.Hour, ByDay.Step())
 }
+
+func TestNameRules(t *testing.T) {
+	t.Parallel()
+	for s, want := range map[string]bool{"cpu": true, "network.egress": true, "a_b-c.d9": true, "": false, "9cpu": false, "CPU": false, "cpu ": false} {
+		require.Equal(t, want, ValidResource(s), s)
+	}
+	for s, want := range map[string]bool{"": true, "nvidia.com/gpu": true, "Fast-SSD_2": true, "/x": false, "a b": false, "é": false} {
+		require.Equal(t, want, ValidClass(s), s)
+	}
+	for s, want := range map[string]bool{"k": true, "a:b/c#1": true, "": false, "a b": false, "\x7f": false} {
+		require.Equal(t, want, ValidKey(s), s)
+	}
+}

@@ -108,16 +108,59 @@ func validate(source string, samples []usage.Sample) error {
 	return nil
 }
 
-// writeStaged copies samples into the staging table and inserts them, in
-// tx, holding the close lock shared.
+const (
+	qClosedThrough = `SELECT closed_through FROM usage_rollup_state`
+	// qMarkDirty marks the (hour, namespace) pairs of rows that landed in
+	// closed hours for a correction.
+	qMarkDirty = `INSERT INTO usage_dirty_hours (hour, namespace_id)
+SELECT DISTINCT date_trunc('hour', m, 'UTC'), ns FROM unnest($1::timestamptz[], $2::bigint[]) AS d(m, ns)
+ON CONFLICT DO NOTHING`
+)
+
+var minuteColumns = []string{"namespace_id", "minute", "resource", "class", "source", "key", "quantity"}
+
+// writeStaged writes samples in tx, holding the close lock shared. The
+// usual batch holds no stored key and is copied straight into
+// usage_minute; if a key is already stored, that copy fails on the unique
+// key, is rolled back to its savepoint, and the batch is copied into the
+// staging table and inserted with ON CONFLICT DO NOTHING instead. Either
+// way a stored key is never written twice.
 func writeStaged(ctx context.Context, tx pgx.Tx, source string, samples []usage.Sample) (usage.WriteResult, error) {
 	if _, err := tx.Exec(ctx, qLockShared, closeLock); err != nil {
 		return usage.WriteResult{}, fmt.Errorf("taking the close lock: %w", err)
 	}
+	var closed *time.Time
+	if err := tx.QueryRow(ctx, qClosedThrough).Scan(&closed); err != nil {
+		return usage.WriteResult{}, fmt.Errorf("reading closed hours: %w", err)
+	}
+	sp, err := tx.Begin(ctx)
+	if err != nil {
+		return usage.WriteResult{}, fmt.Errorf("savepoint: %w", err)
+	}
+	_, err = sp.CopyFrom(ctx, pgx.Identifier{"usage_minute"}, minuteColumns, pgx.CopyFromSlice(len(samples), func(i int) ([]any, error) {
+		x := &samples[i]
+		return []any{x.NamespaceID, x.Minute, x.Resource, x.Class, source, x.Key, x.Quantity}, nil
+	}))
+	if err == nil {
+		if err := sp.Commit(ctx); err != nil {
+			return usage.WriteResult{}, fmt.Errorf("releasing savepoint: %w", err)
+		}
+		if err := markLate(ctx, tx, closed, samples); err != nil {
+			return usage.WriteResult{}, err
+		}
+		return usage.WriteResult{Inserted: len(samples)}, nil
+	}
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+		return usage.WriteResult{}, fmt.Errorf("copying samples: %w", err)
+	}
+	if err := sp.Rollback(ctx); err != nil {
+		return usage.WriteResult{}, fmt.Errorf("rolling back to savepoint: %w", err)
+	}
 	if _, err := tx.Exec(ctx, qCreateStaging); err != nil {
 		return usage.WriteResult{}, fmt.Errorf("creating the staging table: %w", err)
 	}
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{"usage_staging"}, stagingColumns, pgx.CopyFromSlice(len(samples), func(i int) ([]any, error) {
+	_, err = tx.CopyFrom(ctx, pgx.Identifier{"usage_staging"}, stagingColumns, pgx.CopyFromSlice(len(samples), func(i int) ([]any, error) {
 		x := &samples[i]
 		return []any{x.NamespaceID, x.Minute, x.Resource, x.Class, x.Key, x.Quantity}, nil
 	}))
@@ -129,6 +172,29 @@ func writeStaged(ctx context.Context, tx pgx.Tx, source string, samples []usage.
 		return usage.WriteResult{}, fmt.Errorf("inserting staged samples: %w", err)
 	}
 	return usage.WriteResult{Inserted: inserted, Duplicates: len(samples) - inserted}, nil
+}
+
+// markLate marks the hours of samples before closed (all of them new) for
+// a correction.
+func markLate(ctx context.Context, tx pgx.Tx, closed *time.Time, samples []usage.Sample) error {
+	if closed == nil {
+		return nil
+	}
+	var minutes []time.Time
+	var ns []int64
+	for i := range samples {
+		if samples[i].Minute.Before(*closed) {
+			minutes = append(minutes, samples[i].Minute)
+			ns = append(ns, samples[i].NamespaceID)
+		}
+	}
+	if len(minutes) == 0 {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, qMarkDirty, minutes, ns); err != nil {
+		return fmt.Errorf("marking late hours: %w", err)
+	}
+	return nil
 }
 
 const (
