@@ -240,7 +240,26 @@ func (c *Collector) StartInformers(ctx context.Context) error {
 	now := c.now().UTC()
 	c.compute.markSynced(now)
 	c.storage.markSynced(now)
+	go c.pruneLoop(ctx)
 	return nil
+}
+
+// pruneLoop forgets, every minute, what ended before any leader could
+// still need it: further back than MaxCatchUp. The leader prunes closer,
+// at its watermark, as it samples; a standby relies on this.
+func (c *Collector) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		before := c.now().UTC().Add(-c.cfg.MaxCatchUp - c.cfg.SettleDelay - 2*time.Minute)
+		c.compute.prune(before)
+		c.storage.prune(before)
+	}
 }
 
 // lead samples while this replica leads.

@@ -103,20 +103,26 @@ func (c *computeMeter) remove(obj any) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	key := types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}
+	if c.byName[key] == pod.UID {
+		delete(c.byName, key)
+	}
 	r := c.pods[pod.UID]
 	if r == nil {
 		r = newPodRecord(pod, c.extended)
 		c.pods[pod.UID] = r
 	}
+	if r.start.IsZero() {
+		// It never started: there is nothing to meter.
+		delete(c.pods, pod.UID)
+		delete(c.usage, pod.UID)
+		return
+	}
 	if end := podEnd(pod); r.end.IsZero() && !end.IsZero() {
 		r.end = end
 	}
-	if !r.start.IsZero() && r.end.IsZero() {
+	if r.end.IsZero() {
 		r.end = removedEnd(pod, seen)
-	}
-	key := types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}
-	if c.byName[key] == pod.UID {
-		delete(c.byName, key)
 	}
 }
 

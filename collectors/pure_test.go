@@ -208,3 +208,24 @@ func TestComputeMeterUsesUsageWhenHigher(t *testing.T) {
 	_, reasons = c.sample(m0.Add(-2*time.Hour), tenants)
 	require.Equal(t, []string{usage.GapNotObserved}, reasons)
 }
+
+func TestMetersForgetWhatNeverStartedAndWhatEnded(t *testing.T) {
+	t.Parallel()
+	m0 := time.Date(2030, 1, 1, 10, 0, 0, 0, time.UTC)
+	c := newComputeMeter(BasisRequest, BasisRequest, nil, func() time.Time { return m0 })
+	pending := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "t", Name: "p", UID: "u1"}}
+	c.upsert(pending)
+	c.remove(pending)
+	require.Empty(t, c.pods, "a pod that never started leaves nothing behind")
+
+	start := metav1.NewTime(m0.Add(-time.Hour))
+	ran := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "t", Name: "q", UID: "u2"}, Spec: corev1.PodSpec{NodeName: "n"},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, StartTime: &start}}
+	c.upsert(ran)
+	c.remove(ran)
+	require.Equal(t, m0, c.pods["u2"].end, "force-deleted: ends when seen gone")
+	c.prune(m0)
+	require.Len(t, c.pods, 1, "kept until the minute it ended in is behind")
+	c.prune(m0.Add(time.Second))
+	require.Empty(t, c.pods)
+}

@@ -88,7 +88,12 @@ func (s *storageMeter) remove(obj any) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r := s.pvcs[pvc.UID]; r != nil && r.end.IsZero() {
+	r := s.pvcs[pvc.UID]
+	if r != nil && r.start.IsZero() {
+		delete(s.pvcs, pvc.UID) // never bound: nothing to meter
+		return
+	}
+	if r != nil && r.end.IsZero() {
 		r.end = seen
 		if dt := pvc.DeletionTimestamp; dt != nil && dt.Time.Before(seen) {
 			r.end = dt.UTC()
