@@ -79,7 +79,7 @@ func BenchmarkIngest(b *testing.B) {
 		for range conns {
 			wg.Go(func() {
 				for body := range work {
-					req, _ := http.NewRequest(http.MethodPost, srv, bytes.NewReader(body))
+					req, _ := http.NewRequestWithContext(bb.ctx, http.MethodPost, srv, bytes.NewReader(body))
 					req.Header.Set("Authorization", "Bearer "+ib.meter)
 					resp, err := client.Do(req)
 					if err != nil {
@@ -153,7 +153,7 @@ func BenchmarkStoreCopyFromVsPsql(b *testing.B) {
 		require.NoError(b, err)
 		require.Equal(b, len(samples), res.Inserted)
 
-		cmd := exec.Command(psql, db.URL, "-v", "ON_ERROR_STOP=1", "-c",
+		cmd := exec.CommandContext(ctx, psql, db.URL, "-v", "ON_ERROR_STOP=1", "-c",
 			`\copy usage_minute (namespace_id, minute, resource, class, source, key, quantity) FROM '`+csv+`' WITH (FORMAT csv)`)
 		start = time.Now()
 		out, err := cmd.CombinedOutput()
@@ -226,7 +226,7 @@ func benchSetup(b *testing.B) *bundle {
 // its URL.
 func newLoopbackServer(b *testing.B, h http.Handler) string {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := (&net.ListenConfig{}).Listen(b.Context(), "tcp", "127.0.0.1:0")
 	require.NoError(b, err)
 	go func() { _ = srv.Serve(l) }()
 	b.Cleanup(func() { _ = srv.Close() })
