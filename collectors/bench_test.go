@@ -10,10 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -72,6 +76,7 @@ func BenchmarkIngest(b *testing.B) {
 		close(work)
 		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conns}}
 		b.StartTimer()
+		cpu0, pg0 := processCPU(b), postgresCPU(b, bb)
 		start := time.Now()
 		var wg sync.WaitGroup
 		var mu sync.Mutex
@@ -101,9 +106,14 @@ func BenchmarkIngest(b *testing.B) {
 		}
 		wg.Wait()
 		elapsed := time.Since(start)
+		goCPU, pgCPU := processCPU(b)-cpu0, postgresCPU(b, bb)-pg0
 		b.StopTimer()
 		require.Equal(b, total, stored)
 		b.ReportMetric(float64(total)/elapsed.Seconds(), "events/s")
+		// CPU per event, which the machine's other load does not change:
+		// this process (server and client) and the Postgres backends.
+		b.ReportMetric(float64(goCPU.Microseconds())/total, "go-cpu-µs/event")
+		b.ReportMetric(float64(pgCPU.Microseconds())/total, "pg-cpu-µs/event")
 	}
 }
 
@@ -231,4 +241,35 @@ func newLoopbackServer(b *testing.B, h http.Handler) string {
 	go func() { _ = srv.Serve(l) }()
 	b.Cleanup(func() { _ = srv.Close() })
 	return "http://" + l.Addr().String() + "/v1/usage"
+}
+
+// processCPU returns the CPU time this process has used.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	require.NoError(b, syscall.Getrusage(syscall.RUSAGE_SELF, &ru))
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// postgresCPU returns the CPU time used so far by the processes of the
+// test's Postgres cluster that are alive now (its pool keeps its
+// backends), from /proc.
+func postgresCPU(b *testing.B, bb *bundle) time.Duration {
+	rows, err := bb.pool.Query(bb.ctx, `SELECT pid FROM pg_stat_activity`)
+	require.NoError(b, err)
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	require.NoError(b, err)
+	var ticks int64
+	for _, pid := range pids {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// Fields after the command name, which is in parentheses: utime
+		// and stime are the 14th and 15th fields of the line.
+		f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+2:]))
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		s, _ := strconv.ParseInt(f[12], 10, 64)
+		ticks += u + s
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ
 }
