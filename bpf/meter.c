@@ -13,8 +13,9 @@
 // endpoint map turns it into the endpoint id that user space assigned to the
 // pod, so an address reused by a later pod is billed to that pod. The remote
 // address is looked up in an LPM trie of cluster prefixes filled by user
-// space; no match is class 0, the internet. Link-local, multicast and
-// broadcast traffic and IPv6 neighbour discovery are not counted.
+// space; no match is class 0, the internet. A packet from or to a
+// link-local, multicast, broadcast or unspecified address, and IPv6
+// neighbour discovery, is not counted, whichever way it goes.
 //
 // Bytes are IP bytes (the skb without its Ethernet header), as netfilter
 // counts them. Wire bytes count each TSO/GSO segment with its own IP and
@@ -118,20 +119,30 @@ static __always_inline void set_v4(struct addr *a, const __u8 *ip)
 	__builtin_memcpy(&a->b[12], ip, 4);
 }
 
-// v4_unbilled: link-local 169.254/16, multicast 224/4, broadcast.
+// v4_unbilled: link-local 169.254/16, multicast 224/4, broadcast and the
+// unspecified 0.0.0.0.
 static __always_inline int v4_unbilled(const __u8 *ip)
 {
 	if (ip[0] == 169 && ip[1] == 254)
 		return 1;
 	if ((ip[0] & 0xf0) == 0xe0)
 		return 1;
-	return ip[0] == 255 && ip[1] == 255 && ip[2] == 255 && ip[3] == 255;
+	__u8 all = ip[0] & ip[1] & ip[2] & ip[3];
+	__u8 any = ip[0] | ip[1] | ip[2] | ip[3];
+	return all == 255 || any == 0;
 }
 
-// v6_link_local: fe80::/10.
-static __always_inline int v6_link_local(const __u8 *ip)
+// v6_unbilled: link-local fe80::/10, multicast ff00::/8 and the
+// unspecified :: of duplicate address detection and early MLD reports.
+static __always_inline int v6_unbilled(const __u8 *ip)
 {
-	return ip[0] == 0xfe && (ip[1] & 0xc0) == 0x80;
+	if (ip[0] == 0xff || (ip[0] == 0xfe && (ip[1] & 0xc0) == 0x80))
+		return 1;
+	__u8 any = 0;
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		any |= ip[i];
+	return any == 0;
 }
 
 static __always_inline int meter(struct __sk_buff *skb, __u8 direction)
@@ -159,7 +170,7 @@ static __always_inline int meter(struct __sk_buff *skb, __u8 direction)
 		const __u8 *src = &ip[12], *dst = &ip[16];
 		const __u8 *mine = direction == DIR_EGRESS ? src : dst;
 		const __u8 *theirs = direction == DIR_EGRESS ? dst : src;
-		if (v4_unbilled(theirs) || (mine[0] == 169 && mine[1] == 254))
+		if (v4_unbilled(src) || v4_unbilled(dst))
 			return TCX_NEXT;
 		set_v4(&local, mine);
 		set_v4(&remote, theirs);
@@ -178,16 +189,10 @@ static __always_inline int meter(struct __sk_buff *skb, __u8 direction)
 		const __u8 *src = &ip[8], *dst = &ip[24];
 		const __u8 *mine = direction == DIR_EGRESS ? src : dst;
 		const __u8 *theirs = direction == DIR_EGRESS ? dst : src;
-		// Multicast (ff00::/8), link-local either way, and the
-		// unspecified address of duplicate address detection.
-		if (theirs[0] == 0xff || v6_link_local(theirs) || v6_link_local(mine))
+		if (v6_unbilled(src) || v6_unbilled(dst))
 			return TCX_NEXT;
 		__builtin_memcpy(local.b, mine, 16);
 		__builtin_memcpy(remote.b, theirs, 16);
-		if ((local.b[0] | local.b[1] | local.b[2] | local.b[3] | local.b[4] | local.b[5] |
-		     local.b[6] | local.b[7] | local.b[8] | local.b[9] | local.b[10] | local.b[11] |
-		     local.b[12] | local.b[13] | local.b[14] | local.b[15]) == 0)
-			return TCX_NEXT;
 		l4proto = ip[6];
 		if (l4proto == IPPROTO_ICMPV6_) {
 			__u8 type;

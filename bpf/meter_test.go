@@ -120,6 +120,8 @@ func TestClassifier(t *testing.T) {
 		{name: "v4 broadcast is not billed", dir: Egress, pkt: packet{src: podA, dst: netip.MustParseAddr("255.255.255.255"), proto: protoUDP, l4: 8}},
 		{name: "v4 link-local is not billed", dir: Egress, pkt: tcp(podA, netip.MustParseAddr("169.254.169.254"), 10)},
 		{name: "v4 from a link-local address is not billed", dir: Egress, pkt: tcp(netip.MustParseAddr("169.254.1.2"), internet, 10)},
+		{name: "v4 multicast to the pod is not billed", dir: Ingress, pkt: packet{src: internet, dst: netip.MustParseAddr("224.0.0.1"), proto: protoUDP, l4: 8, payload: 40}},
+		{name: "v4 from the unspecified address is not billed", dir: Ingress, pkt: packet{src: netip.IPv4Unspecified(), dst: podA, proto: protoUDP, l4: 8}},
 		{name: "v6 echo to the internet", dir: Egress, pkt: packet{src: podA6, dst: inet6, proto: protoICMPv6, l4: 8, icmp: 128, payload: 56},
 			want: map[counterKey]count{{endpointA, Egress, ClassInternet}: {104, 104, 1}}},
 		{name: "v6 ingress from a pod", dir: Ingress, pkt: tcp(podB6, podA6, 1000),
@@ -131,6 +133,9 @@ func TestClassifier(t *testing.T) {
 		{name: "v6 link-local is not billed", dir: Egress, pkt: tcp(netip.MustParseAddr("fe80::1"), inet6, 10)},
 		{name: "v6 to a link-local address is not billed", dir: Egress, pkt: tcp(podA6, netip.MustParseAddr("fe80::1"), 10)},
 		{name: "v6 from the unspecified address is not billed", dir: Egress, pkt: packet{src: netip.IPv6Unspecified(), dst: inet6, proto: protoUDP, l4: 8}},
+		{name: "v6 MLD report from the unspecified address to the pod is not billed", dir: Ingress, pkt: packet{src: netip.IPv6Unspecified(), dst: netip.MustParseAddr("ff02::16"), proto: protoICMPv6, l4: 8, icmp: 143, payload: 40}},
+		{name: "v6 multicast from a global address to the pod is not billed", dir: Ingress, pkt: packet{src: inet6, dst: netip.MustParseAddr("ff02::1"), proto: protoUDP, l4: 8, payload: 40}},
+		{name: "v6 to the unspecified address is not billed", dir: Ingress, pkt: packet{src: inet6, dst: netip.IPv6Unspecified(), proto: protoUDP, l4: 8}},
 		// 2,900 payload bytes in segments of 1,000: three segments, each
 		// with 20 + 32 header bytes.
 		{name: "v4 TSO counts each segment's headers", dir: Egress, pkt: tcp(podA, internet, 2900), gsoSize: 1000,

@@ -16,15 +16,16 @@ import (
 // the node's veths have TSO and GSO off, so every TSO/GSO skb is cut into
 // its segments on the way out, and the receiver counts them one by one.
 
-// Rules that skip what is not billed, as the program does. remote and
-// local are "saddr" or "daddr".
-func unbilled(remote, local string) string {
-	return fmt.Sprintf(`		ip %[1]s { 169.254.0.0/16, 224.0.0.0/4, 255.255.255.255 } return
-		ip %[2]s 169.254.0.0/16 return
-		ip6 %[1]s { fe80::/10, ff00::/8 } return
-		ip6 %[2]s { fe80::/10, ::/128 } return
+// Rules that skip what is not billed, as the program does: anything from
+// or to a link-local, multicast, broadcast or unspecified address, and
+// IPv6 neighbour discovery.
+func unbilled() string {
+	return `		ip saddr { 0.0.0.0, 169.254.0.0/16, 224.0.0.0/4, 255.255.255.255 } return
+		ip daddr { 0.0.0.0, 169.254.0.0/16, 224.0.0.0/4, 255.255.255.255 } return
+		ip6 saddr { ::, fe80::/10, ff00::/8 } return
+		ip6 daddr { ::, fe80::/10, ff00::/8 } return
 		icmpv6 type { nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect } return
-`, remote, local)
+`
 }
 
 func clusterSets() string {
@@ -67,9 +68,9 @@ func (w *world) installReference() {
 		fmt.Fprintf(&pre, "\t\tiifname %q jump eg_%s\n", p.hostIf, s)
 		fmt.Fprintf(&post, "\t\toifname %q jump in_%s\n", p.hostIf, s)
 		fmt.Fprintf(&input, "\t\tiifname %q jump local_%s\n", p.hostIf, s)
-		fmt.Fprintf(&chains, "\tchain eg_%s {\n%s%s\t}\n", s, unbilled("daddr", "saddr"), classify(s+"_eg", "daddr"))
-		fmt.Fprintf(&chains, "\tchain in_%s {\n%s%s\t}\n", s, unbilled("saddr", "daddr"), classify(s+"_in", "saddr"))
-		fmt.Fprintf(&chains, "\tchain local_%s {\n%s%s\t}\n", s, unbilled("daddr", "saddr"), classify(s+"_local", "daddr"))
+		fmt.Fprintf(&chains, "\tchain eg_%s {\n%s%s\t}\n", s, unbilled(), classify(s+"_eg", "daddr"))
+		fmt.Fprintf(&chains, "\tchain in_%s {\n%s%s\t}\n", s, unbilled(), classify(s+"_in", "saddr"))
+		fmt.Fprintf(&chains, "\tchain local_%s {\n%s%s\t}\n", s, unbilled(), classify(s+"_local", "daddr"))
 	}
 	w.node.NFT(fmt.Sprintf(`table inet ref {
 %s%s%s	chain pre {
@@ -89,9 +90,13 @@ func (w *world) installReference() {
 	from := func(self *pod) string {
 		var b strings.Builder
 		for _, p := range w.pods {
-			if p != self {
-				fmt.Fprintf(&b, "\t\tip saddr %s counter name \"from_%s\"\n\t\tip6 saddr %s counter name \"from_%s\"\n", p.v4, short(p), p.v6, short(p))
+			if p == self {
+				continue
 			}
+			if p.v4.IsValid() {
+				fmt.Fprintf(&b, "\t\tip saddr %s counter name \"from_%s\"\n", p.v4, short(p))
+			}
+			fmt.Fprintf(&b, "\t\tip6 saddr %s counter name \"from_%s\"\n", p.v6, short(p))
 		}
 		return b.String()
 	}
@@ -124,7 +129,7 @@ func (w *world) installReference() {
 	chain rx {
 %s%s%s	}
 }
-`, clusterSets(), declare(p), from(p), unbilled("saddr", "daddr"), classify("rx", "saddr")))
+`, clusterSets(), declare(p), from(p), unbilled(), classify("rx", "saddr")))
 	}
 }
 

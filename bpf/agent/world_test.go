@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -162,19 +164,32 @@ func (w *world) tenant() string {
 	return name
 }
 
-// addPod runs a pod in namespace on the node, gives it the IPv6 address
-// 2001:db8:1::<v6> beside kwok's IPv4 one, and builds its network: a
-// namespace with those addresses on eth0, the host side hostIf ("vp" +
-// short) in the node, routes both ways.
+// addPod runs a pod in namespace on the node, with the IPv6 address
+// 2001:db8:1::<v6> beside kwok's IPv4 one, and builds its network.
 func (w *world) addPod(namespace, short string, v6 uint16) *pod {
 	w.t.Helper()
-	p := &pod{name: "app-" + short, namespace: namespace, hostIf: "vp" + short,
-		v6: netip.MustParseAddr(fmt.Sprintf("2001:db8:1::%x", v6))}
+	p := w.newPod(short, netip.MustParseAddr(fmt.Sprintf("2001:db8:1::%x", v6)))
+	w.runPod(p, namespace, false)
+	w.plumb(p)
+	return p
+}
+
+func (w *world) newPod(short string, v6 netip.Addr) *pod {
+	return &pod{name: "app-" + short, hostIf: "vp" + short, v6: v6}
+}
+
+// runPod creates p in Kubernetes, on the node, waits until kwok runs it
+// and makes it dual-stack: kwok gives one IPv4 address, the pod reports
+// p.v6 beside it, as a dual-stack CNI would.
+func (w *world) runPod(p *pod, namespace string, hostNetwork bool) {
+	w.t.Helper()
+	p.namespace = namespace
 	no := false
 	created, err := w.kube.Client().CoreV1().Pods(namespace).Create(w.ctx, &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: p.name},
 		Spec: corev1.PodSpec{
 			NodeName:                     w.nodeName,
+			HostNetwork:                  hostNetwork,
 			AutomountServiceAccountToken: &no,
 			Containers:                   []corev1.Container{{Name: "app", Image: "registry.invalid/app:1"}},
 		},
@@ -193,27 +208,41 @@ func (w *world) addPod(namespace, short string, v6 uint16) *pod {
 		return nil
 	})
 	p.v4 = netip.MustParseAddr(running.Status.PodIP)
-	// kwok is single-stack; the pod becomes dual-stack as a CNI would
-	// report it.
+	if hostNetwork {
+		return
+	}
 	running.Status.PodIPs = []corev1.PodIP{{IP: p.v4.String()}, {IP: p.v6.String()}}
 	_, err = w.kube.Client().CoreV1().Pods(namespace).UpdateStatus(w.ctx, running, metav1.UpdateOptions{})
 	require.NoError(w.t, err)
+	if p.ns != nil && p.v4.IsValid() {
+		// Plumbed before it ran: its IPv4 address comes now.
+		p.ns.Exec("ip", "addr", "add", p.v4.String()+"/32", "dev", "eth0")
+		w.node.Exec("ip", "route", "replace", p.v4.String()+"/32", "dev", p.hostIf)
+	}
+}
 
-	p.ns = w.lab.NS("pod" + short)
+// plumb builds p's network: a namespace with its addresses on eth0, the
+// host side hostIf in the node (TSO and GSO off), routes both ways.
+func (w *world) plumb(p *pod) {
+	w.t.Helper()
+	if p.ns == nil {
+		p.ns = w.lab.NS("pod" + short(p))
+		w.pods = append(w.pods, p)
+	}
 	w.lab.Veth(w.node, p.hostIf, p.ns, "eth0")
 	w.node.NoOffload(p.hostIf)
 	w.node.Exec("ip", "addr", "add", "169.254.1.1/32", "dev", p.hostIf)
 	w.node.Exec("ip", "addr", "add", "fe80::1/64", "dev", p.hostIf, "nodad")
-	w.node.Exec("ip", "route", "add", p.v4.String()+"/32", "dev", p.hostIf)
-	w.node.Exec("ip", "-6", "route", "add", p.v6.String()+"/128", "dev", p.hostIf)
-	p.ns.Exec("ip", "addr", "add", p.v4.String()+"/32", "dev", "eth0")
+	if p.v4.IsValid() {
+		w.node.Exec("ip", "route", "replace", p.v4.String()+"/32", "dev", p.hostIf)
+		p.ns.Exec("ip", "addr", "add", p.v4.String()+"/32", "dev", "eth0")
+	}
+	w.node.Exec("ip", "-6", "route", "replace", p.v6.String()+"/128", "dev", p.hostIf)
 	p.ns.Exec("ip", "addr", "add", p.v6.String()+"/128", "dev", "eth0", "nodad")
 	p.ns.Exec("ip", "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
 	p.ns.Exec("ip", "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
 	p.ns.Exec("ip", "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0")
 	p.ifindex = w.node.Ifindex(p.hostIf)
-	w.pods = append(w.pods, p)
-	return p
 }
 
 // config is the agent's configuration in this world.
@@ -259,8 +288,9 @@ func (w *world) start(cfg agent.Config) *running {
 	return &running{Agent: a, reg: reg, stop: stop}
 }
 
-// metric returns the sum of the samples of a metric family, 0 if absent.
-func (r *running) metric(name string) float64 {
+// metric returns the sum of the samples of a metric family that have the
+// given label pairs, 0 if there are none.
+func (r *running) metric(name string, labels ...string) float64 {
 	fams, err := r.reg.Gather()
 	if err != nil {
 		panic(err)
@@ -270,7 +300,13 @@ func (r *running) metric(name string) float64 {
 		if f.GetName() != name {
 			continue
 		}
+	samples:
 		for _, m := range f.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == labels[i] && l.GetValue() == labels[i+1] }) {
+					continue samples
+				}
+			}
 			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
 		}
 	}
