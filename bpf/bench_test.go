@@ -70,7 +70,7 @@ func BenchmarkClassifier(b *testing.B) {
 				n := float64(b.N)
 				b.ReportMetric(float64(meter.Nanoseconds())/n, "ns/pkt")
 				b.ReportMetric(float64(base.Nanoseconds())/n, "empty-ns/pkt")
-				b.ReportMetric(float64((meter - base).Nanoseconds())/n, "over-empty-ns/pkt")
+				b.ReportMetric(float64((meter-base).Nanoseconds())/n, "over-empty-ns/pkt")
 			})
 		}
 	}
