@@ -23,6 +23,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tenantplane/tenantplane/bpf/agent"
@@ -108,7 +109,7 @@ func newWorld(t *testing.T) *world {
 	w.inet.Exec("ip", "-6", "route", "add", "default", "via", "2001:db8:100::fe")
 
 	w.kube = testenv.KubeWithPods(t)
-	w.nodeName = w.kube.NodeNames()[0]
+	w.nodeName = w.fakeNode()
 	w.db = testenv.Postgres(t)
 	require.NoError(t, w.db.Pool.QueryRow(w.ctx, `INSERT INTO orgs (name, created_at, updated_at) VALUES ('acme', now(), now()) RETURNING id`).Scan(&w.org))
 	store := usagestore.New(w.db.Pool)
@@ -136,6 +137,37 @@ func newWorld(t *testing.T) *world {
 	w.pins = filepath.Join(netlab.BPFFS(t), "tenantplane")
 	w.stateDir = t.TempDir()
 	return w
+}
+
+// fakeNode creates a Node of its own for this world, which kwok runs pods
+// on, so that its agent sees only this world's pods.
+func (w *world) fakeNode() string {
+	w.t.Helper()
+	n, err := w.kube.Client().CoreV1().Nodes().Create(w.ctx, &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{
+			GenerateName: "netmeter-",
+			Annotations:  map[string]string{"kwok.x-k8s.io/node": "fake"},
+			Labels:       map[string]string{"type": "kwok", "kubernetes.io/os": "linux"},
+		},
+		Status: corev1.NodeStatus{Capacity: corev1.ResourceList{corev1.ResourcePods: resource.MustParse("100")}},
+	}, metav1.CreateOptions{})
+	require.NoError(w.t, err)
+	w.t.Cleanup(func() {
+		_ = w.kube.Client().CoreV1().Nodes().Delete(context.Background(), n.Name, metav1.DeleteOptions{})
+	})
+	netlab.Eventually(w.t, time.Minute, func() error {
+		n, err := w.kube.Client().CoreV1().Nodes().Get(w.ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for _, c := range n.Status.Conditions {
+			if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+				return nil
+			}
+		}
+		return fmt.Errorf("node %s is not ready", n.Name)
+	})
+	return n.Name
 }
 
 type testWriter struct{ t testing.TB }
