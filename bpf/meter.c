@@ -12,8 +12,8 @@
 // address is the local one (source on egress, destination on ingress); the
 // endpoint map turns it into the endpoint id that user space assigned to the
 // pod, so an address reused by a later pod is billed to that pod. The remote
-// address is looked up in an LPM trie of cluster prefixes filled by user
-// space; no match is class 0, the internet. A packet from or to a
+// address is looked up in an LPM trie (one per family) of cluster prefixes
+// filled by user space; no match is class 0, the internet. A packet from or to a
 // link-local, multicast, broadcast or unspecified address, and IPv6
 // neighbour discovery, is not counted, whichever way it goes.
 //
@@ -43,16 +43,22 @@
 
 #define IPPROTO_ICMPV6_ 58
 
-// An address as 16 bytes; IPv4 is mapped (::ffff:a.b.c.d).
-struct addr {
-	__u8 b[16];
+// Keys of the class tries: prefixlen counts the bits of addr.
+struct lpm4_key {
+	__u32 prefixlen;
+	__u8 addr[4];
 };
 
-// Key of the class trie: prefixlen counts bits of addr (96 + n for an IPv4
-// /n, mapped).
-struct lpm_key {
+struct lpm6_key {
 	__u32 prefixlen;
 	__u8 addr[16];
+};
+
+struct in6 {
+	union {
+		__u8 b[16];
+		__u64 w[2];
+	};
 };
 
 struct counter_key {
@@ -68,24 +74,70 @@ struct counter_value {
 	__u64 packets;
 };
 
-// Pod address -> endpoint id. Sized by user space.
+// Pod address -> endpoint id, one map per family. Sized by user space.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
-	__type(key, struct addr);
+	__type(key, __u32); // IPv4 address as on the wire
 	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tp_endpoints SEC(".maps");
+} tp_endpoints4 SEC(".maps");
 
-// Cluster prefix -> class id. Sized by user space.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct in6);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tp_endpoints6 SEC(".maps");
+
+// Cluster prefix -> class id, one trie per family. Sized by user space.
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
 	__uint(max_entries, 1024);
-	__type(key, struct lpm_key);
+	__type(key, struct lpm4_key);
 	__type(value, __u32);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} tp_classes SEC(".maps");
+} tp_classes4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1024);
+	__type(key, struct lpm6_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tp_classes6 SEC(".maps");
+
+// The generation of the class tries: user space adds one after each
+// change of them, which empties every class cache.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} tp_classgen SEC(".maps");
+
+// A small direct-mapped cache per CPU of remote address -> class, in front
+// of the tries: a trie lookup costs more than the rest of the program.
+#define CLASS_CACHE_SLOTS 256
+
+struct class_cache_entry {
+	__u64 addr[2]; // IPv4: the address, then 0
+	__u32 gen;
+	__u16 class_id;
+	__u8 family;
+	__u8 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, CLASS_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct class_cache_entry);
+} tp_class_cache SEC(".maps");
 
 // Monotonic counters. Sized by user space.
 struct {
@@ -111,54 +163,105 @@ static __always_inline void count_error(__u32 slot)
 		*v += 1;
 }
 
-static __always_inline void set_v4(struct addr *a, const __u8 *ip)
-{
-	__builtin_memset(a->b, 0, 10);
-	a->b[10] = 0xff;
-	a->b[11] = 0xff;
-	__builtin_memcpy(&a->b[12], ip, 4);
-}
-
 // v4_unbilled: link-local 169.254/16, multicast 224/4, broadcast and the
-// unspecified 0.0.0.0.
-static __always_inline int v4_unbilled(const __u8 *ip)
+// unspecified 0.0.0.0 (a is in network order).
+static __always_inline int v4_unbilled(__u32 a)
 {
-	if (ip[0] == 169 && ip[1] == 254)
-		return 1;
-	if ((ip[0] & 0xf0) == 0xe0)
-		return 1;
-	__u8 all = ip[0] & ip[1] & ip[2] & ip[3];
-	__u8 any = ip[0] | ip[1] | ip[2] | ip[3];
-	return all == 255 || any == 0;
+	__u32 h = bpf_ntohl(a);
+	return (h >> 16) == 0xa9fe || (h >> 28) == 0xe || h == 0xffffffff || h == 0;
 }
 
 // v6_unbilled: link-local fe80::/10, multicast ff00::/8 and the
 // unspecified :: of duplicate address detection and early MLD reports.
-static __always_inline int v6_unbilled(const __u8 *ip)
+static __always_inline int v6_unbilled(const struct in6 *a)
 {
-	if (ip[0] == 0xff || (ip[0] == 0xfe && (ip[1] & 0xc0) == 0x80))
+	if (a->b[0] == 0xff || (a->b[0] == 0xfe && (a->b[1] & 0xc0) == 0x80))
 		return 1;
-	__u8 any = 0;
-#pragma unroll
-	for (int i = 0; i < 16; i++)
-		any |= ip[i];
-	return any == 0;
+	return (a->w[0] | a->w[1]) == 0;
+}
+
+// cached returns the cache slot of a remote address (a0, a1: its 16
+// bytes, or its 4 bytes and 0) and whether it holds the address's class
+// of this generation.
+static __always_inline struct class_cache_entry *cached(__u64 a0, __u64 a1, __u8 family, __u32 *gen, int *hit)
+{
+	__u32 zero = 0;
+	__u32 *g = bpf_map_lookup_elem(&tp_classgen, &zero);
+	*gen = g ? *g : 0;
+	__u64 h = a0 ^ a1;
+	__u32 slot = ((__u32)h ^ (__u32)(h >> 32)) * 2654435761u >> 24;
+	struct class_cache_entry *e = bpf_map_lookup_elem(&tp_class_cache, &slot);
+	*hit = e && e->gen == *gen && e->family == family && e->addr[0] == a0 && e->addr[1] == a1;
+	return e;
+}
+
+static __always_inline __u32 remember(struct class_cache_entry *e, __u64 a0, __u64 a1, __u8 family, __u32 gen, __u32 *found)
+{
+	__u32 class_id = found ? *found : 0;
+	if (e) {
+		e->addr[0] = a0;
+		e->addr[1] = a1;
+		e->gen = gen;
+		e->family = family;
+		e->class_id = (__u16)class_id;
+	}
+	return class_id;
+}
+
+// classify4 and classify6 return the class of a remote address.
+static __always_inline __u32 classify4(__u32 remote)
+{
+	__u32 gen;
+	int hit;
+	struct class_cache_entry *e = cached(remote, 0, 4, &gen, &hit);
+	if (hit)
+		return e->class_id;
+	struct lpm4_key k = {.prefixlen = 32};
+	__builtin_memcpy(k.addr, &remote, 4);
+	return remember(e, remote, 0, 4, gen, bpf_map_lookup_elem(&tp_classes4, &k));
+}
+
+static __always_inline __u32 classify6(const struct in6 *remote)
+{
+	__u32 gen;
+	int hit;
+	struct class_cache_entry *e = cached(remote->w[0], remote->w[1], 6, &gen, &hit);
+	if (hit)
+		return e->class_id;
+	struct lpm6_key k = {.prefixlen = 128};
+	__builtin_memcpy(k.addr, remote->b, 16);
+	return remember(e, remote->w[0], remote->w[1], 6, gen, bpf_map_lookup_elem(&tp_classes6, &k));
+}
+
+// header returns len bytes at off: in the packet when they are in its
+// linear part, else copied to buf; NULL when the packet is shorter.
+static __always_inline const __u8 *header(struct __sk_buff *skb, __u32 off, __u32 len, void *buf)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	if (data + off + len <= end)
+		return data + off;
+	if (bpf_skb_load_bytes(skb, off, buf, len) < 0)
+		return NULL;
+	return buf;
 }
 
 static __always_inline int meter(struct __sk_buff *skb, __u8 direction)
 {
-	struct addr local, remote;
 	__u32 len = skb->len;
-	__u32 l3hdr, l4off;
+	__u32 l3hdr;
 	__u8 l4proto;
+	__u32 endpoint = 0, class_id = 0;
+	__u32 *found;
 
 	if (len <= ETH_HLEN)
 		return TCX_NEXT;
 	len -= ETH_HLEN;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		__u8 ip[20];
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, ip, sizeof(ip)) < 0) {
+		__u8 buf[20];
+		const __u8 *ip = header(skb, ETH_HLEN, 20, buf);
+		if (!ip) {
 			count_error(ERR_MALFORMED);
 			return TCX_NEXT;
 		}
@@ -167,48 +270,51 @@ static __always_inline int meter(struct __sk_buff *skb, __u8 direction)
 			count_error(ERR_MALFORMED);
 			return TCX_NEXT;
 		}
-		const __u8 *src = &ip[12], *dst = &ip[16];
-		const __u8 *mine = direction == DIR_EGRESS ? src : dst;
-		const __u8 *theirs = direction == DIR_EGRESS ? dst : src;
+		__u32 src, dst;
+		__builtin_memcpy(&src, &ip[12], 4);
+		__builtin_memcpy(&dst, &ip[16], 4);
 		if (v4_unbilled(src) || v4_unbilled(dst))
 			return TCX_NEXT;
-		set_v4(&local, mine);
-		set_v4(&remote, theirs);
 		l4proto = ip[9];
+		__u32 mine = direction == DIR_EGRESS ? src : dst;
+		found = bpf_map_lookup_elem(&tp_endpoints4, &mine);
+		if (found)
+			endpoint = *found;
+		class_id = classify4(direction == DIR_EGRESS ? dst : src);
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		__u8 ip[40];
-		if (bpf_skb_load_bytes(skb, ETH_HLEN, ip, sizeof(ip)) < 0) {
-			count_error(ERR_MALFORMED);
-			return TCX_NEXT;
-		}
-		if ((ip[0] >> 4) != 6) {
+		__u8 buf[40];
+		const __u8 *ip = header(skb, ETH_HLEN, 40, buf);
+		if (!ip || (ip[0] >> 4) != 6) {
 			count_error(ERR_MALFORMED);
 			return TCX_NEXT;
 		}
 		l3hdr = 40;
-		const __u8 *src = &ip[8], *dst = &ip[24];
-		const __u8 *mine = direction == DIR_EGRESS ? src : dst;
-		const __u8 *theirs = direction == DIR_EGRESS ? dst : src;
-		if (v6_unbilled(src) || v6_unbilled(dst))
+		struct in6 src, dst;
+		__builtin_memcpy(src.b, &ip[8], 16);
+		__builtin_memcpy(dst.b, &ip[24], 16);
+		if (v6_unbilled(&src) || v6_unbilled(&dst))
 			return TCX_NEXT;
-		__builtin_memcpy(local.b, mine, 16);
-		__builtin_memcpy(remote.b, theirs, 16);
 		l4proto = ip[6];
+		struct in6 *mine = direction == DIR_EGRESS ? &src : &dst;
 		if (l4proto == IPPROTO_ICMPV6_) {
-			__u8 type;
-			if (bpf_skb_load_bytes(skb, ETH_HLEN + 40, &type, 1) < 0) {
+			__u8 tbuf[1];
+			const __u8 *type = header(skb, ETH_HLEN + 40, 1, tbuf);
+			if (!type) {
 				count_error(ERR_MALFORMED);
 				return TCX_NEXT;
 			}
 			// Router and neighbour solicitation and advertisement,
 			// redirect.
-			if (type >= 133 && type <= 137)
+			if (*type >= 133 && *type <= 137)
 				return TCX_NEXT;
 		}
+		found = bpf_map_lookup_elem(&tp_endpoints6, mine);
+		if (found)
+			endpoint = *found;
+		class_id = classify6(direction == DIR_EGRESS ? &dst : &src);
 	} else {
 		return TCX_NEXT;
 	}
-	l4off = ETH_HLEN + l3hdr;
 
 	// Wire bytes: a GSO skb leaves as segments of gso_size payload bytes,
 	// each with its own L3 and L4 headers.
@@ -217,9 +323,10 @@ static __always_inline int meter(struct __sk_buff *skb, __u8 direction)
 	if (gso_size) {
 		__u32 hdr = l3hdr;
 		if (l4proto == IPPROTO_TCP) {
-			__u8 off;
-			if (bpf_skb_load_bytes(skb, l4off + 12, &off, 1) == 0)
-				hdr += (off >> 4) * 4;
+			__u8 obuf[1];
+			const __u8 *off = header(skb, ETH_HLEN + l3hdr + 12, 1, obuf);
+			if (off)
+				hdr += (*off >> 4) * 4;
 		} else if (l4proto == IPPROTO_UDP) {
 			hdr += 8;
 		}
@@ -229,18 +336,6 @@ static __always_inline int meter(struct __sk_buff *skb, __u8 direction)
 			wire = (__u64)payload + segs * hdr;
 		}
 	}
-
-	__u32 endpoint = 0;
-	__u32 *ep = bpf_map_lookup_elem(&tp_endpoints, &local);
-	if (ep)
-		endpoint = *ep;
-
-	struct lpm_key lk = {.prefixlen = 128};
-	__builtin_memcpy(lk.addr, remote.b, 16);
-	__u32 class_id = 0;
-	__u32 *cls = bpf_map_lookup_elem(&tp_classes, &lk);
-	if (cls)
-		class_id = *cls;
 
 	struct counter_key key = {
 		.endpoint = endpoint,

@@ -126,9 +126,11 @@ func Load(cfg Config) (*Meter, error) {
 		return nil, err
 	}
 	sizes := map[string]int{
-		meterMapTpEndpoints: cfg.MaxEndpoints,
-		meterMapTpCounters:  cfg.MaxCounters,
-		meterMapTpClasses:   cfg.MaxPrefixes,
+		meterMapTpEndpoints4: cfg.MaxEndpoints,
+		meterMapTpEndpoints6: cfg.MaxEndpoints,
+		meterMapTpCounters:   cfg.MaxCounters,
+		meterMapTpClasses4:   cfg.MaxPrefixes,
+		meterMapTpClasses6:   cfg.MaxPrefixes,
 	}
 	for name, n := range sizes {
 		spec.Maps[name].MaxEntries = uint32(n)
@@ -189,7 +191,7 @@ func (m *Meter) Remove() error {
 	for _, ifindex := range ifs {
 		errs = append(errs, m.Detach(ifindex))
 	}
-	for _, mp := range []*ebpf.Map{m.objs.TpEndpoints, m.objs.TpClasses, m.objs.TpCounters, m.objs.TpErrors} {
+	for _, mp := range []*ebpf.Map{m.objs.TpEndpoints4, m.objs.TpEndpoints6, m.objs.TpClasses4, m.objs.TpClasses6, m.objs.TpClassgen, m.objs.TpCounters, m.objs.TpErrors} {
 		if mp.IsPinned() {
 			errs = append(errs, mp.Unpin())
 		}
@@ -379,14 +381,20 @@ func (m *Meter) Attached() ([]int, error) {
 	return out, nil
 }
 
-func addrKey(a netip.Addr) meterAddr {
-	return meterAddr{B: a.Unmap().As16()}
+// endpointMap returns the endpoint map of a's family and a's key in it.
+func (m *Meter) endpointMap(a netip.Addr) (*ebpf.Map, any) {
+	a = a.Unmap()
+	if a.Is4() {
+		return m.objs.TpEndpoints4, a.As4()
+	}
+	return m.objs.TpEndpoints6, meterIn6{B: a.As16()}
 }
 
 // SetEndpoint maps a pod address to its endpoint id, replacing what the
 // address mapped to before.
 func (m *Meter) SetEndpoint(a netip.Addr, id uint32) error {
-	if err := m.objs.TpEndpoints.Update(addrKey(a), id, ebpf.UpdateAny); err != nil {
+	mp, k := m.endpointMap(a)
+	if err := mp.Update(k, id, ebpf.UpdateAny); err != nil {
 		return fmt.Errorf("set endpoint of %s: %w", a, err)
 	}
 	return nil
@@ -394,7 +402,8 @@ func (m *Meter) SetEndpoint(a netip.Addr, id uint32) error {
 
 // DeleteEndpoint removes a pod address; an address not there is no error.
 func (m *Meter) DeleteEndpoint(a netip.Addr) error {
-	err := m.objs.TpEndpoints.Delete(addrKey(a))
+	mp, k := m.endpointMap(a)
+	err := mp.Delete(k)
 	if err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("delete endpoint of %s: %w", a, err)
 	}
@@ -404,31 +413,31 @@ func (m *Meter) DeleteEndpoint(a netip.Addr) error {
 // Endpoints returns the address to endpoint map.
 func (m *Meter) Endpoints() (map[netip.Addr]uint32, error) {
 	out := map[netip.Addr]uint32{}
-	var k meterAddr
+	var k4 [4]byte
+	var k6 meterIn6
 	var v uint32
-	it := m.objs.TpEndpoints.Iterate()
-	for it.Next(&k, &v) {
-		out[netip.AddrFrom16(k.B).Unmap()] = v
+	it := m.objs.TpEndpoints4.Iterate()
+	for it.Next(&k4, &v) {
+		out[netip.AddrFrom4(k4)] = v
 	}
 	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("list endpoints: %w", err)
+		return nil, fmt.Errorf("list IPv4 endpoints: %w", err)
+	}
+	it = m.objs.TpEndpoints6.Iterate()
+	for it.Next(&k6, &v) {
+		out[netip.AddrFrom16(k6.B)] = v
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("list IPv6 endpoints: %w", err)
 	}
 	return out, nil
 }
 
-func prefixKey(p netip.Prefix) meterLpmKey {
-	p = p.Masked()
-	bits := p.Bits()
-	if p.Addr().Is4() {
-		bits += 96
-	}
-	return meterLpmKey{Prefixlen: uint32(bits), Addr: p.Addr().As16()}
-}
-
-// SetClasses makes the class trie hold exactly classes: each prefix with
+// SetClasses makes the class tries hold exactly classes: each prefix with
 // its class id (not ClassInternet, which is what no match means).
 func (m *Meter) SetClasses(classes map[netip.Prefix]uint16) error {
-	want := map[meterLpmKey]uint32{}
+	want4 := map[meterLpm4Key]uint32{}
+	want6 := map[meterLpm6Key]uint32{}
 	for p, c := range classes {
 		if !p.IsValid() {
 			return fmt.Errorf("class prefix %v is not valid", p)
@@ -436,28 +445,58 @@ func (m *Meter) SetClasses(classes map[netip.Prefix]uint16) error {
 		if c == ClassInternet {
 			return fmt.Errorf("prefix %s: class id %d is reserved for the internet", p, c)
 		}
-		want[prefixKey(p)] = uint32(c)
+		if p.Addr().Is4In6() {
+			if p.Bits() < 96 {
+				return fmt.Errorf("class prefix %s mixes IPv4-mapped and IPv6 addresses", p)
+			}
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		p = p.Masked()
+		if p.Addr().Is4() {
+			want4[meterLpm4Key{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As4()}] = uint32(c)
+		} else {
+			want6[meterLpm6Key{Prefixlen: uint32(p.Bits()), Addr: p.Addr().As16()}] = uint32(c)
+		}
 	}
-	var stale []meterLpmKey
-	var k meterLpmKey
+	if err := syncTrie(m.objs.TpClasses4, want4); err != nil {
+		return fmt.Errorf("IPv4 classes: %w", err)
+	}
+	if err := syncTrie(m.objs.TpClasses6, want6); err != nil {
+		return fmt.Errorf("IPv6 classes: %w", err)
+	}
+	// A new generation empties the programs' class caches.
+	var gen uint32
+	if err := m.objs.TpClassgen.Lookup(uint32(0), &gen); err != nil {
+		return fmt.Errorf("read class generation: %w", err)
+	}
+	if err := m.objs.TpClassgen.Update(uint32(0), gen+1, ebpf.UpdateExist); err != nil {
+		return fmt.Errorf("bump class generation: %w", err)
+	}
+	return nil
+}
+
+// syncTrie makes trie hold exactly want.
+func syncTrie[K comparable](trie *ebpf.Map, want map[K]uint32) error {
+	var stale []K
+	var k K
 	var v uint32
-	it := m.objs.TpClasses.Iterate()
+	it := trie.Iterate()
 	for it.Next(&k, &v) {
 		if _, ok := want[k]; !ok {
 			stale = append(stale, k)
 		}
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("list class prefixes: %w", err)
+		return fmt.Errorf("list prefixes: %w", err)
 	}
 	for k, v := range want {
-		if err := m.objs.TpClasses.Update(k, v, ebpf.UpdateAny); err != nil {
-			return fmt.Errorf("set class prefix: %w", err)
+		if err := trie.Update(k, v, ebpf.UpdateAny); err != nil {
+			return fmt.Errorf("set prefix: %w", err)
 		}
 	}
 	for _, k := range stale {
-		if err := m.objs.TpClasses.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("delete class prefix: %w", err)
+		if err := trie.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("delete prefix: %w", err)
 		}
 	}
 	return nil

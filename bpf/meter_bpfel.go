@@ -13,9 +13,13 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type meterAddr struct {
-	_ structs.HostLayout
-	B [16]uint8
+type meterClassCacheEntry struct {
+	_       structs.HostLayout
+	Addr    [2]uint64
+	Gen     uint32
+	ClassId uint16
+	Family  uint8
+	Pad     uint8
 }
 
 type meterCounterKey struct {
@@ -33,7 +37,18 @@ type meterCounterValue struct {
 	Packets   uint64
 }
 
-type meterLpmKey struct {
+type meterIn6 struct {
+	_ structs.HostLayout
+	B [16]uint8
+}
+
+type meterLpm4Key struct {
+	_         structs.HostLayout
+	Prefixlen uint32
+	Addr      [4]uint8
+}
+
+type meterLpm6Key struct {
 	_         structs.HostLayout
 	Prefixlen uint32
 	Addr      [16]uint8
@@ -43,9 +58,13 @@ type meterLpmKey struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	meterMapTpClasses        = "tp_classes"
+	meterMapTpClassCache     = "tp_class_cache"
+	meterMapTpClasses4       = "tp_classes4"
+	meterMapTpClasses6       = "tp_classes6"
+	meterMapTpClassgen       = "tp_classgen"
 	meterMapTpCounters       = "tp_counters"
-	meterMapTpEndpoints      = "tp_endpoints"
+	meterMapTpEndpoints4     = "tp_endpoints4"
+	meterMapTpEndpoints6     = "tp_endpoints6"
 	meterMapTpErrors         = "tp_errors"
 	meterProgMeterPodEgress  = "meter_pod_egress"
 	meterProgMeterPodIngress = "meter_pod_ingress"
@@ -101,10 +120,14 @@ type meterProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type meterMapSpecs struct {
-	TpClasses   *ebpf.MapSpec `ebpf:"tp_classes"`
-	TpCounters  *ebpf.MapSpec `ebpf:"tp_counters"`
-	TpEndpoints *ebpf.MapSpec `ebpf:"tp_endpoints"`
-	TpErrors    *ebpf.MapSpec `ebpf:"tp_errors"`
+	TpClassCache *ebpf.MapSpec `ebpf:"tp_class_cache"`
+	TpClasses4   *ebpf.MapSpec `ebpf:"tp_classes4"`
+	TpClasses6   *ebpf.MapSpec `ebpf:"tp_classes6"`
+	TpClassgen   *ebpf.MapSpec `ebpf:"tp_classgen"`
+	TpCounters   *ebpf.MapSpec `ebpf:"tp_counters"`
+	TpEndpoints4 *ebpf.MapSpec `ebpf:"tp_endpoints4"`
+	TpEndpoints6 *ebpf.MapSpec `ebpf:"tp_endpoints6"`
+	TpErrors     *ebpf.MapSpec `ebpf:"tp_errors"`
 }
 
 // meterVariableSpecs contains global variables before they are loaded into the kernel.
@@ -133,17 +156,25 @@ func (o *meterObjects) Close() error {
 //
 // It can be passed to loadMeterObjects or ebpf.CollectionSpec.LoadAndAssign.
 type meterMaps struct {
-	TpClasses   *ebpf.Map `ebpf:"tp_classes"`
-	TpCounters  *ebpf.Map `ebpf:"tp_counters"`
-	TpEndpoints *ebpf.Map `ebpf:"tp_endpoints"`
-	TpErrors    *ebpf.Map `ebpf:"tp_errors"`
+	TpClassCache *ebpf.Map `ebpf:"tp_class_cache"`
+	TpClasses4   *ebpf.Map `ebpf:"tp_classes4"`
+	TpClasses6   *ebpf.Map `ebpf:"tp_classes6"`
+	TpClassgen   *ebpf.Map `ebpf:"tp_classgen"`
+	TpCounters   *ebpf.Map `ebpf:"tp_counters"`
+	TpEndpoints4 *ebpf.Map `ebpf:"tp_endpoints4"`
+	TpEndpoints6 *ebpf.Map `ebpf:"tp_endpoints6"`
+	TpErrors     *ebpf.Map `ebpf:"tp_errors"`
 }
 
 func (m *meterMaps) Close() error {
 	return _MeterClose(
-		m.TpClasses,
+		m.TpClassCache,
+		m.TpClasses4,
+		m.TpClasses6,
+		m.TpClassgen,
 		m.TpCounters,
-		m.TpEndpoints,
+		m.TpEndpoints4,
+		m.TpEndpoints6,
 		m.TpErrors,
 	)
 }
