@@ -98,7 +98,7 @@ func BenchmarkVethThroughput(b *testing.B) {
 			res, err := exec.Command("ip", "netns", "exec", pod.Name, "iperf3", "--client", "192.0.2.1", "--time", "3", "--omit", "1", "--json").Output()
 			out = string(res)
 			if err != nil {
-				return fmt.Errorf("iperf3: %v: %s", err, strings.TrimSpace(out))
+				return fmt.Errorf("iperf3: %w: %s", err, strings.TrimSpace(out))
 			}
 			return nil
 		})

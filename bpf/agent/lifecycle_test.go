@@ -119,7 +119,7 @@ func TestAgentFollowsPods(t *testing.T) {
 			}
 		}
 		if _, err := os.Stat(filepath.Join(w.pins, "links", fmt.Sprintf("%d-egress", a.ifindex))); !os.IsNotExist(err) {
-			return fmt.Errorf("a's link is still pinned: %v", err)
+			return fmt.Errorf("a's link is still pinned: %w", err)
 		}
 		counters, err := m.Counters()
 		if err != nil {

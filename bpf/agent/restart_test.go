@@ -97,10 +97,10 @@ func (w *world) startProcess(cfg agent.Config) *process {
 	go func() { p.done <- cmd.Wait() }()
 	w.t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		<-p.done
+		ended := <-p.done
 		if w.t.Failed() {
 			b, _ := os.ReadFile(logPath)
-			w.t.Logf("agent processes' log:\n%s", b)
+			w.t.Logf("agent processes' log (the last ended with %v):\n%s", ended, b)
 		}
 	})
 	return p

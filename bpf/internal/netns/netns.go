@@ -7,6 +7,7 @@
 package netns
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 
@@ -44,7 +45,7 @@ func Do(path string, f func() error) error {
 		}
 		ferr := f()
 		if err := unix.Setns(self, unix.CLONE_NEWNET); err != nil {
-			done <- fmt.Errorf("leave network namespace %s: %w (after: %v)", path, err, ferr)
+			done <- errors.Join(fmt.Errorf("leave network namespace %s: %w", path, err), ferr)
 			return
 		}
 		runtime.UnlockOSThread()
