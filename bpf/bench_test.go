@@ -76,9 +76,11 @@ func BenchmarkClassifier(b *testing.B) {
 	}
 }
 
-// BenchmarkVethThroughput runs iperf3 (TCP, 3 s) from a pod namespace to
-// a node namespace through a veth pair, without and with the program on
-// the node's side, twice each, alternating.
+// BenchmarkVethThroughput runs iperf3 for 3 s from a pod namespace to a
+// node namespace through a veth pair, without and with the program on the
+// node's side, twice each, in both orders: TCP (TSO packets, the common bulk
+// case) and UDP with 64-byte payloads (one skb per packet, the worst case
+// for a per-packet cost).
 func BenchmarkVethThroughput(b *testing.B) {
 	if _, err := exec.LookPath("iperf3"); err != nil {
 		b.Fatalf("iperf3 is not installed: run `make deps` (%v)", err)
@@ -90,15 +92,18 @@ func BenchmarkVethThroughput(b *testing.B) {
 	pod.Exec("ip", "addr", "add", "192.0.2.10/24", "dev", "eth0")
 	node.Start("iperf3", "--server", "--bind", "192.0.2.1")
 	ifindex := node.Ifindex("vh")
-
 	m := loadTestMeter(b, Config{})
-	iperf := func() float64 {
-		var out string
+
+	// iperf returns what the server received: Gbit/s for TCP, thousands
+	// of packets per second for UDP.
+	iperf := func(args ...string) float64 {
+		var out []byte
 		netlab.Eventually(b, 10*time.Second, func() error {
-			res, err := exec.Command("ip", "netns", "exec", pod.Name, "iperf3", "--client", "192.0.2.1", "--time", "3", "--omit", "1", "--json").Output()
-			out = string(res)
+			var err error
+			out, err = exec.Command("ip", append([]string{"netns", "exec", pod.Name, "iperf3", "--client", "192.0.2.1",
+				"--time", "3", "--omit", "1", "--json"}, args...)...).Output()
 			if err != nil {
-				return fmt.Errorf("iperf3: %w: %s", err, strings.TrimSpace(out))
+				return fmt.Errorf("iperf3: %w: %s", err, strings.TrimSpace(string(out)))
 			}
 			return nil
 		})
@@ -107,25 +112,48 @@ func BenchmarkVethThroughput(b *testing.B) {
 				SumReceived struct {
 					BitsPerSecond float64 `json:"bits_per_second"`
 				} `json:"sum_received"`
+				Sum struct {
+					Seconds     float64 `json:"seconds"`
+					Packets     float64 `json:"packets"`
+					LostPackets float64 `json:"lost_packets"`
+				} `json:"sum"`
 			} `json:"end"`
 		}
-		require.NoError(b, json.Unmarshal([]byte(out), &r))
-		return r.End.SumReceived.BitsPerSecond / 1e9
-	}
-	var without, with float64
-	rounds := 0
-	for b.Loop() {
-		for range 2 {
-			without += iperf()
-			node.Do(func() error { return m.Attach(ifindex) })
-			with += iperf()
-			require.NoError(b, m.Detach(ifindex))
-			rounds++
+		require.NoError(b, json.Unmarshal(out, &r))
+		if len(args) == 0 {
+			return r.End.SumReceived.BitsPerSecond / 1e9
 		}
+		return (r.End.Sum.Packets - r.End.Sum.LostPackets) / r.End.Sum.Seconds / 1e3
 	}
-	b.ReportMetric(without/float64(rounds), "Gbit/s-without")
-	b.ReportMetric(with/float64(rounds), "Gbit/s-with")
-	b.ReportMetric(with/without, "with/without")
+	for _, mode := range []struct {
+		name, unit string
+		args       []string
+	}{
+		{"tcp", "Gbit/s", nil},
+		{"udp64", "kpps", []string{"--udp", "--bitrate", "0", "--length", "64"}},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			var without, with float64
+			rounds := 0
+			attached := func() float64 {
+				node.Do(func() error { return m.Attach(ifindex) })
+				defer func() { require.NoError(b, m.Detach(ifindex)) }()
+				return iperf(mode.args...)
+			}
+			for b.Loop() {
+				// Each order once, so that neither side is always the
+				// second run of a pair.
+				without += iperf(mode.args...)
+				with += attached()
+				with += attached()
+				without += iperf(mode.args...)
+				rounds += 2
+			}
+			b.ReportMetric(without/float64(rounds), mode.unit+"-without")
+			b.ReportMetric(with/float64(rounds), mode.unit+"-with")
+			b.ReportMetric(with/without, "with/without")
+		})
+	}
 	counters, err := m.Counters()
 	require.NoError(b, err)
 	require.NotEmpty(b, counters, "the program counted the transfers")
