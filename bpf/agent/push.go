@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"strings"
@@ -85,7 +86,12 @@ func (a *Agent) send(ctx context.Context, b batch) bool {
 			a.m.pushed.WithLabelValues("rejected").Add(float64(len(resp.Rejected)))
 			for _, r := range resp.Rejected {
 				e := events[min(max(r.Index, 0), len(events)-1)]
-				a.log.Warn("the ingest API rejected a network usage event", "batch", b.Seq, "namespace", e.Namespace,
+				level := slog.LevelWarn
+				if r.Code == "NOT_FOUND" {
+					// A namespace that is no tenant's: platform pods.
+					level = slog.LevelDebug
+				}
+				a.log.Log(ctx, level, "the ingest API rejected a network usage event", "batch", b.Seq, "namespace", e.Namespace,
 					"resource", e.Resource, "quantity", e.Quantity, "code", r.Code, "field", r.Field, "message", r.Message)
 			}
 		case status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge || status == http.StatusUnprocessableEntity:
