@@ -97,7 +97,7 @@ func TestCountsMatchNftablesAndReachTheUsageStore(t *testing.T) {
 		ns := f.pod[:len(f.pod)-len("/app-a")]
 		want[ns+"/"+agent.Resource(f.class, f.direction)] += int64(c.WireBytes)
 	}
-	netlab.Eventually(t, 10*time.Second, func() error {
+	netlab.Eventually(t, 30*time.Second, func() error {
 		if got := w.usage(); fmt.Sprint(got) != fmt.Sprint(want) {
 			return fmt.Errorf("stored usage %v, want %v", got, want)
 		}

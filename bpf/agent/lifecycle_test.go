@@ -75,7 +75,7 @@ func TestAgentFollowsPods(t *testing.T) {
 	cfg.ExcludeNamespaces = []string{excluded}
 	r := w.start(cfg)
 	w.attached(r.Status, a, b)
-	netlab.Eventually(t, 10*time.Second, func() error {
+	netlab.Eventually(t, 30*time.Second, func() error {
 		st := r.Status()
 		if len(st.Endpoints) != 3 {
 			return fmt.Errorf("endpoints %+v, want a, b and c", st.Endpoints)
@@ -97,7 +97,7 @@ func TestAgentFollowsPods(t *testing.T) {
 	settle(t, w.nodeCounters)
 	aRef := wire(w.reference(), a)
 	require.Len(t, aRef, 2)
-	netlab.Eventually(t, 10*time.Second, func() error {
+	netlab.Eventually(t, 30*time.Second, func() error {
 		if got := of(w.usage(), a.namespace); fmt.Sprint(got) != fmt.Sprint(aRef) {
 			return fmt.Errorf("a's usage %v, want %v", got, aRef)
 		}
@@ -156,7 +156,7 @@ func TestAgentFollowsPods(t *testing.T) {
 	for _, p := range []*pod{b, d} {
 		want := wire(ref, p)
 		require.NotEmpty(t, want)
-		netlab.Eventually(t, 10*time.Second, func() error {
+		netlab.Eventually(t, 30*time.Second, func() error {
 			if got := of(w.usage(), p.namespace); fmt.Sprint(got) != fmt.Sprint(want) {
 				return fmt.Errorf("%s's usage %v, want %v", p.name, got, want)
 			}
@@ -185,7 +185,7 @@ func TestPendingIsBoundedWhileTheIngestAPIIsDown(t *testing.T) {
 		ping(t, a.ns, inetAddr4, 100*i)
 		time.Sleep(cfg.Interval)
 	}
-	netlab.Eventually(t, 10*time.Second, func() error {
+	netlab.Eventually(t, 30*time.Second, func() error {
 		if st := r.Status(); st.PendingBatches != 2 {
 			return fmt.Errorf("%d batches pending, want the bound, 2", st.PendingBatches)
 		}
@@ -203,7 +203,7 @@ func TestPendingIsBoundedWhileTheIngestAPIIsDown(t *testing.T) {
 	w.gate.mode.Store(gateOpen)
 	settle(t, w.nodeCounters)
 	want := wire(w.reference(), a)
-	netlab.Eventually(t, 10*time.Second, func() error {
+	netlab.Eventually(t, 30*time.Second, func() error {
 		if got := w.usage(); fmt.Sprint(got) != fmt.Sprint(want) {
 			return fmt.Errorf("stored usage %v, want %v", got, want)
 		}

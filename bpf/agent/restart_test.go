@@ -199,7 +199,7 @@ func TestRestartsAndOutagesNeitherLoseNorDoubleAByte(t *testing.T) {
 		}
 	}
 	require.Len(t, want, 2)
-	netlab.Eventually(t, 20*time.Second, func() error {
+	netlab.Eventually(t, 30*time.Second, func() error {
 		if got := w.usage(); fmt.Sprint(got) != fmt.Sprint(want) {
 			return fmt.Errorf("stored usage %v, want %v", got, want)
 		}
