@@ -96,7 +96,8 @@ func newWorld(t *testing.T) *world {
 		w.log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	w.node, w.inet = w.lab.NS("node"), w.lab.NS("inet")
-	w.node.Exec("sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+	w.node.Sysctl("net.ipv4.ip_forward", "1")
+	w.node.Sysctl("net.ipv6.conf.all.forwarding", "1")
 	w.node.Exec("ip", "addr", "add", nodeAddr4.String()+"/32", "dev", "lo")
 	w.node.Exec("ip", "addr", "add", nodeAddr6.String()+"/128", "dev", "lo")
 	w.lab.Veth(w.node, "up0", w.inet, "eth0")

@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -193,12 +194,24 @@ func (n *NS) NoOffload(dev string) {
 // Ifindex returns the index of dev inside the namespace.
 func (n *NS) Ifindex(dev string) int {
 	n.lab.t.Helper()
-	out := n.Exec("cat", "/sys/class/net/"+dev+"/ifindex")
-	i, err := strconv.Atoi(strings.TrimSpace(out))
-	if err != nil {
-		n.lab.t.Fatalf("ifindex of %s: %q", dev, out)
-	}
+	var i int
+	n.Do(func() error {
+		ifc, err := net.InterfaceByName(dev)
+		if err != nil {
+			return err
+		}
+		i = ifc.Index
+		return nil
+	})
 	return i
+}
+
+// Sysctl sets a sysctl of the namespace, such as net.ipv4.ip_forward.
+func (n *NS) Sysctl(key, value string) {
+	n.lab.t.Helper()
+	n.Do(func() error {
+		return os.WriteFile("/proc/sys/"+strings.ReplaceAll(key, ".", "/"), []byte(value), 0o644)
+	})
 }
 
 // Counter is one named nftables counter.
