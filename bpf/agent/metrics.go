@@ -31,7 +31,7 @@ func newMetrics(reg prometheus.Registerer, kernel func() (inserts, malformed uin
 		endpoints: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "endpoints",
 			Help: "Pods known to the meter: attached, unresolved (no host-side veth found yet) or ended (last counts not yet taken)."}, []string{"state"}),
 		pushed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "pushed_events_total",
-			Help: "Usage events sent, by what the ingest API did with them: stored, duplicate, rejected, or dropped after a permanent refusal of the batch."}, []string{"result"}),
+			Help: "Usage events sent, by what the ingest API did with them: stored, duplicate, rejected, retried (refused for a time in its future), or dropped after a permanent refusal of the batch."}, []string{"result"}),
 		pushErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "push_errors_total",
 			Help: "Pushes that failed and will be retried."}),
 		stateErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "state_write_errors_total",

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"time"
 )
 
 // ingestRequest is the body of POST /v1/usage.
@@ -37,18 +38,27 @@ type ingestResponse struct {
 // off the saved state is sent again after a restart, and its events are
 // then duplicates the ingest API ignores.
 func (a *Agent) push(ctx context.Context) {
-	sent := 0
+	snap := a.st.snapshot()
+	sent, changed := 0, false
 	for sent < len(a.st.Pending) {
-		ok := a.send(ctx, a.st.Pending[sent])
-		if !ok {
+		done, retry := a.send(ctx, a.st.Pending[sent])
+		if !done {
+			break
+		}
+		if len(retry) > 0 {
+			// The ingest API's clock is behind ours: these events
+			// go again, with their keys, once it has caught up.
+			a.mu.Lock()
+			a.st.Pending[sent].Events = retry
+			a.mu.Unlock()
+			changed = true
 			break
 		}
 		sent++
 	}
-	if sent == 0 {
+	if sent == 0 && !changed {
 		return
 	}
-	snap := a.st.snapshot()
 	a.mu.Lock()
 	a.st.Pending = a.st.Pending[sent:]
 	a.mu.Unlock()
@@ -62,16 +72,23 @@ func (a *Agent) push(ctx context.Context) {
 	a.updateGauges()
 }
 
+// skewRetry is how young (by our clock) an event refused for its time may
+// be to be sent again rather than dropped: the ingest API refuses events
+// from its future, which clock skew between hosts makes of fresh ones.
+const skewRetry = 10 * time.Minute
+
 // send posts one batch, in requests of at most MaxEventsPerRequest events.
 // It reports whether the batch is done with: accepted, or refused for good
-// (a malformed or oversized request, which no retry mends).
-func (a *Agent) send(ctx context.Context, b batch) bool {
+// (a malformed or oversized request, which no retry mends); retry are the
+// events of a done batch refused for a time in the ingest API's future.
+func (a *Agent) send(ctx context.Context, b batch) (done bool, retry []Event) {
 	token, err := os.ReadFile(a.cfg.TokenFile)
 	if err != nil {
 		a.m.pushErrors.Inc()
 		a.log.Error("reading the ServiceAccount token", "file", a.cfg.TokenFile, "err", err)
-		return false
+		return false, nil
 	}
+	now := a.now()
 	for start := 0; start < len(b.Events); start += a.cfg.MaxEventsPerRequest {
 		events := b.Events[start:min(start+a.cfg.MaxEventsPerRequest, len(b.Events))]
 		status, resp, err := a.post(ctx, strings.TrimSpace(string(token)), events)
@@ -79,13 +96,23 @@ func (a *Agent) send(ctx context.Context, b batch) bool {
 		case err != nil:
 			a.m.pushErrors.Inc()
 			a.log.Warn("pushing network usage; will retry", "batch", b.Seq, "err", err)
-			return false
+			return false, nil
 		case status == http.StatusOK:
 			a.m.pushed.WithLabelValues("stored").Add(float64(resp.Stored))
 			a.m.pushed.WithLabelValues("duplicate").Add(float64(resp.Duplicates))
-			a.m.pushed.WithLabelValues("rejected").Add(float64(len(resp.Rejected)))
 			for _, r := range resp.Rejected {
-				e := events[min(max(r.Index, 0), len(events)-1)]
+				if r.Index < 0 || r.Index >= len(events) {
+					continue
+				}
+				e := events[r.Index]
+				if at, err := time.Parse(time.RFC3339Nano, e.Time); err == nil && r.Field == "time" && now.Sub(at) < skewRetry {
+					a.m.pushed.WithLabelValues("retried").Inc()
+					a.log.Warn("the ingest API refused a network usage event for its time; the clocks differ, it goes again",
+						"batch", b.Seq, "time", e.Time, "message", r.Message)
+					retry = append(retry, e)
+					continue
+				}
+				a.m.pushed.WithLabelValues("rejected").Inc()
 				level := slog.LevelWarn
 				if r.Code == "NOT_FOUND" {
 					// A namespace that is no tenant's: platform pods.
@@ -100,10 +127,10 @@ func (a *Agent) send(ctx context.Context, b batch) bool {
 		default:
 			a.m.pushErrors.Inc()
 			a.log.Warn("pushing network usage; will retry", "batch", b.Seq, "status", status)
-			return false
+			return false, nil
 		}
 	}
-	return true
+	return true, retry
 }
 
 func (a *Agent) post(ctx context.Context, token string, events []Event) (int, ingestResponse, error) {

@@ -29,7 +29,10 @@ type pushSetup struct {
 	token   string // token file
 	mu      sync.Mutex
 	answers []int // status of each next request; 200 when none is left
-	got     []pushRequest
+	// future is how many more requests have their events with namespace
+	// "ns-late" refused for a time in the server's future.
+	future int
+	got    []pushRequest
 }
 
 type pushRequest struct {
@@ -59,6 +62,16 @@ func newPushSetup(t *testing.T, maxEvents int) *pushSetup {
 			return
 		}
 		resp := map[string]any{"accepted": len(req.Events), "stored": len(req.Events), "duplicates": 0, "rejected": []any{}}
+		if s.future > 0 {
+			s.future--
+			var rejected []any
+			for i, e := range req.Events {
+				if e.Namespace == "ns-late" {
+					rejected = append(rejected, map[string]any{"index": i, "code": "BAD_USER_INPUT", "field": "time", "message": "is in the future"})
+				}
+			}
+			resp = map[string]any{"accepted": len(req.Events) - len(rejected), "stored": len(req.Events) - len(rejected), "duplicates": 0, "rejected": rejected}
+		}
 		if len(req.Events) > 0 && req.Events[0].Namespace == "kube-system" {
 			resp = map[string]any{"accepted": 0, "stored": 0, "duplicates": 0,
 				"rejected": []any{map[string]any{"index": 0, "code": "NOT_FOUND", "field": "namespace", "message": "no tenant namespace"}}}
@@ -170,4 +183,39 @@ func TestPushWithoutATokenFileRetries(t *testing.T) {
 	require.Len(t, s.a.st.Pending, 1)
 	require.Empty(t, s.requests())
 	require.Equal(t, 1.0, testutil.ToFloat64(s.a.m.pushErrors))
+}
+
+func TestPushSendsEventsRefusedForTheirTimeAgainWhileTheyAreFresh(t *testing.T) {
+	t.Parallel()
+	s := newPushSetup(t, 100)
+	s.batch(1, 2, "ns-a")
+	s.a.st.Pending[0].Events = append(s.a.st.Pending[0].Events, Event{Namespace: "ns-late", Resource: "network.internet.egress",
+		Class: "internet", Quantity: 7, Time: t0.Format(time.RFC3339Nano), Key: "k-late"})
+	s.batch(2, 1, "ns-b")
+	s.future = 1
+	s.a.push(t.Context())
+	// The refused event stays, alone, and what follows waits for it.
+	require.Len(t, s.a.st.Pending, 2)
+	require.Equal(t, []Event{{Namespace: "ns-late", Resource: "network.internet.egress", Class: "internet", Quantity: 7,
+		Time: t0.Format(time.RFC3339Nano), Key: "k-late"}}, s.a.st.Pending[0].Events)
+	require.Equal(t, 1.0, testutil.ToFloat64(s.a.m.pushed.WithLabelValues("retried")))
+	saved, err := loadState(s.a.cfg.StateDir)
+	require.NoError(t, err)
+	require.Len(t, saved.Pending[0].Events, 1, "saved as it now is")
+
+	s.a.push(t.Context())
+	require.Empty(t, s.a.st.Pending)
+	got := s.requests()
+	require.Len(t, got, 3)
+	require.Equal(t, "k-late", got[1].events[0].Key, "sent again with its key")
+
+	// An old event refused for its time is dropped: waiting mends nothing.
+	s.a.now = func() time.Time { return t0.Add(time.Hour) }
+	s.batch(3, 0, "")
+	s.a.st.Pending[0].Events = []Event{{Namespace: "ns-late", Resource: "network.internet.egress", Class: "internet", Quantity: 1,
+		Time: t0.Format(time.RFC3339Nano), Key: "k-old"}}
+	s.future = 1
+	s.a.push(t.Context())
+	require.Empty(t, s.a.st.Pending)
+	require.Equal(t, 1.0, testutil.ToFloat64(s.a.m.pushed.WithLabelValues("rejected")))
 }
