@@ -46,3 +46,7 @@ const (
 	NetworkPolicyIngressName   = "tenantplane-ingress"
 	NetworkPolicyEgressName    = "tenantplane-egress"
 )
+
+// FieldManager is the one field manager under which the platform applies
+// everything it owns.
+const FieldManager = "tenantplane"

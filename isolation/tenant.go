@@ -25,6 +25,9 @@ type Tenant struct {
 	// Hosts are the host names this namespace has claimed for Ingresses
 	// and HTTPRoutes, lower case.
 	Hosts []string
+	// ReleasedHosts were released by the namespace but are still held for
+	// it until none of its Ingresses or HTTPRoutes uses them.
+	ReleasedHosts []string
 }
 
 // Member is one user's membership of a tenant namespace.

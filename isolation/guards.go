@@ -1,0 +1,291 @@
+package isolation
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	admissionv1ac "k8s.io/client-go/applyconfigurations/admissionregistration/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	"k8s.io/client-go/kubernetes"
+)
+
+// Guard is one cluster-wide ValidatingAdmissionPolicy and the binding that
+// applies it to tenant namespaces only.
+type Guard struct {
+	Policy  *admissionv1ac.ValidatingAdmissionPolicyApplyConfiguration
+	Binding *admissionv1ac.ValidatingAdmissionPolicyBindingApplyConfiguration
+}
+
+// Names of the guards.
+const (
+	GuardWorkloads = "tenantplane-workloads"
+	GuardStorage   = "tenantplane-storage"
+	GuardServices  = "tenantplane-services"
+	GuardHosts     = "tenantplane-hosts"
+	GuardProtect   = "tenantplane-protect"
+)
+
+// Guards are the admission policies for what Pod Security and RBAC cannot
+// say. Their parameters are the annotations Desired puts on each tenant
+// namespace (CEL sees the request's namespace object), so one policy
+// serves every plan and a plan change needs no policy change:
+//
+//   - tenantplane-workloads: pods, and the pod templates of Deployments,
+//     ReplicaSets, StatefulSets, DaemonSets, Jobs, CronJobs and
+//     ReplicationControllers, must use the plan's RuntimeClass (or its GPU
+//     class), carry kubernetes.io/egress-bandwidth no larger than the plan
+//     allows, and take ephemeral volumes only from allowed storage classes.
+//     Templates are checked when created or changed, so that the platform
+//     can still scale or suspend a workload made under an older plan.
+//   - tenantplane-storage: PVCs and StatefulSet volume claim templates name
+//     an allowed storage class.
+//   - tenantplane-services: Services are ClusterIP (or headless) and have
+//     no externalIPs.
+//   - tenantplane-hosts: every Ingress and HTTPRoute host is one the
+//     namespace claimed (claims are unique in Postgres, so no host is ever
+//     claimed by two tenants) or lies under the namespace's own domain, and
+//     there is no catch-all rule.
+//   - tenantplane-protect: tenants (their users' ServiceAccounts and the
+//     namespace's own ServiceAccounts) may not create, change or delete
+//     anything labelled as managed by the platform, nor set, change or
+//     remove tenantplane.io/ annotations on their own objects.
+func Guards(cfg Config) []Guard {
+	return []Guard{
+		guard(GuardWorkloads, workloadsPolicy()),
+		guard(GuardStorage, storagePolicy()),
+		guard(GuardServices, servicesPolicy()),
+		guard(GuardHosts, hostsPolicy()),
+		guard(GuardProtect, protectPolicy(cfg)),
+	}
+}
+
+// InstallGuards applies the guards and the users namespace with server-side
+// apply. Run it once at start, before the reconciler.
+func InstallGuards(ctx context.Context, kube kubernetes.Interface, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
+	ns := UsersNamespace(cfg)
+	if _, err := kube.CoreV1().Namespaces().Apply(ctx, ns, opts); err != nil {
+		return fmt.Errorf("applying namespace %s: %w", cfg.UsersNamespace, err)
+	}
+	adm := kube.AdmissionregistrationV1()
+	for _, g := range Guards(cfg) {
+		if _, err := adm.ValidatingAdmissionPolicies().Apply(ctx, g.Policy, opts); err != nil {
+			return fmt.Errorf("applying admission policy %s: %w", *g.Policy.Name, err)
+		}
+		if _, err := adm.ValidatingAdmissionPolicyBindings().Apply(ctx, g.Binding, opts); err != nil {
+			return fmt.Errorf("applying admission policy binding %s: %w", *g.Binding.Name, err)
+		}
+	}
+	return nil
+}
+
+// UsersNamespace is the platform namespace holding the users'
+// ServiceAccounts. No pod may run there.
+func UsersNamespace(cfg Config) *corev1ac.NamespaceApplyConfiguration {
+	labels := map[string]string{LabelManagedBy: ManagedBy}
+	for _, mode := range []string{"enforce", "audit", "warn"} {
+		labels["pod-security.kubernetes.io/"+mode] = "restricted"
+		labels["pod-security.kubernetes.io/"+mode+"-version"] = cfg.PodSecurityVersion
+	}
+	return corev1ac.Namespace(cfg.UsersNamespace).WithLabels(labels)
+}
+
+func guard(name string, spec *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfiguration) Guard {
+	labels := map[string]string{LabelManagedBy: ManagedBy}
+	return Guard{
+		Policy: admissionv1ac.ValidatingAdmissionPolicy(name).WithLabels(labels).
+			WithSpec(spec.WithFailurePolicy(admissionv1.Fail)),
+		Binding: admissionv1ac.ValidatingAdmissionPolicyBinding(name).WithLabels(labels).
+			WithSpec(admissionv1ac.ValidatingAdmissionPolicyBindingSpec().
+				WithPolicyName(name).
+				WithValidationActions(admissionv1.Deny).
+				WithMatchResources(admissionv1ac.MatchResources().
+					WithNamespaceSelector(metav1ac.LabelSelector().WithMatchExpressions(
+						metav1ac.LabelSelectorRequirement().
+							WithKey(LabelNamespaceID).
+							WithOperator(metav1.LabelSelectorOpExists))))),
+	}
+}
+
+func rules(ops []admissionv1.OperationType, group, version string, resources ...string) *admissionv1ac.NamedRuleWithOperationsApplyConfiguration {
+	return admissionv1ac.NamedRuleWithOperations().
+		WithOperations(ops...).
+		WithAPIGroups(group).
+		WithAPIVersions(version).
+		WithResources(resources...).
+		WithScope(admissionv1.NamespacedScope)
+}
+
+var (
+	create       = []admissionv1.OperationType{admissionv1.Create}
+	createUpdate = []admissionv1.OperationType{admissionv1.Create, admissionv1.Update}
+)
+
+func variable(name, expr string) *admissionv1ac.VariableApplyConfiguration {
+	return admissionv1ac.Variable().WithName(name).WithExpression(expr)
+}
+
+func check(expr, message string) *admissionv1ac.ValidationApplyConfiguration {
+	return admissionv1ac.Validation().WithExpression(expr).WithMessage(message).WithReason(metav1.StatusReasonForbidden)
+}
+
+// cel replaces the {placeholders} of a CEL expression with the quoted
+// annotation and label keys, so the expressions below stay readable.
+func cel(expr string) string {
+	return strings.NewReplacer(
+		"{runtimeClass}", quote(AnnotationRuntimeClass),
+		"{gpuRuntimeClass}", quote(AnnotationGPURuntimeClass),
+		"{storageClasses}", quote(AnnotationStorageClasses),
+		"{maxEgress}", quote(AnnotationMaxEgressBandwidth),
+		"{hosts}", quote(AnnotationHosts),
+		"{domain}", quote(AnnotationDomain),
+		"{egress}", quote(AnnotationEgressBandwidth),
+		"{managedBy}", quote(LabelManagedBy),
+		"{managedByValue}", quote(ManagedBy),
+	).Replace(expr)
+}
+
+func quote(s string) string { return "'" + s + "'" }
+
+// nsAnnotations is the request namespace's annotations, empty when it has
+// none.
+const nsAnnotations = `has(namespaceObject.metadata.annotations) ? namespaceObject.metadata.annotations : {}`
+
+func workloadsPolicy() *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfiguration {
+	return admissionv1ac.ValidatingAdmissionPolicySpec().
+		WithMatchConstraints(admissionv1ac.MatchResources().WithResourceRules(
+			rules(create, "", "v1", "pods"),
+			rules(createUpdate, "", "v1", "replicationcontrollers"),
+			rules(createUpdate, "apps", "v1", "deployments", "replicasets", "statefulsets", "daemonsets"),
+			rules(createUpdate, "batch", "v1", "jobs", "cronjobs"),
+		)).
+		WithVariables(
+			variable("ns", nsAnnotations),
+			// tmpl is the pod, or the pod template of a workload.
+			variable("tmpl", `object.kind == 'Pod' ? object : (object.kind == 'CronJob' ? object.spec.jobTemplate.spec.template : object.spec.template)`),
+			variable("oldTmpl", `oldObject == null ? null : (oldObject.kind == 'CronJob' ? oldObject.spec.jobTemplate.spec.template : oldObject.spec.template)`),
+			// changed is false for an update that leaves the pod template
+			// alone (scaling, suspending, relabelling).
+			variable("changed", `oldObject == null || variables.tmpl != variables.oldTmpl`),
+			variable("spec", `has(variables.tmpl.spec) ? variables.tmpl.spec : {}`),
+			variable("annotations", `has(variables.tmpl.metadata) && has(variables.tmpl.metadata.annotations) ? variables.tmpl.metadata.annotations : {}`),
+			variable("classes", cel(`{storageClasses} in variables.ns ? variables.ns[{storageClasses}].split(',') : []`)),
+		).
+		WithValidations(
+			check(cel(`!variables.changed || (has(variables.spec.runtimeClassName) && (
+				({runtimeClass} in variables.ns && variables.spec.runtimeClassName == variables.ns[{runtimeClass}]) ||
+				({gpuRuntimeClass} in variables.ns && variables.spec.runtimeClassName == variables.ns[{gpuRuntimeClass}])))`),
+				"pods must set spec.runtimeClassName to the RuntimeClass their plan allows"),
+			check(cel(`!variables.changed || (
+				{egress} in variables.annotations && isQuantity(variables.annotations[{egress}]) &&
+				{maxEgress} in variables.ns &&
+				quantity(variables.annotations[{egress}]).isGreaterThan(quantity('0')) &&
+				quantity(variables.annotations[{egress}]).compareTo(quantity(variables.ns[{maxEgress}])) <= 0)`),
+				"pods must carry the kubernetes.io/egress-bandwidth annotation, at most what their plan allows"),
+			check(`!variables.changed || !has(variables.spec.volumes) || variables.spec.volumes.all(v,
+				!has(v.ephemeral) || (has(v.ephemeral.volumeClaimTemplate.spec.storageClassName) &&
+				v.ephemeral.volumeClaimTemplate.spec.storageClassName in variables.classes))`,
+				"ephemeral volumes must name a storage class their plan allows"),
+		)
+}
+
+func storagePolicy() *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfiguration {
+	return admissionv1ac.ValidatingAdmissionPolicySpec().
+		WithMatchConstraints(admissionv1ac.MatchResources().WithResourceRules(
+			rules(create, "", "v1", "persistentvolumeclaims"),
+			rules(createUpdate, "apps", "v1", "statefulsets"),
+		)).
+		WithVariables(
+			variable("ns", nsAnnotations),
+			variable("classes", cel(`{storageClasses} in variables.ns ? variables.ns[{storageClasses}].split(',') : []`)),
+		).
+		WithValidations(
+			check(`object.kind != 'PersistentVolumeClaim' ||
+				(has(object.spec.storageClassName) && object.spec.storageClassName in variables.classes)`,
+				"PersistentVolumeClaims must name a storage class their plan allows"),
+			check(`object.kind != 'StatefulSet' || !has(object.spec.volumeClaimTemplates) ||
+				object.spec.volumeClaimTemplates.all(t, has(t.spec.storageClassName) && t.spec.storageClassName in variables.classes)`,
+				"volume claim templates must name a storage class their plan allows"),
+		)
+}
+
+func servicesPolicy() *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfiguration {
+	return admissionv1ac.ValidatingAdmissionPolicySpec().
+		WithMatchConstraints(admissionv1ac.MatchResources().WithResourceRules(
+			rules(createUpdate, "", "v1", "services"),
+		)).
+		WithValidations(
+			check(`!has(object.spec.externalIPs) || size(object.spec.externalIPs) == 0`,
+				"Services may not have externalIPs"),
+			check(`!has(object.spec.type) || object.spec.type == 'ClusterIP'`,
+				"Services must be of type ClusterIP"),
+		)
+}
+
+func hostsPolicy() *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfiguration {
+	// A host is allowed when claimed by this namespace or under its domain
+	// (which includes wildcards under it).
+	allowed := func(h string) string {
+		return cel(`(` + h + ` in variables.claimed || (variables.domain != '' && (` + h + ` == variables.domain || ` + h + `.endsWith('.' + variables.domain))))`)
+	}
+	return admissionv1ac.ValidatingAdmissionPolicySpec().
+		WithMatchConstraints(admissionv1ac.MatchResources().WithResourceRules(
+			rules(createUpdate, "networking.k8s.io", "v1", "ingresses"),
+			rules(createUpdate, "gateway.networking.k8s.io", "*", "httproutes"),
+		)).
+		WithVariables(
+			variable("ns", nsAnnotations),
+			variable("claimed", cel(`{hosts} in variables.ns && variables.ns[{hosts}] != '' ? variables.ns[{hosts}].split(',') : []`)),
+			variable("domain", cel(`{domain} in variables.ns ? variables.ns[{domain}] : ''`)),
+		).
+		WithValidations(
+			check(`object.kind != 'Ingress' || (!has(object.spec.defaultBackend) &&
+				has(object.spec.rules) && size(object.spec.rules) > 0 &&
+				object.spec.rules.all(r, has(r.host) && `+allowed("r.host")+`) &&
+				(!has(object.spec.tls) || object.spec.tls.all(t, !has(t.hosts) || t.hosts.all(h, `+allowed("h")+`))))`,
+				"every Ingress host must be claimed by this namespace (or lie under its own domain), and catch-all rules are not allowed"),
+			check(`object.kind != 'HTTPRoute' || (has(object.spec.hostnames) && size(object.spec.hostnames) > 0 &&
+				object.spec.hostnames.all(h, `+allowed("h")+`))`,
+				"every HTTPRoute hostname must be claimed by this namespace (or lie under its own domain)"),
+		)
+}
+
+func protectPolicy(cfg Config) *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfiguration {
+	ops := []admissionv1.OperationType{admissionv1.Create, admissionv1.Update, admissionv1.Delete}
+	tenant := fmt.Sprintf(`request.userInfo.username.startsWith('system:serviceaccount:%s:') ||
+		request.userInfo.username.startsWith('system:serviceaccount:' + request.namespace + ':')`, cfg.UsersNamespace)
+	managed := func(o string) string {
+		return cel(o + ` != null && has(` + o + `.metadata.labels) && {managedBy} in ` + o + `.metadata.labels && ` +
+			o + `.metadata.labels[{managedBy}] == {managedByValue}`)
+	}
+	own := func(o string) string {
+		return o + ` == null || !has(` + o + `.metadata.annotations) ? [] : ` +
+			o + `.metadata.annotations.filter(k, k.startsWith('tenantplane.io/')).map(k, k + '=' + ` + o + `.metadata.annotations[k])`
+	}
+	return admissionv1ac.ValidatingAdmissionPolicySpec().
+		WithMatchConstraints(admissionv1ac.MatchResources().WithResourceRules(
+			admissionv1ac.NamedRuleWithOperations().
+				WithOperations(ops...).
+				WithAPIGroups("*").WithAPIVersions("*").WithResources("*").
+				WithScope(admissionv1.NamespacedScope),
+		)).
+		WithMatchConditions(admissionv1ac.MatchCondition().WithName("tenant").WithExpression(tenant)).
+		WithVariables(
+			variable("newOwn", own("object")),
+			variable("oldOwn", own("oldObject")),
+		).
+		WithValidations(
+			check(`!(`+managed("object")+`) && !(`+managed("oldObject")+`)`,
+				"this object is managed by the platform"),
+			check(`request.operation == 'DELETE' || (size(variables.newOwn) == size(variables.oldOwn) &&
+				variables.newOwn.all(a, a in variables.oldOwn))`,
+				"tenantplane.io/ annotations are set by the platform only"),
+		)
+}
