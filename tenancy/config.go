@@ -80,6 +80,9 @@ type RateLimits struct {
 	LogInPerEmail  RateLimit
 	ResetPerIP     RateLimit
 	ResetPerEmail  RateLimit
+	// InvitePerUser bounds the invitations one user sends, so invitations
+	// cannot be used to send mail in bulk.
+	InvitePerUser RateLimit
 }
 
 // DefaultArgon2 follows the OWASP recommendation for argon2id
@@ -105,6 +108,7 @@ func DefaultConfig() Config {
 			LogInPerEmail:  RateLimit{Max: 10, Window: 10 * time.Minute},
 			ResetPerIP:     RateLimit{Max: 10, Window: time.Hour},
 			ResetPerEmail:  RateLimit{Max: 3, Window: time.Hour},
+			InvitePerUser:  RateLimit{Max: 50, Window: time.Hour},
 		},
 		MaxOrgsPerUser:      10,
 		MaxNamespacesPerOrg: 20,
@@ -146,6 +150,7 @@ func (c Config) Validate() error {
 		{"SignUpPerIP", c.RateLimits.SignUpPerIP}, {"SignUpPerEmail", c.RateLimits.SignUpPerEmail},
 		{"LogInPerIP", c.RateLimits.LogInPerIP}, {"LogInPerEmail", c.RateLimits.LogInPerEmail},
 		{"ResetPerIP", c.RateLimits.ResetPerIP}, {"ResetPerEmail", c.RateLimits.ResetPerEmail},
+		{"InvitePerUser", c.RateLimits.InvitePerUser},
 	}
 	for _, l := range limits {
 		if l.l.Max <= 0 || l.l.Window < time.Second {

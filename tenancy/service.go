@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
-
-	"github.com/tenantplane/tenantplane/internal/errcode"
 )
 
 // Service is the identity and tenancy API used by the GraphQL resolvers,
@@ -25,6 +23,9 @@ type Service struct {
 	cfg   Config
 	log   *slog.Logger
 	now   func() time.Time
+	// dummyHash is verified against when no user matches a log-in, so
+	// that the answer takes as long either way.
+	dummyHash string
 }
 
 // New returns a Service over store. cfg is validated; log and clock
@@ -42,12 +43,15 @@ func New(store Store, cfg Config, log *slog.Logger, clock func() time.Time) (*Se
 	if clock == nil {
 		clock = func() time.Time { return time.Now().UTC() }
 	}
-	return &Service{store: store, cfg: cfg, log: log, now: func() time.Time { return clock().UTC() }}, nil
+	dummy, err := hashPassword(cfg.Argon2, "no such user: timing decoy")
+	if err != nil {
+		return nil, fmt.Errorf("tenancy: %w", err)
+	}
+	return &Service{
+		store: store, cfg: cfg, log: log, dummyHash: dummy,
+		now: func() time.Time { return clock().UTC() },
+	}, nil
 }
 
 // Config returns the validated configuration.
 func (s *Service) Config() Config { return s.cfg }
-
-var errPending = errcode.New(errcode.Internal, "not available yet")
-
-func pending(name string) error { return fmt.Errorf("%s: %w", name, errPending) }

@@ -2,23 +2,96 @@ package tenancystore
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/tenantplane/tenantplane/internal/errcode"
 	"github.com/tenantplane/tenantplane/tenancy"
 )
 
+// dbtx is what a pool and a transaction have in common.
+type dbtx interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// queries runs every query of tenancy.Tx on a pool or a transaction.
+type queries struct {
+	db dbtx
+}
+
 // Store is tenancy.Store over a pgx pool.
 type Store struct {
+	queries
 	pool *pgxpool.Pool
 }
 
-var _ tenancy.Store = (*Store)(nil)
+var (
+	_ tenancy.Store = (*Store)(nil)
+	_ tenancy.Tx    = (*queries)(nil)
+)
 
 // New returns a Store over pool.
-func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
+func New(pool *pgxpool.Pool) *Store { return &Store{queries: queries{db: pool}, pool: pool} }
 
-// InTx runs fn in one transaction.
+// InTx runs fn in one read-committed transaction, committed when fn
+// returns nil and rolled back otherwise.
 func (s *Store) InTx(ctx context.Context, fn func(tx tenancy.Tx) error) error {
-	return fn(s)
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		return fn(&queries{db: tx})
+	})
+}
+
+// storeErr turns a storage error into a domain error: no rows →
+// NOT_FOUND, unique violation → CONFLICT, foreign key violation →
+// NOT_FOUND (a referenced row is missing); anything else is wrapped with op
+// and stays internal.
+func storeErr(op, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errcode.New(errcode.NotFound, what+" not found")
+	}
+	if pe, ok := errors.AsType[*pgconn.PgError](err); ok {
+		switch pe.Code {
+		case "23505":
+			return errcode.New(errcode.Conflict, what+" already exists")
+		case "23503":
+			return errcode.New(errcode.NotFound, "a referenced object was not found")
+		}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// utc puts scanned times in UTC; pgx scans timestamptz in time.Local.
+func utc(ts ...*time.Time) {
+	for _, t := range ts {
+		*t = t.UTC()
+	}
+}
+
+// utcp is utc for nullable times.
+func utcp(ts ...**time.Time) {
+	for _, t := range ts {
+		if *t != nil {
+			v := (*t).UTC()
+			*t = &v
+		}
+	}
+}
+
+// after returns the id of a page cursor, or nil for the first page.
+func after(q tenancy.PageQuery) *int64 {
+	if !q.HasAfter {
+		return nil
+	}
+	id := q.After.ID
+	return &id
 }
