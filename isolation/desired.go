@@ -64,6 +64,9 @@ func Desired(t Tenant, cfg Config) (Objects, error) {
 	if msgs := validation.IsDNS1123Label(t.Name); len(msgs) > 0 {
 		return Objects{}, errcode.Invalid("name", fmt.Sprintf("namespace name %q: %s", t.Name, strings.Join(msgs, "; ")))
 	}
+	if reservedName(t.Name, cfg) {
+		return Objects{}, errcode.Invalid("name", fmt.Sprintf("namespace name %q is reserved for the platform", t.Name))
+	}
 	if !t.State.Valid() {
 		return Objects{}, errcode.Invalid("state", fmt.Sprintf("unknown namespace state %q", t.State))
 	}
@@ -109,6 +112,17 @@ func Desired(t Tenant, cfg Config) (Objects, error) {
 		o.ServiceAccounts = append(o.ServiceAccounts, UserServiceAccount(m.UserID, cfg))
 	}
 	return o, nil
+}
+
+// reservedName reports whether a tenant may not have namespace name: the
+// cluster's own namespaces and the platform's.
+func reservedName(name string, cfg Config) bool {
+	if name == "default" || strings.HasPrefix(name, "kube-") || strings.HasPrefix(name, "tenantplane") {
+		return true
+	}
+	n := cfg.Network
+	return slices.Contains(slices.Concat(n.IngressNamespaces, n.MonitoringNamespaces,
+		[]string{n.DNSNamespace, cfg.UsersNamespace}), name)
 }
 
 // UserServiceAccount is the ServiceAccount of userID in the users

@@ -194,6 +194,16 @@ func TestDesired(t *testing.T) {
 			wantErr: errcode.BadUserInput,
 		},
 		{
+			name:    "a namespace of the cluster",
+			tenant:  isolation.Tenant{ID: 7, Name: "kube-system", OrgID: 3, Plan: "free", State: tenancy.NamespaceActive},
+			wantErr: errcode.BadUserInput,
+		},
+		{
+			name:    "a platform namespace",
+			tenant:  isolation.Tenant{ID: 7, Name: "ingress-nginx", OrgID: 3, Plan: "free", State: tenancy.NamespaceActive},
+			wantErr: errcode.BadUserInput,
+		},
+		{
 			name:    "unknown state",
 			tenant:  tenant("archived", "free", owner),
 			wantErr: errcode.BadUserInput,
