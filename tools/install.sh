@@ -109,7 +109,9 @@ install_one() {
 	# -C builds inside the tool's own module, so its go.mod and go.sum pin
 	# every dependency; GOWORK=off and -mod=readonly keep anything else from
 	# changing that.
-	GOWORK=off GOFLAGS=-mod=readonly go build -C "$tools_dir/$module" -ldflags "$ldflags" -o "$bin.tmp" "$pkg"
+	# -s -w drops debug information nobody reads here: a third smaller, and
+	# quicker to link.
+	GOWORK=off GOFLAGS=-mod=readonly go build -C "$tools_dir/$module" -ldflags "-s -w $ldflags" -o "$bin.tmp" "$pkg"
 	if [[ "$name" == kwok ]]; then
 		kwok_stages "$dir"
 	fi
