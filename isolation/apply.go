@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -151,10 +152,17 @@ func (r *Reconciler) checkOwnership(ctx context.Context, t Tenant) error {
 	if err != nil {
 		return fmt.Errorf("looking up namespace %s: %w", t.Name, err)
 	}
-	if ns.Labels[LabelManagedBy] != ManagedBy || ns.Labels[LabelNamespaceID] != strconv.FormatInt(t.ID, 10) {
+	if !r.owns(ns, t.ID) {
 		return errcode.New(errcode.Conflict, fmt.Sprintf("namespace %s exists in Kubernetes and does not belong to namespace %d", t.Name, t.ID))
 	}
 	return nil
+}
+
+// owns reports whether Kubernetes namespace ns is namespace id of this
+// installation.
+func (r *Reconciler) owns(ns *corev1.Namespace, id int64) bool {
+	return ns.Labels[LabelManagedBy] == ManagedBy && ns.Labels[LabelInstance] == r.cfg.Instance &&
+		ns.Labels[LabelNamespaceID] == strconv.FormatInt(id, 10)
 }
 
 // prune deletes every object labelled as namespace t's that objs does not
@@ -249,8 +257,7 @@ func (r *Reconciler) markSuspended(ctx context.Context, name string, on bool) er
 // waitError, until Kubernetes has finished; then it records the deletion.
 func (r *Reconciler) deleteNamespace(ctx context.Context, t Tenant) error {
 	ns, err := r.kube.CoreV1().Namespaces().Get(ctx, t.Name, metav1.GetOptions{})
-	gone := apierrors.IsNotFound(err) ||
-		(err == nil && ns.Labels[LabelNamespaceID] != strconv.FormatInt(t.ID, 10))
+	gone := apierrors.IsNotFound(err) || (err == nil && !r.owns(ns, t.ID))
 	if err != nil && !gone {
 		return fmt.Errorf("looking up namespace %s: %w", t.Name, err)
 	}

@@ -41,7 +41,7 @@ type caches struct {
 
 func newCaches(kube kubernetes.Interface, cfg Config, drift func(kind, event, key string)) *caches {
 	managed := func(o *metav1.ListOptions) {
-		o.LabelSelector = labels.Set{LabelManagedBy: ManagedBy}.String()
+		o.LabelSelector = labels.Set{LabelManagedBy: ManagedBy, LabelInstance: cfg.Instance}.String()
 	}
 	f := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTweakListOptions(managed))
 	uf := informers.NewSharedInformerFactoryWithOptions(kube, 0, informers.WithTweakListOptions(managed),

@@ -16,6 +16,12 @@ import (
 // reach, and how kubeconfigs are issued. Start from DefaultConfig; every
 // constructor in this package validates it.
 type Config struct {
+	// Instance names this installation (default "tenantplane"). Every
+	// object carries it in LabelInstance and the guards are named after it,
+	// so that several installations (staging beside production, or tests)
+	// can share one cluster without touching each other's objects.
+	Instance string
+
 	// Plans maps an org's plan name (orgs.plan) to what it allows. A
 	// namespace whose org has a plan missing here is not reconciled and the
 	// error is recorded.
@@ -150,6 +156,7 @@ func DefaultConfig() Config {
 				MaxEgressBandwidth: q("100M"),
 			},
 		},
+		Instance:           "tenantplane",
 		UsersNamespace:     "tenantplane-users",
 		PodSecurityVersion: "latest",
 		Network: Network{
@@ -184,6 +191,9 @@ func (c Config) Validate() error {
 		if err := c.Plans[name].validate(); err != nil {
 			add("plan %s: %w", name, err)
 		}
+	}
+	if msgs := validation.IsDNS1123Label(c.Instance); len(msgs) > 0 || len(c.Instance) > 40 {
+		add("Instance %q must be a DNS label of at most 40 characters", c.Instance)
 	}
 	if msgs := validation.IsDNS1123Label(c.UsersNamespace); len(msgs) > 0 {
 		add("UsersNamespace %q: %v", c.UsersNamespace, msgs)

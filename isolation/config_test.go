@@ -66,6 +66,7 @@ func TestConfigValidate(t *testing.T) {
 			c.Plans["free"] = p
 		}, wantErr: "ObjectCounts"},
 		{name: "pod security version", change: func(c *isolation.Config) { c.PodSecurityVersion = "1.37" }, wantErr: "PodSecurityVersion"},
+		{name: "instance", change: func(c *isolation.Config) { c.Instance = "Prod" }, wantErr: "Instance"},
 		{name: "users namespace", change: func(c *isolation.Config) { c.UsersNamespace = "" }, wantErr: "UsersNamespace"},
 		{name: "no pod cidrs", change: func(c *isolation.Config) { c.Network.PodCIDRs = nil }, wantErr: "PodCIDRs"},
 		{name: "unmasked cidr", change: func(c *isolation.Config) { c.Network.NodeCIDRs = []netip.Prefix{netip.MustParsePrefix("10.0.0.1/8")} }, wantErr: "masked"},

@@ -131,6 +131,7 @@ func UserServiceAccount(userID int64, cfg Config) *corev1ac.ServiceAccountApplyC
 	return corev1ac.ServiceAccount(ServiceAccountName(userID), cfg.UsersNamespace).
 		WithLabels(map[string]string{
 			LabelManagedBy: ManagedBy,
+			LabelInstance:  cfg.Instance,
 			LabelUserID:    strconv.FormatInt(userID, 10),
 		}).
 		WithAutomountServiceAccountToken(false)
@@ -146,6 +147,7 @@ type builder struct {
 func (b builder) labels() map[string]string {
 	return map[string]string{
 		LabelManagedBy:   ManagedBy,
+		LabelInstance:    b.cfg.Instance,
 		LabelNamespaceID: strconv.FormatInt(b.t.ID, 10),
 	}
 }

@@ -115,7 +115,8 @@ func TestDesired(t *testing.T) {
 			want: view{
 				nsLabels: map[string]string{
 					"app.kubernetes.io/managed-by": "tenantplane", "tenantplane.io/namespace-id": "7",
-					"tenantplane.io/org": "3", "tenantplane.io/plan": "free", "tenantplane.io/state": "active",
+					"tenantplane.io/instance": "tenantplane",
+					"tenantplane.io/org":      "3", "tenantplane.io/plan": "free", "tenantplane.io/state": "active",
 					"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "v1.37",
 					"pod-security.kubernetes.io/audit": "restricted", "pod-security.kubernetes.io/audit-version": "v1.37",
 					"pod-security.kubernetes.io/warn": "restricted", "pod-security.kubernetes.io/warn-version": "v1.37",
@@ -252,6 +253,7 @@ func TestDesired(t *testing.T) {
 			for _, labels := range objectLabels(o) {
 				require.Equal(t, isolation.ManagedBy, labels[isolation.LabelManagedBy])
 				require.Equal(t, "7", labels[isolation.LabelNamespaceID])
+				require.Equal(t, "tenantplane", labels[isolation.LabelInstance])
 			}
 		})
 	}

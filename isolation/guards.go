@@ -3,9 +3,16 @@ package isolation
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	admissionv1ac "k8s.io/client-go/applyconfigurations/admissionregistration/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
@@ -20,46 +27,55 @@ type Guard struct {
 	Binding *admissionv1ac.ValidatingAdmissionPolicyBindingApplyConfiguration
 }
 
-// Names of the guards.
+// The guards, named "<Config.Instance>-<guard>".
 const (
-	GuardWorkloads = "tenantplane-workloads"
-	GuardStorage   = "tenantplane-storage"
-	GuardServices  = "tenantplane-services"
-	GuardHosts     = "tenantplane-hosts"
-	GuardProtect   = "tenantplane-protect"
+	GuardWorkloads        = "workloads"
+	GuardStorage          = "storage"
+	GuardStorageTemplates = "storage-templates"
+	GuardServices         = "services"
+	GuardIngressHosts     = "ingress-hosts"
+	GuardRouteHosts       = "route-hosts"
+	GuardProtect          = "protect"
 )
 
+// GuardName is the name of a guard's policy and binding.
+func GuardName(cfg Config, guard string) string { return cfg.Instance + "-" + guard }
+
 // Guards are the admission policies for what Pod Security and RBAC cannot
-// say. Their parameters are the annotations Desired puts on each tenant
-// namespace (CEL sees the request's namespace object), so one policy
-// serves every plan and a plan change needs no policy change:
+// say, named "<Config.Instance>-<guard>" and bound to this installation's
+// tenant namespaces only. Their parameters are the annotations Desired puts
+// on each tenant namespace (CEL sees the request's namespace object, which
+// tenants cannot change), so one policy serves every plan and a plan change
+// needs no policy change:
 //
-//   - tenantplane-workloads: pods, and the pod templates of Deployments,
-//     ReplicaSets, StatefulSets, DaemonSets, Jobs, CronJobs and
-//     ReplicationControllers, must use the plan's RuntimeClass (or its GPU
-//     class), carry kubernetes.io/egress-bandwidth no larger than the plan
-//     allows, and take ephemeral volumes only from allowed storage classes.
-//     Templates are checked when created or changed, so that the platform
-//     can still scale or suspend a workload made under an older plan.
-//   - tenantplane-storage: PVCs and StatefulSet volume claim templates name
-//     an allowed storage class.
-//   - tenantplane-services: Services are ClusterIP (or headless) and have
-//     no externalIPs.
-//   - tenantplane-hosts: every Ingress and HTTPRoute host is one the
-//     namespace claimed (claims are unique in Postgres, so no host is ever
-//     claimed by two tenants) or lies under the namespace's own domain, and
-//     there is no catch-all rule.
-//   - tenantplane-protect: tenants (their users' ServiceAccounts and the
-//     namespace's own ServiceAccounts) may not create, change or delete
-//     anything labelled as managed by the platform, nor set, change or
-//     remove tenantplane.io/ annotations on their own objects.
+//   - workloads: pods, and the pod templates of Deployments, ReplicaSets,
+//     StatefulSets, DaemonSets, Jobs, CronJobs and ReplicationControllers,
+//     must use the plan's RuntimeClass (or its GPU class), carry
+//     kubernetes.io/egress-bandwidth no larger than the plan allows, and
+//     take ephemeral volumes only from allowed storage classes. Templates
+//     are checked when created or changed, so that the platform can still
+//     scale or suspend a workload made under an older plan.
+//   - storage, storage-templates: PVCs and StatefulSet volume claim
+//     templates name an allowed storage class.
+//   - services: Services are ClusterIP (or headless) and have no
+//     externalIPs.
+//   - ingress-hosts, route-hosts: every Ingress and HTTPRoute host is one
+//     the namespace claimed (claims are unique in Postgres, so no host is
+//     ever claimed by two tenants) or lies under the namespace's own domain,
+//     and there is no catch-all rule.
+//   - protect: tenants (their users' ServiceAccounts and the namespace's own
+//     ServiceAccounts) may not create, change or delete anything labelled as
+//     managed by the platform, nor set, change or remove tenantplane.io/
+//     annotations on their own objects.
 func Guards(cfg Config) []Guard {
 	return []Guard{
-		guard(GuardWorkloads, workloadsPolicy()),
-		guard(GuardStorage, storagePolicy()),
-		guard(GuardServices, servicesPolicy()),
-		guard(GuardHosts, hostsPolicy()),
-		guard(GuardProtect, protectPolicy(cfg)),
+		guard(cfg, GuardWorkloads, workloadsPolicy()),
+		guard(cfg, GuardStorage, storagePolicy()),
+		guard(cfg, GuardStorageTemplates, storageTemplatesPolicy()),
+		guard(cfg, GuardServices, servicesPolicy()),
+		guard(cfg, GuardIngressHosts, ingressHostsPolicy()),
+		guard(cfg, GuardRouteHosts, routeHostsPolicy()),
+		guard(cfg, GuardProtect, protectPolicy(cfg)),
 	}
 }
 
@@ -75,12 +91,91 @@ func InstallGuards(ctx context.Context, kube kubernetes.Interface, cfg Config) e
 		return fmt.Errorf("applying namespace %s: %w", cfg.UsersNamespace, err)
 	}
 	adm := kube.AdmissionregistrationV1()
-	for _, g := range Guards(cfg) {
+	guards := Guards(cfg)
+	slices.Reverse(guards) // the probed ones last: when they work, all were loaded
+	for _, g := range guards {
 		if _, err := adm.ValidatingAdmissionPolicies().Apply(ctx, g.Policy, opts); err != nil {
 			return fmt.Errorf("applying admission policy %s: %w", *g.Policy.Name, err)
 		}
 		if _, err := adm.ValidatingAdmissionPolicyBindings().Apply(ctx, g.Binding, opts); err != nil {
 			return fmt.Errorf("applying admission policy binding %s: %w", *g.Binding.Name, err)
+		}
+	}
+	return waitGuards(ctx, kube, cfg)
+}
+
+// waitGuards returns once the API server enforces the guards: it loads
+// policies asynchronously, so it tries requests the guards must refuse
+// (dry-run, in a probe namespace labelled like a tenant's) until they are
+// refused, or ctx ends. With several API servers behind a load balancer
+// this is a good sign, not a proof, that every one has loaded them.
+func waitGuards(ctx context.Context, kube kubernetes.Interface, cfg Config) error {
+	probe := cfg.Instance + "-guard-probe"
+	labels := map[string]string{LabelManagedBy: ManagedBy, LabelInstance: cfg.Instance, LabelNamespaceID: "0"}
+	for _, mode := range []string{"enforce", "audit", "warn"} {
+		labels["pod-security.kubernetes.io/"+mode] = "restricted"
+	}
+	opts := metav1.ApplyOptions{FieldManager: FieldManager, Force: true}
+	if _, err := kube.CoreV1().Namespaces().Apply(ctx, corev1ac.Namespace(probe).WithLabels(labels), opts); err != nil {
+		return fmt.Errorf("applying guard probe namespace: %w", err)
+	}
+	dry := metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}
+	probes := map[string]func() error{
+		GuardServices: func() error {
+			_, err := kube.CoreV1().Services(probe).Create(ctx, &corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Name: "probe"},
+				Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}, ExternalIPs: []string{"192.0.2.1"}},
+			}, dry)
+			return err
+		},
+		GuardStorage: func() error {
+			_, err := kube.CoreV1().PersistentVolumeClaims(probe).Create(ctx, &corev1.PersistentVolumeClaim{
+				ObjectMeta: metav1.ObjectMeta{Name: "probe"},
+				Spec: corev1.PersistentVolumeClaimSpec{
+					StorageClassName: ptr("tenantplane-probe-none"),
+					AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+					Resources:        corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Mi")}},
+				},
+			}, dry)
+			return err
+		},
+		GuardIngressHosts: func() error {
+			_, err := kube.NetworkingV1().Ingresses(probe).Create(ctx, &networkingv1.Ingress{
+				ObjectMeta: metav1.ObjectMeta{Name: "probe"},
+				Spec: networkingv1.IngressSpec{DefaultBackend: &networkingv1.IngressBackend{
+					Service: &networkingv1.IngressServiceBackend{Name: "probe", Port: networkingv1.ServiceBackendPort{Number: 80}}}},
+			}, dry)
+			return err
+		},
+		GuardWorkloads: func() error {
+			_, err := kube.AppsV1().Deployments(probe).Create(ctx, &appsv1.Deployment{
+				ObjectMeta: metav1.ObjectMeta{Name: "probe"},
+				Spec: appsv1.DeploymentSpec{
+					Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "probe"}},
+					Template: corev1.PodTemplateSpec{
+						ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "probe"}},
+						Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "probe", Image: "probe"}}},
+					},
+				},
+			}, dry)
+			return err
+		},
+	}
+	for name, try := range probes {
+		policy := GuardName(cfg, name)
+		for {
+			err := try()
+			if apierrors.IsForbidden(err) && strings.Contains(err.Error(), policy) {
+				break
+			}
+			if err != nil && !apierrors.IsForbidden(err) && !apierrors.IsInvalid(err) {
+				return fmt.Errorf("probing admission policy %s: %w", policy, err)
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("waiting for admission policy %s to be enforced: %w", policy, ctx.Err())
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 	}
 	return nil
@@ -89,7 +184,7 @@ func InstallGuards(ctx context.Context, kube kubernetes.Interface, cfg Config) e
 // UsersNamespace is the platform namespace holding the users'
 // ServiceAccounts. No pod may run there.
 func UsersNamespace(cfg Config) *corev1ac.NamespaceApplyConfiguration {
-	labels := map[string]string{LabelManagedBy: ManagedBy}
+	labels := map[string]string{LabelManagedBy: ManagedBy, LabelInstance: cfg.Instance}
 	for _, mode := range []string{"enforce", "audit", "warn"} {
 		labels["pod-security.kubernetes.io/"+mode] = "restricted"
 		labels["pod-security.kubernetes.io/"+mode+"-version"] = cfg.PodSecurityVersion
@@ -97,8 +192,9 @@ func UsersNamespace(cfg Config) *corev1ac.NamespaceApplyConfiguration {
 	return corev1ac.Namespace(cfg.UsersNamespace).WithLabels(labels)
 }
 
-func guard(name string, spec *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfiguration) Guard {
-	labels := map[string]string{LabelManagedBy: ManagedBy}
+func guard(cfg Config, g string, spec *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfiguration) Guard {
+	name := GuardName(cfg, g)
+	labels := map[string]string{LabelManagedBy: ManagedBy, LabelInstance: cfg.Instance}
 	return Guard{
 		Policy: admissionv1ac.ValidatingAdmissionPolicy(name).WithLabels(labels).
 			WithSpec(spec.WithFailurePolicy(admissionv1.Fail)),
@@ -107,8 +203,9 @@ func guard(name string, spec *admissionv1ac.ValidatingAdmissionPolicySpecApplyCo
 				WithPolicyName(name).
 				WithValidationActions(admissionv1.Deny).
 				WithMatchResources(admissionv1ac.MatchResources().
-					WithNamespaceSelector(metav1ac.LabelSelector().WithMatchExpressions(
-						metav1ac.LabelSelectorRequirement().
+					WithNamespaceSelector(metav1ac.LabelSelector().
+						WithMatchLabels(map[string]string{LabelManagedBy: ManagedBy, LabelInstance: cfg.Instance}).
+						WithMatchExpressions(metav1ac.LabelSelectorRequirement().
 							WithKey(LabelNamespaceID).
 							WithOperator(metav1.LabelSelectorOpExists))))),
 	}
@@ -176,7 +273,7 @@ func workloadsPolicy() *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfigur
 			variable("changed", `oldObject == null || variables.tmpl != variables.oldTmpl`),
 			variable("spec", `has(variables.tmpl.spec) ? variables.tmpl.spec : {}`),
 			variable("annotations", `has(variables.tmpl.metadata) && has(variables.tmpl.metadata.annotations) ? variables.tmpl.metadata.annotations : {}`),
-			variable("classes", cel(`{storageClasses} in variables.ns ? variables.ns[{storageClasses}].split(',') : []`)),
+			storageClasses,
 		).
 		WithValidations(
 			check(cel(`!variables.changed || (has(variables.spec.runtimeClassName) && (
@@ -196,21 +293,29 @@ func workloadsPolicy() *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfigur
 		)
 }
 
+// storageClasses is the plan's storage classes, from the namespace.
+var storageClasses = variable("classes", cel(`{storageClasses} in variables.ns ? variables.ns[{storageClasses}].split(',') : []`))
+
 func storagePolicy() *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfiguration {
 	return admissionv1ac.ValidatingAdmissionPolicySpec().
 		WithMatchConstraints(admissionv1ac.MatchResources().WithResourceRules(
 			rules(create, "", "v1", "persistentvolumeclaims"),
+		)).
+		WithVariables(variable("ns", nsAnnotations), storageClasses).
+		WithValidations(
+			check(`has(object.spec.storageClassName) && object.spec.storageClassName in variables.classes`,
+				"PersistentVolumeClaims must name a storage class their plan allows"),
+		)
+}
+
+func storageTemplatesPolicy() *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfiguration {
+	return admissionv1ac.ValidatingAdmissionPolicySpec().
+		WithMatchConstraints(admissionv1ac.MatchResources().WithResourceRules(
 			rules(createUpdate, "apps", "v1", "statefulsets"),
 		)).
-		WithVariables(
-			variable("ns", nsAnnotations),
-			variable("classes", cel(`{storageClasses} in variables.ns ? variables.ns[{storageClasses}].split(',') : []`)),
-		).
+		WithVariables(variable("ns", nsAnnotations), storageClasses).
 		WithValidations(
-			check(`object.kind != 'PersistentVolumeClaim' ||
-				(has(object.spec.storageClassName) && object.spec.storageClassName in variables.classes)`,
-				"PersistentVolumeClaims must name a storage class their plan allows"),
-			check(`object.kind != 'StatefulSet' || !has(object.spec.volumeClaimTemplates) ||
+			check(`!has(object.spec.volumeClaimTemplates) ||
 				object.spec.volumeClaimTemplates.all(t, has(t.spec.storageClassName) && t.spec.storageClassName in variables.classes)`,
 				"volume claim templates must name a storage class their plan allows"),
 		)
@@ -229,30 +334,44 @@ func servicesPolicy() *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfigura
 		)
 }
 
-func hostsPolicy() *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfiguration {
-	// A host is allowed when claimed by this namespace or under its domain
-	// (which includes wildcards under it).
-	allowed := func(h string) string {
-		return cel(`(` + h + ` in variables.claimed || (variables.domain != '' && (` + h + ` == variables.domain || ` + h + `.endsWith('.' + variables.domain))))`)
+// allowedHost is a CEL expression: host h is claimed by the namespace or
+// lies under its own domain (which includes wildcards under it).
+func allowedHost(h string) string {
+	return `(` + h + ` in variables.claimed || (variables.domain != '' && (` + h + ` == variables.domain || ` + h + `.endsWith('.' + variables.domain))))`
+}
+
+// hostVariables are the namespace's claimed hosts and its own domain.
+func hostVariables() []*admissionv1ac.VariableApplyConfiguration {
+	return []*admissionv1ac.VariableApplyConfiguration{
+		variable("ns", nsAnnotations),
+		variable("claimed", cel(`{hosts} in variables.ns && variables.ns[{hosts}] != '' ? variables.ns[{hosts}].split(',') : []`)),
+		variable("domain", cel(`{domain} in variables.ns ? variables.ns[{domain}] : ''`)),
 	}
+}
+
+func ingressHostsPolicy() *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfiguration {
 	return admissionv1ac.ValidatingAdmissionPolicySpec().
 		WithMatchConstraints(admissionv1ac.MatchResources().WithResourceRules(
 			rules(createUpdate, "networking.k8s.io", "v1", "ingresses"),
+		)).
+		WithVariables(hostVariables()...).
+		WithValidations(
+			check(`!has(object.spec.defaultBackend) && has(object.spec.rules) && size(object.spec.rules) > 0 &&
+				object.spec.rules.all(r, has(r.host) && `+allowedHost("r.host")+`) &&
+				(!has(object.spec.tls) || object.spec.tls.all(t, !has(t.hosts) || t.hosts.all(h, `+allowedHost("h")+`)))`,
+				"every Ingress host must be claimed by this namespace (or lie under its own domain), and catch-all rules are not allowed"),
+		)
+}
+
+func routeHostsPolicy() *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfiguration {
+	return admissionv1ac.ValidatingAdmissionPolicySpec().
+		WithMatchConstraints(admissionv1ac.MatchResources().WithResourceRules(
 			rules(createUpdate, "gateway.networking.k8s.io", "*", "httproutes"),
 		)).
-		WithVariables(
-			variable("ns", nsAnnotations),
-			variable("claimed", cel(`{hosts} in variables.ns && variables.ns[{hosts}] != '' ? variables.ns[{hosts}].split(',') : []`)),
-			variable("domain", cel(`{domain} in variables.ns ? variables.ns[{domain}] : ''`)),
-		).
+		WithVariables(hostVariables()...).
 		WithValidations(
-			check(`object.kind != 'Ingress' || (!has(object.spec.defaultBackend) &&
-				has(object.spec.rules) && size(object.spec.rules) > 0 &&
-				object.spec.rules.all(r, has(r.host) && `+allowed("r.host")+`) &&
-				(!has(object.spec.tls) || object.spec.tls.all(t, !has(t.hosts) || t.hosts.all(h, `+allowed("h")+`))))`,
-				"every Ingress host must be claimed by this namespace (or lie under its own domain), and catch-all rules are not allowed"),
-			check(`object.kind != 'HTTPRoute' || (has(object.spec.hostnames) && size(object.spec.hostnames) > 0 &&
-				object.spec.hostnames.all(h, `+allowed("h")+`))`,
+			check(`has(object.spec.hostnames) && size(object.spec.hostnames) > 0 &&
+				object.spec.hostnames.all(h, `+allowedHost("h")+`)`,
 				"every HTTPRoute hostname must be claimed by this namespace (or lie under its own domain)"),
 		)
 }

@@ -13,6 +13,10 @@ const (
 	LabelPlan        = "tenantplane.io/plan"
 	LabelState       = "tenantplane.io/state"
 	LabelUserID      = "tenantplane.io/user-id"
+	// LabelInstance names the installation (Config.Instance) an object
+	// belongs to, so that installations sharing a cluster never touch each
+	// other's objects.
+	LabelInstance = "tenantplane.io/instance"
 )
 
 // Namespace annotations that the cluster-wide admission policies read as
