@@ -34,7 +34,10 @@ func goodPodSpec() corev1.PodSpec {
 	no, yes := false, true
 	rc := "kata-fc"
 	return corev1.PodSpec{
-		RuntimeClassName: &rc,
+		// Quick to stop, so tests that delete pods need not wait for the
+		// default 30 seconds.
+		TerminationGracePeriodSeconds: ptrTo(int64(1)),
+		RuntimeClassName:              &rc,
 		SecurityContext: &corev1.PodSecurityContext{
 			RunAsNonRoot:   &yes,
 			RunAsUser:      ptrTo(int64(1000)),

@@ -193,6 +193,7 @@ func (e *env) settled() {
 
 // eventually polls f until it is true, failing after timeout.
 func (e *env) eventually(timeout time.Duration, what string, f func(ctx context.Context) (bool, error)) {
+	defer func(start time.Time) { e.t.Logf("%s took %s", what, time.Since(start).Round(time.Millisecond)) }(time.Now())
 	e.t.Helper()
 	eventually(e.t, timeout, what, f)
 }
