@@ -154,7 +154,7 @@ func TestMembershipFollowsTenancy(t *testing.T) {
 	oc := e.tenantClient(owner.ID, ns)
 	require.NoError(t, e.svc.DisableUser(system("admin-console"), owner.ID))
 	want("disabled owner's binding gone", map[string]string{})
-	e.eventually(10*time.Second, "disabled owner's token to stop working", func(ctx context.Context) (bool, error) {
+	e.eventually(30*time.Second, "disabled owner's token to stop working", func(ctx context.Context) (bool, error) {
 		_, err := oc.CoreV1().ConfigMaps(ns.Name).List(ctx, metav1.ListOptions{})
 		return apierrors.IsUnauthorized(err), nil
 	})

@@ -16,6 +16,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -93,7 +94,9 @@ func setup(t *testing.T, o setupOptions) *env {
 	if o.reconfn != nil {
 		o.reconfn(&rc)
 	}
-	rec, err := isolation.NewReconciler(isolation.Deps{Kube: kube, Store: store, Registerer: reg}, cfg, rc)
+	dyn, err := dynamic.NewForConfig(kc.Config())
+	require.NoError(t, err)
+	rec, err := isolation.NewReconciler(isolation.Deps{Kube: kube, Dynamic: dyn, Store: store, Registerer: reg}, cfg, rc)
 	require.NoError(t, err)
 	if o.noRun {
 		require.NoError(t, rec.Start(ctx))
