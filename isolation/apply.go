@@ -25,10 +25,12 @@ func (r *Reconciler) applyTenant(ctx context.Context, t Tenant, objs Objects) er
 		return err
 	}
 	opts := r.applyOpts()
-	ns, err := r.kube.CoreV1().Namespaces().Apply(ctx, objs.Namespace, opts)
-	r.m.applied.Inc()
-	if err != nil {
-		return fmt.Errorf("applying namespace %s: %w", t.Name, err)
+	ns, err := r.caches.namespaces.Get(t.Name)
+	if err != nil || !r.unchanged(ns, objs.Namespace.Annotations) {
+		ns, err = r.kube.CoreV1().Namespaces().Apply(ctx, objs.Namespace, opts)
+		if err := r.applied("Namespace", t.Name, err); err != nil {
+			return err
+		}
 	}
 	if ns.DeletionTimestamp != nil {
 		return &waitError{what: "namespace " + t.Name + " to finish terminating", after: r.rc.DeletionPoll}
@@ -46,27 +48,46 @@ func (r *Reconciler) applyTenant(ctx context.Context, t Tenant, objs Objects) er
 	// Guards first (quotas, limits, network policies, roles and accounts),
 	// then the bindings that let members in.
 	g, gctx := errgroup.WithContext(ctx)
-	core := r.kube.CoreV1()
+	core, rbac := r.kube.CoreV1(), r.kube.RbacV1()
+	c := r.caches
 	for _, q := range objs.ResourceQuotas {
+		cached, err := c.quotas.ResourceQuotas(t.Name).Get(*q.Name)
+		if err == nil && r.unchanged(cached, q.Annotations) {
+			continue
+		}
 		g.Go(func() error { return r.applyQuota(gctx, q, opts) })
 	}
-	g.Go(func() error {
-		_, err := core.LimitRanges(t.Name).Apply(gctx, objs.LimitRange, opts)
-		return r.applied("LimitRange", *objs.LimitRange.Name, err)
-	})
+	if cached, err := c.limitRanges.LimitRanges(t.Name).Get(*objs.LimitRange.Name); err != nil || !r.unchanged(cached, objs.LimitRange.Annotations) {
+		g.Go(func() error {
+			_, err := core.LimitRanges(t.Name).Apply(gctx, objs.LimitRange, opts)
+			return r.applied("LimitRange", *objs.LimitRange.Name, err)
+		})
+	}
 	for _, p := range objs.NetworkPolicies {
+		cached, err := c.networkPolicies.NetworkPolicies(t.Name).Get(*p.Name)
+		if err == nil && r.unchanged(cached, p.Annotations) {
+			continue
+		}
 		g.Go(func() error {
 			_, err := r.kube.NetworkingV1().NetworkPolicies(t.Name).Apply(gctx, p, opts)
 			return r.applied("NetworkPolicy", *p.Name, err)
 		})
 	}
 	for _, ro := range objs.Roles {
+		cached, err := c.roles.Roles(t.Name).Get(*ro.Name)
+		if err == nil && r.unchanged(cached, ro.Annotations) {
+			continue
+		}
 		g.Go(func() error {
-			_, err := r.kube.RbacV1().Roles(t.Name).Apply(gctx, ro, opts)
+			_, err := rbac.Roles(t.Name).Apply(gctx, ro, opts)
 			return r.applied("Role", *ro.Name, err)
 		})
 	}
 	for _, sa := range objs.ServiceAccounts {
+		cached, err := c.serviceAccounts.ServiceAccounts(r.cfg.UsersNamespace).Get(*sa.Name)
+		if err == nil && r.unchanged(cached, sa.Annotations) {
+			continue
+		}
 		g.Go(func() error {
 			_, err := core.ServiceAccounts(r.cfg.UsersNamespace).Apply(gctx, sa, opts)
 			return r.applied("ServiceAccount", *sa.Name, err)
@@ -77,8 +98,12 @@ func (r *Reconciler) applyTenant(ctx context.Context, t Tenant, objs Objects) er
 	}
 	g, gctx = errgroup.WithContext(ctx)
 	for _, b := range objs.RoleBindings {
+		cached, err := c.roleBindings.RoleBindings(t.Name).Get(*b.Name)
+		if err == nil && r.unchanged(cached, b.Annotations) {
+			continue
+		}
 		g.Go(func() error {
-			_, err := r.kube.RbacV1().RoleBindings(t.Name).Apply(gctx, b, opts)
+			_, err := rbac.RoleBindings(t.Name).Apply(gctx, b, opts)
 			return r.applied("RoleBinding", *b.Name, err)
 		})
 	}
@@ -103,6 +128,29 @@ func (r *Reconciler) applyTenant(ctx context.Context, t Tenant, objs Objects) er
 		return r.markSuspended(ctx, t.Name, false)
 	}
 	return nil
+}
+
+// unchanged reports whether cached, an object from the informer cache, is
+// exactly as the platform last applied it with the annotations want: the
+// same AnnotationApplied hash, and no field manager but the platform's
+// (controllers writing status do not count). Anyone else's change, by
+// update or apply, shows in the managed fields; a deleted object is not in
+// the cache at all.
+func (r *Reconciler) unchanged(cached metav1.Object, want map[string]string) bool {
+	if r.rc.AlwaysApply || cached.GetAnnotations()[AnnotationApplied] != want[AnnotationApplied] {
+		return false
+	}
+	for _, mf := range cached.GetManagedFields() {
+		switch {
+		case mf.Subresource != "":
+		case mf.Manager == FieldManager && mf.Operation == metav1.ManagedFieldsOperationApply:
+		case mf.Manager == SuspenderFieldManager:
+		default:
+			return false
+		}
+	}
+	r.m.unchanged.Inc()
+	return true
 }
 
 func (r *Reconciler) applied(kind, name string, err error) error {

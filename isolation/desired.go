@@ -1,7 +1,9 @@
 package isolation
 
 import (
+	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"maps"
 	"net/netip"
 	"slices"
@@ -111,7 +113,45 @@ func Desired(t Tenant, cfg Config) (Objects, error) {
 		o.RoleBindings = append(o.RoleBindings, b.roleBinding(m.UserID, role))
 		o.ServiceAccounts = append(o.ServiceAccounts, UserServiceAccount(m.UserID, cfg))
 	}
+	o.stamp()
 	return o, nil
+}
+
+// stamp puts AnnotationApplied on every object.
+func (o Objects) stamp() {
+	stamp(o.Namespace.ObjectMetaApplyConfiguration, o.Namespace)
+	for _, q := range o.ResourceQuotas {
+		stamp(q.ObjectMetaApplyConfiguration, q)
+	}
+	stamp(o.LimitRange.ObjectMetaApplyConfiguration, o.LimitRange)
+	for _, p := range o.NetworkPolicies {
+		stamp(p.ObjectMetaApplyConfiguration, p)
+	}
+	for _, r := range o.Roles {
+		stamp(r.ObjectMetaApplyConfiguration, r)
+	}
+	for _, b := range o.RoleBindings {
+		stamp(b.ObjectMetaApplyConfiguration, b)
+	}
+	for _, sa := range o.ServiceAccounts {
+		stamp(sa.ObjectMetaApplyConfiguration, sa)
+	}
+}
+
+// stamp sets AnnotationApplied on meta, the metadata of obj, to a hash of
+// obj as it is without it.
+func stamp(meta *metav1ac.ObjectMetaApplyConfiguration, obj any) {
+	delete(meta.Annotations, AnnotationApplied)
+	b, err := json.Marshal(obj)
+	if err != nil {
+		panic(fmt.Sprintf("isolation: encoding an apply configuration: %v", err)) // only plain values inside
+	}
+	h := fnv.New64a()
+	_, _ = h.Write(b)
+	if meta.Annotations == nil {
+		meta.Annotations = map[string]string{}
+	}
+	meta.Annotations[AnnotationApplied] = strconv.FormatUint(h.Sum64(), 36)
 }
 
 // reservedName reports whether a tenant may not have namespace name: the
@@ -128,13 +168,15 @@ func reservedName(name string, cfg Config) bool {
 // UserServiceAccount is the ServiceAccount of userID in the users
 // namespace, to which the user's RoleBindings point.
 func UserServiceAccount(userID int64, cfg Config) *corev1ac.ServiceAccountApplyConfiguration {
-	return corev1ac.ServiceAccount(ServiceAccountName(userID), cfg.UsersNamespace).
+	sa := corev1ac.ServiceAccount(ServiceAccountName(userID), cfg.UsersNamespace).
 		WithLabels(map[string]string{
 			LabelManagedBy: ManagedBy,
 			LabelInstance:  cfg.Instance,
 			LabelUserID:    strconv.FormatInt(userID, 10),
 		}).
 		WithAutomountServiceAccountToken(false)
+	stamp(sa.ObjectMetaApplyConfiguration, sa)
+	return sa
 }
 
 type builder struct {

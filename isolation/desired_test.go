@@ -2,6 +2,7 @@ package isolation_test
 
 import (
 	"encoding/json"
+	"maps"
 	"slices"
 	"testing"
 
@@ -57,7 +58,9 @@ func viewOf(t *testing.T, o isolation.Objects) view {
 	v := view{quotas: map[string]map[string]string{}, bindings: map[string]string{}}
 	if o.Namespace != nil {
 		v.nsLabels = o.Namespace.Labels
-		v.nsAnnotations = o.Namespace.Annotations
+		v.nsAnnotations = maps.Clone(o.Namespace.Annotations)
+		require.NotEmpty(t, v.nsAnnotations[isolation.AnnotationApplied])
+		delete(v.nsAnnotations, isolation.AnnotationApplied)
 	}
 	for _, q := range o.ResourceQuotas {
 		hard := map[string]string{}
@@ -423,4 +426,51 @@ func allows(rules []rbacv1.PolicyRule, group, res, verb string) bool {
 		}
 	}
 	return false
+}
+
+// TestDesiredStamp shows that every object carries a hash of its content:
+// the same input gives the same hashes, and a change changes exactly the
+// hashes of the objects it touches.
+func TestDesiredStamp(t *testing.T) {
+	t.Parallel()
+	owner := isolation.Member{UserID: 42, Role: tenancy.RoleOwner}
+	hashes := func(tn isolation.Tenant) map[string]string {
+		o, err := isolation.Desired(tn, testConfig())
+		require.NoError(t, err)
+		out := map[string]string{"Namespace": o.Namespace.Annotations[isolation.AnnotationApplied],
+			"LimitRange": o.LimitRange.Annotations[isolation.AnnotationApplied]}
+		for _, q := range o.ResourceQuotas {
+			out["ResourceQuota/"+*q.Name] = q.Annotations[isolation.AnnotationApplied]
+		}
+		for _, p := range o.NetworkPolicies {
+			out["NetworkPolicy/"+*p.Name] = p.Annotations[isolation.AnnotationApplied]
+		}
+		for _, b := range o.RoleBindings {
+			out["RoleBinding/"+*b.Name] = b.Annotations[isolation.AnnotationApplied]
+		}
+		for _, sa := range o.ServiceAccounts {
+			out["ServiceAccount/"+*sa.Name] = sa.Annotations[isolation.AnnotationApplied]
+		}
+		for k, v := range out {
+			require.NotEmpty(t, v, k)
+		}
+		return out
+	}
+	base := tenant(tenancy.NamespaceActive, "free", owner)
+	a, b := hashes(base), hashes(base)
+	require.Equal(t, a, b, "deterministic")
+
+	moreHosts := base
+	moreHosts.Hosts = append(slices.Clone(base.Hosts), "new.example.org")
+	c := hashes(moreHosts)
+	require.NotEqual(t, a["Namespace"], c["Namespace"], "the hosts annotation changed")
+	delete(a, "Namespace")
+	delete(c, "Namespace")
+	require.Equal(t, a, c, "nothing else changed")
+
+	pro := base
+	pro.Plan = "pro"
+	d := hashes(pro)
+	require.NotEqual(t, a["ResourceQuota/tenantplane"], d["ResourceQuota/tenantplane"])
+	require.Equal(t, a["NetworkPolicy/tenantplane-egress"], d["NetworkPolicy/tenantplane-egress"])
 }

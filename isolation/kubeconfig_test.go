@@ -92,4 +92,6 @@ func TestKubeconfigIssueAndRevoke(t *testing.T) {
 	require.Equal(t, 1, audited)
 }
 
-func clientcmdRESTConfig(data []byte) (*rest.Config, error) { return clientcmd.RESTConfigFromKubeConfig(data) }
+func clientcmdRESTConfig(data []byte) (*rest.Config, error) {
+	return clientcmd.RESTConfigFromKubeConfig(data)
+}

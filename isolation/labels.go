@@ -31,6 +31,12 @@ const (
 	AnnotationDomain             = "tenantplane.io/domain"
 )
 
+// AnnotationApplied holds a hash of everything else the platform applies
+// to an object. With the object's managed fields it tells, from the
+// informer cache alone, that an object is exactly as last applied, so that
+// a resync sends only what changed.
+const AnnotationApplied = "tenantplane.io/applied"
+
 // Suspension bookkeeping. AnnotationSuspended marks a namespace whose
 // workloads were (or are being) suspended; it is set before the first
 // workload is touched and removed after the last one is restored, so a

@@ -11,6 +11,7 @@ type metrics struct {
 	reconciles      *prometheus.CounterVec
 	reconcileTime   *prometheus.HistogramVec
 	applied         prometheus.Counter
+	unchanged       prometheus.Counter
 	deleted         prometheus.Counter
 	drift           *prometheus.CounterVec
 	queueDepth      prometheus.GaugeFunc
@@ -40,6 +41,10 @@ func newMetrics(reg prometheus.Registerer, queueLen func() int) (*metrics, error
 		applied: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "applied_objects_total",
 			Help: "Objects sent with server-side apply.",
+		}),
+		unchanged: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "unchanged_objects_total",
+			Help: "Objects not sent because the informer cache shows them exactly as last applied.",
 		}),
 		deleted: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "deleted_objects_total",
@@ -95,7 +100,7 @@ func newMetrics(reg prometheus.Registerer, queueLen func() int) (*metrics, error
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{
-		m.reconciles, m.reconcileTime, m.applied, m.deleted, m.drift, m.queueDepth, m.resyncTime,
+		m.reconciles, m.reconcileTime, m.applied, m.unchanged, m.deleted, m.drift, m.queueDepth, m.resyncTime,
 		m.outboxDone, m.outboxFailed, m.outboxClaimed, m.outboxPending, m.outboxFailing,
 		m.outboxOldest, m.outboxAttempts, m.suspendedObject,
 	} {

@@ -46,6 +46,11 @@ type ReconcilerConfig struct {
 	DeletionPoll time.Duration
 	// StatsInterval is how often outbox gauges are refreshed (15s).
 	StatsInterval time.Duration
+	// AlwaysApply sends every object on every reconcile. By default an
+	// object that the informer cache shows exactly as last applied (same
+	// AnnotationApplied hash, and no field manager but the platform's) is
+	// not sent again.
+	AlwaysApply bool
 }
 
 func (c ReconcilerConfig) withDefaults() ReconcilerConfig {

@@ -34,7 +34,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // of its own (its own Instance and users namespace), so that tests running
 // in parallel on one control plane never touch each other's objects.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	kc       *testenv.KubeCluster
 	kube     kubernetes.Interface
 	db       *testenv.DB
@@ -53,6 +53,7 @@ type setupOptions struct {
 	noRun   bool // do not run the reconciler (tests drive it)
 	tweak   func(*isolation.Config)
 	reconfn func(*isolation.ReconcilerConfig)
+	tenancy func(*tenancy.Config)
 }
 
 var instanceSerial atomic.Int64
@@ -60,7 +61,7 @@ var instanceSerial atomic.Int64
 // testArgon2 keeps password hashing cheap in tests.
 var testArgon2 = tenancy.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32, SaltLen: 16}
 
-func setup(t *testing.T, o setupOptions) *env {
+func setup(t testing.TB, o setupOptions) *env {
 	t.Helper()
 	var kc *testenv.KubeCluster
 	if o.pods {
@@ -84,6 +85,9 @@ func setup(t *testing.T, o setupOptions) *env {
 	tcfg := tenancy.DefaultConfig()
 	tcfg.Argon2 = testArgon2
 	tcfg.BaseURL = "https://console.test"
+	if o.tenancy != nil {
+		o.tenancy(&tcfg)
+	}
 	svc, err := tenancy.New(tenancystore.New(db.Pool), tcfg, nil, nil)
 	require.NoError(t, err)
 
@@ -126,7 +130,7 @@ var fixturesOnce sync.Once
 
 // clusterFixtures creates what a real cluster would offer: the RuntimeClasses
 // and StorageClasses the plans name, and one that no plan allows.
-func clusterFixtures(t *testing.T, kube kubernetes.Interface) {
+func clusterFixtures(t testing.TB, kube kubernetes.Interface) {
 	t.Helper()
 	var err error
 	fixturesOnce.Do(func() {
@@ -250,7 +254,7 @@ func (e *env) applied(ns tenancy.Namespace) {
 	})
 }
 
-func nsObject(t *testing.T, kube kubernetes.Interface, name string) *corev1.Namespace {
+func nsObject(t testing.TB, kube kubernetes.Interface, name string) *corev1.Namespace {
 	t.Helper()
 	ns, err := kube.CoreV1().Namespaces().Get(context.Background(), name, metav1.GetOptions{})
 	require.NoError(t, err)

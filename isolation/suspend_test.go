@@ -53,7 +53,8 @@ func cronJob(name string, suspend bool) *batchv1.CronJob {
 	return &batchv1.CronJob{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: batchv1.CronJobSpec{
-			Schedule: "*/5 * * * *", Suspend: &suspend,
+			// Midnight on February 29th: it never fires while a test runs.
+			Schedule: "0 0 29 2 *", Suspend: &suspend,
 			JobTemplate: batchv1.JobTemplateSpec{Spec: jobSpec(name)},
 		},
 	}
