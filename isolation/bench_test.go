@@ -22,9 +22,11 @@ import (
 // service, one at a time, with the reconciler running as in production,
 // and measures for each the time from the creating transaction to every
 // object applied in Kubernetes: its outbox row's created_at to its
-// done_at. It reports the p50 and p99 of those times.
+// done_at. Each iteration creates 100 namespaces (so that `make bench`,
+// which runs every benchmark once, gets percentiles worth the name); it
+// reports the p50 and p99 over all of them.
 //
-//	go test ./isolation -run '^$' -bench CreateNamespaceApplied -benchtime 200x
+//	go test ./isolation -run '^$' -bench CreateNamespaceApplied -benchtime 1x
 func BenchmarkCreateNamespaceApplied(b *testing.B) {
 	e := setup(b, setupOptions{tenancy: func(c *tenancy.Config) { c.MaxNamespacesPerOrg = 1 << 20 }})
 	owner, _ := e.signUp()
@@ -36,21 +38,23 @@ func BenchmarkCreateNamespaceApplied(b *testing.B) {
 	var lat []time.Duration
 	i := 0
 	for b.Loop() {
-		i++
-		ns, err := e.svc.CreateNamespace(as(owner.ID), orgID, fmt.Sprintf("%s-b%d", e.cfg.Instance, i))
-		require.NoError(b, err)
-		var took time.Duration
-		for {
-			var done bool
-			err := e.db.Pool.QueryRow(ctx, `SELECT done_at IS NOT NULL, COALESCE(done_at - created_at, '0') FROM outbox
-				WHERE key = $1 AND kind = 'namespace.create'`, tenancy.NamespaceKey(ns.ID)).Scan(&done, &took)
+		for range 100 {
+			i++
+			ns, err := e.svc.CreateNamespace(as(owner.ID), orgID, fmt.Sprintf("%s-b%d", e.cfg.Instance, i))
 			require.NoError(b, err)
-			if done {
-				break
+			var took time.Duration
+			for {
+				var done bool
+				err := e.db.Pool.QueryRow(ctx, `SELECT done_at IS NOT NULL, COALESCE(done_at - created_at, '0') FROM outbox
+					WHERE key = $1 AND kind = 'namespace.create'`, tenancy.NamespaceKey(ns.ID)).Scan(&done, &took)
+				require.NoError(b, err)
+				if done {
+					break
+				}
+				time.Sleep(2 * time.Millisecond)
 			}
-			time.Sleep(2 * time.Millisecond)
+			lat = append(lat, took)
 		}
-		lat = append(lat, took)
 	}
 	slices.Sort(lat)
 	pct := func(p float64) float64 {
