@@ -40,7 +40,9 @@ func startHTTP(t *testing.T, cfg HTTPConfig, checks []check, routes map[string]h
 	go func() { done <- s.run(ctx, l) }()
 	t.Cleanup(func() {
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("http server: %v", err)
+		}
 	})
 	return &httpSetup{url: "http://" + l.Addr().String(), cancel: cancel, done: done}
 }
@@ -221,4 +223,35 @@ func TestGracefulShutdownFinishesInFlightRequests(t *testing.T) {
 	require.Equal(t, "finished", r.body)
 	require.NoError(t, <-s.done)
 	s.done <- nil // for the cleanup
+}
+
+func TestServeIsReadyAgainstRealPeers(t *testing.T) {
+	t.Parallel()
+	db := testenv.Postgres(t)
+	kube := testenv.Kube(t)
+	cfg := defaultConfig()
+	cfg.DatabaseURL = db.URL
+	cfg.Kubeconfig = kube.KubeconfigPath()
+	cfg.HTTP.Listen = "127.0.0.1:0"
+	require.NoError(t, cfg.validate())
+
+	l, err := net.Listen("tcp", cfg.HTTP.Listen)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, slog.New(slog.DiscardHandler), l) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+
+	url := "http://" + l.Addr().String()
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(url + "/readyz")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 50*time.Millisecond)
 }

@@ -145,6 +145,3 @@ func parseKey(key, prefix string) (int64, bool) {
 	id, err := strconv.ParseInt(key[len(prefix)+1:], 10, 64)
 	return id, err == nil && id > 0
 }
-
-// ptr returns a pointer to a copy of v.
-func ptr[T any](v T) *T { return &v }

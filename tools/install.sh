@@ -119,6 +119,12 @@ install_one() {
 	echo "built    $name $version in $((SECONDS - start))s: $bin"
 }
 
+# --path NAME prints where NAME is (or will be) installed, and builds nothing.
+if [[ "${1:-}" == --path ]]; then
+	spec "${2:?install.sh --path needs a tool name}"
+	echo "$cache/bin/$2-$version/$2"
+	exit 0
+fi
 if [[ $# -eq 0 ]]; then
 	set -- "${all[@]}"
 fi

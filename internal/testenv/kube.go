@@ -128,9 +128,9 @@ func StartKube(ctx context.Context, opts KubeOptions) (*KubeCluster, error) {
 	if err := checkInstalled(names...); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "tenantplane-kube-")
+	dir, err := makePeerDir("tenantplane-kube-")
 	if err != nil {
-		return nil, fmt.Errorf("create kubernetes folder: %w", err)
+		return nil, fmt.Errorf("start kubernetes control plane: %w", err)
 	}
 	c := &KubeCluster{dir: dir, nodeCount: max(opts.Nodes, 1)}
 	if err := c.start(ctx, opts); err != nil {
@@ -152,8 +152,9 @@ func (c *KubeCluster) start(ctx context.Context, opts KubeOptions) error {
 			break
 		}
 		// A free port that another program took before ours bound it is
-		// worth another try with other ports; nothing else is.
-		if attempt == 3 || !c.portTaken() {
+		// worth another try with other ports; nothing else is, and neither
+		// is a port that the caller chose.
+		if attempt == 3 || opts.Port != 0 || !c.portTaken() {
 			return err
 		}
 		if err := c.resetPlane(attempt); err != nil {
@@ -186,7 +187,7 @@ func (c *KubeCluster) writePKI() (*kubePKI, error) {
 		return nil, err
 	}
 	p := &kubePKI{ca: ca, caPath: filepath.Join(pkiDir, "ca.crt")}
-	if err := os.WriteFile(p.caPath, ca.certPEM, 0o644); err != nil {
+	if err := os.WriteFile(p.caPath, ca.certPEM, 0o600); err != nil {
 		return nil, fmt.Errorf("write ca certificate: %w", err)
 	}
 	serving, err := ca.serving(
@@ -207,7 +208,7 @@ func (c *KubeCluster) writePKI() (*kubePKI, error) {
 	if err := os.WriteFile(p.saKey, private, 0o600); err != nil {
 		return nil, fmt.Errorf("write service account key: %w", err)
 	}
-	if err := os.WriteFile(p.saPub, public, 0o644); err != nil {
+	if err := os.WriteFile(p.saPub, public, 0o600); err != nil {
 		return nil, fmt.Errorf("write service account public key: %w", err)
 	}
 	// kube-scheduler has the identity that the bootstrap RBAC policy grants
@@ -270,13 +271,13 @@ func (c *KubeCluster) startPlane(ctx context.Context, port int) error {
 	}
 
 	etcd, err := c.run("etcd", ToolPath("etcd", EtcdVersion), []string{
-		"--name=default",
+		"--name=testenv",
 		"--data-dir=" + filepath.Join(c.dir, "etcd"),
 		"--listen-client-urls=" + etcdClient,
 		"--advertise-client-urls=" + etcdClient,
 		"--listen-peer-urls=" + etcdPeer,
 		"--initial-advertise-peer-urls=" + etcdPeer,
-		"--initial-cluster=default=" + etcdPeer,
+		"--initial-cluster=testenv=" + etcdPeer,
 		"--unsafe-no-fsync", // throwaway data: durability buys nothing
 		"--log-level=warn",
 	}, nil)
@@ -323,24 +324,17 @@ func (c *KubeCluster) startPlane(ctx context.Context, port int) error {
 	}
 	procs := []*process{etcd, apiserver, cm}
 
-	err = poll(ctx, 50*time.Millisecond, procs, func(ctx context.Context) (bool, error) {
+	err = poll(ctx, "kube-apiserver /readyz", 50*time.Millisecond, procs, func(ctx context.Context) (bool, error) {
 		_, err := c.client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		return err == nil, nil
-	})
-	if err != nil {
-		return fmt.Errorf("wait for kube-apiserver /readyz: %w%s", err, stillRunning(etcd, apiserver))
-	}
-	err = poll(ctx, 50*time.Millisecond, procs, func(ctx context.Context) (bool, error) {
-		_, err := c.client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
 		return err == nil, err
 	})
 	if err != nil {
-		return fmt.Errorf("wait for the default service account: %w%s", err, stillRunning(cm))
+		return err
 	}
-	return nil
+	return poll(ctx, "the default service account", 50*time.Millisecond, procs, func(ctx context.Context) (bool, error) {
+		_, err := c.client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
+		return err == nil, err
+	})
 }
 
 // portTaken reports whether a process exited because its port was taken.
@@ -400,8 +394,19 @@ func (c *KubeCluster) EnablePods(ctx context.Context) error {
 	return nil
 }
 
-func (c *KubeCluster) enablePods(ctx context.Context) error {
+func (c *KubeCluster) enablePods(ctx context.Context) (err error) {
 	pki := c.pki
+	// On failure, stop what this started, so that a later call starts
+	// afresh rather than beside it.
+	before := len(c.procs)
+	defer func() {
+		if err != nil {
+			for _, p := range c.procs[before:] {
+				p.stop(0)
+			}
+			c.procs = c.procs[:before]
+		}
+	}()
 	schedConfig := filepath.Join(c.dir, "scheduler.kubeconfig")
 	if err := writeKubeconfig(schedConfig, c.config.Host, c.config.CAData, pki.scheduler); err != nil {
 		return err
@@ -420,9 +425,13 @@ func (c *KubeCluster) enablePods(ctx context.Context) error {
 	if err := writeKubeconfig(kwokConfig, c.config.Host, c.config.CAData, pki.kwok); err != nil {
 		return err
 	}
-	stages, err := filepath.Glob(filepath.Join(filepath.Dir(ToolPath("kwok", KwokVersion)), "stages", "*.yaml"))
-	if err != nil || len(stages) == 0 {
-		return fmt.Errorf("find kwok stages next to %s (run tools/install.sh kwok): %v", ToolPath("kwok", KwokVersion), err)
+	stagesDir := filepath.Join(filepath.Dir(ToolPath("kwok", KwokVersion)), "stages")
+	stages, err := filepath.Glob(filepath.Join(stagesDir, "*.yaml"))
+	if err != nil {
+		return fmt.Errorf("find kwok stages: %w", err)
+	}
+	if len(stages) == 0 {
+		return fmt.Errorf("no kwok stages in %s (run tools/install.sh kwok)", stagesDir)
 	}
 	args := []string{
 		"--kubeconfig=" + kwokConfig,
@@ -450,20 +459,20 @@ func (c *KubeCluster) enablePods(ctx context.Context) error {
 		}
 		names = append(names, name)
 	}
-	err = poll(ctx, 50*time.Millisecond, []*process{sched, kwok}, func(ctx context.Context) (bool, error) {
+	err = poll(ctx, "fake nodes to be ready", 50*time.Millisecond, []*process{sched, kwok}, func(ctx context.Context) (bool, error) {
 		for _, name := range names {
 			n, err := c.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 			if err != nil {
-				return false, fmt.Errorf("get node %s: %w", name, err)
+				return false, err
 			}
 			if !nodeReady(n) {
-				return false, nil
+				return false, fmt.Errorf("node %s is not ready", name)
 			}
 		}
 		return true, nil
 	})
 	if err != nil {
-		return fmt.Errorf("wait for fake nodes to be ready: %w%s", err, stillRunning(sched, kwok))
+		return err
 	}
 	c.nodes = names
 	return nil

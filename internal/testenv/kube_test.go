@@ -292,3 +292,15 @@ func TestStartKubeWithoutToolsSaysWhatToInstall(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "tools/install.sh")
 }
+
+func TestStartKubeReportsWhyAProcessFailed(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer func() { _ = l.Close() }()
+
+	_, err = testenv.StartKube(t.Context(), testenv.KubeOptions{Port: l.Addr().(*net.TCPAddr).Port})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "kube-apiserver exited")
+	require.Contains(t, err.Error(), "address already in use", "the error carries the tail of its log")
+}

@@ -96,7 +96,7 @@ func (ca *certAuthority) issue(tmpl *x509.Certificate) (keyPair, error) {
 func (kp keyPair) write(dir, name string) (certPath, keyPath string, err error) {
 	certPath = filepath.Join(dir, name+".crt")
 	keyPath = filepath.Join(dir, name+".key")
-	if err := os.WriteFile(certPath, kp.certPEM, 0o644); err != nil {
+	if err := os.WriteFile(certPath, kp.certPEM, 0o600); err != nil {
 		return "", "", fmt.Errorf("write %s certificate: %w", name, err)
 	}
 	if err := os.WriteFile(keyPath, kp.keyPEM, 0o600); err != nil {

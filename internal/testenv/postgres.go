@@ -102,10 +102,11 @@ func (c *PostgresCluster) start(ctx context.Context) error {
 	}
 	var lastErr error
 	for range 5 { // a free port can be taken between finding it and binding it
-		port, err := freePort()
+		ports, err := freePorts(1)
 		if err != nil {
 			return err
 		}
+		port := ports[0]
 		opts := strings.Join([]string{
 			"-p", strconv.Itoa(port),
 			"-k", c.dir,
@@ -138,8 +139,8 @@ func (c *PostgresCluster) run(ctx context.Context, prog string, args ...string) 
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		logTail := tail(filepath.Join(c.dir, "postgres.log"), 2000)
-		return fmt.Errorf("%s: %w: %s%s", prog, err, strings.TrimSpace(out.String()), logTail)
+		return fmt.Errorf("%s: %w: %s\nlast lines of postgres.log:\n%s", prog, err,
+			strings.TrimSpace(out.String()), tail(filepath.Join(c.dir, "postgres.log"), 30))
 	}
 	return nil
 }
@@ -295,26 +296,4 @@ func sanitizeName(s string) string {
 		}
 	}
 	return b.String()
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("finding a free port: %w", err)
-	}
-	defer func() { _ = l.Close() }()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-// tail returns up to n bytes from the end of a log file, prefixed with a
-// newline, or "" when there is none.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil || len(b) == 0 {
-		return ""
-	}
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return "\n--- " + filepath.Base(path) + " ---\n" + string(b)
 }

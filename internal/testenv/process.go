@@ -3,7 +3,6 @@ package testenv
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -38,7 +37,7 @@ func startProcess(name, bin string, args []string, dir string, env []string, std
 		return nil, fmt.Errorf("%s is not installed (run tools/install.sh): %w", name, err)
 	}
 	logPath := filepath.Join(dir, name+".log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open log of %s: %w", name, err)
 	}
@@ -81,7 +80,7 @@ func (p *process) failure() string {
 	if p.exited() {
 		state = fmt.Sprintf("exited (%v)", p.err)
 	}
-	return fmt.Sprintf("%s %s; last lines of %s:\n%s", p.name, state, p.logPath, tailLines(p.logPath, 20))
+	return fmt.Sprintf("%s %s; last lines of %s:\n%s", p.name, state, p.logPath, tail(p.logPath, 30))
 }
 
 // stop ends the process group: SIGTERM first, so programs may shut down
@@ -118,8 +117,8 @@ func stillRunning(procs ...*process) string {
 	return b.String()
 }
 
-// tailLines returns the last n lines of the file at path.
-func tailLines(path string, n int) string {
+// tail returns the last n lines of the file at path.
+func tail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Sprintf("(cannot read log: %v)", err)
@@ -160,30 +159,66 @@ func addrInUse(p *process) bool {
 	return bytes.Contains(b, []byte("address already in use"))
 }
 
-// poll calls f every interval until it returns true or an error, ctx ends,
-// or one of procs exits.
-func poll(ctx context.Context, interval time.Duration, procs []*process, f func(context.Context) (bool, error)) error {
+// poll calls f every interval until it returns true, and fails when ctx
+// ends or one of procs exits, saying what it waited for and why it gave up:
+// the log of the process that exited, or f's last error and the logs of
+// procs. An error from f only means "not yet". Each call of f gets at most
+// probeTimeout, so a port that accepts and never answers cannot stall it.
+func poll(ctx context.Context, what string, interval time.Duration, procs []*process, f func(context.Context) (bool, error)) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	// anyExited closes when one of procs exits, which also ends a probe
+	// under way.
+	anyExited := make(chan struct{})
+	var once sync.Once
+	pollDone := make(chan struct{})
+	defer close(pollDone)
+	for _, p := range procs {
+		go func() {
+			select {
+			case <-p.done:
+				once.Do(func() { close(anyExited) })
+			case <-pollDone:
+			}
+		}()
+	}
+	var last error
 	for {
 		for _, p := range procs {
 			if p.exited() {
-				return errors.New(p.failure())
+				return fmt.Errorf("wait for %s: %s", what, p.failure())
 			}
 		}
-		ok, err := f(ctx)
-		if err != nil {
-			return err
-		}
+		fctx, cancel := context.WithTimeout(ctx, probeTimeout)
+		go func() {
+			select {
+			case <-anyExited:
+				cancel()
+			case <-fctx.Done():
+			}
+		}()
+		ok, err := f(fctx)
+		cancel()
 		if ok {
 			return nil
 		}
+		if err != nil {
+			last = err
+		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			err := ctx.Err()
+			if last != nil {
+				err = fmt.Errorf("%w (last: %w)", err, last)
+			}
+			return fmt.Errorf("wait for %s: %w%s", what, err, stillRunning(procs...))
+		case <-anyExited:
 		case <-t.C:
 		}
 	}
 }
+
+// probeTimeout bounds one readiness probe of poll.
+const probeTimeout = 2 * time.Second
 
 func itoa(i int) string { return strconv.Itoa(i) }

@@ -40,9 +40,9 @@ func StartStripeMock(ctx context.Context) (*StripeMock, error) {
 	if err := checkInstalled("stripe-mock"); err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "tenantplane-stripe-")
+	dir, err := makePeerDir("tenantplane-stripe-")
 	if err != nil {
-		return nil, fmt.Errorf("create stripe-mock folder: %w", err)
+		return nil, fmt.Errorf("start stripe-mock: %w", err)
 	}
 	s := &StripeMock{dir: dir}
 	out := &lockedBuffer{}
@@ -52,7 +52,7 @@ func StartStripeMock(ctx context.Context) (*StripeMock, error) {
 		s.Stop()
 		return nil, fmt.Errorf("start stripe-mock: %w", err)
 	}
-	err = poll(ctx, 10*time.Millisecond, []*process{s.proc}, func(context.Context) (bool, error) {
+	err = poll(ctx, "stripe-mock to listen", 10*time.Millisecond, []*process{s.proc}, func(context.Context) (bool, error) {
 		for _, m := range stripeListening.FindAllStringSubmatch(out.String(), -1) {
 			switch m[1] {
 			case "HTTP":
@@ -64,7 +64,7 @@ func StartStripeMock(ctx context.Context) (*StripeMock, error) {
 		return s.URL != "" && s.HTTPSURL != "", nil
 	})
 	if err != nil {
-		err = fmt.Errorf("start stripe-mock: wait for its addresses: %w%s", err, stillRunning(s.proc))
+		err = fmt.Errorf("start stripe-mock: %w", err)
 		s.Stop()
 		return nil, err
 	}

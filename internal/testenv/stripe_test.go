@@ -44,6 +44,6 @@ func TestStripeMockServesHTTPS(t *testing.T) {
 	req.Header.Set("Authorization", "Bearer sk_test_testenv")
 	resp, err := hc.Do(req)
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 }

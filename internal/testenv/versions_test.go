@@ -1,7 +1,6 @@
 package testenv_test
 
 import (
-	"bufio"
 	"os"
 	"strings"
 	"testing"
@@ -15,18 +14,15 @@ import (
 // tools/versions.env, which tools/install.sh builds from.
 func TestVersionsMatchTools(t *testing.T) {
 	t.Parallel()
-	f, err := os.Open("../../tools/versions.env")
+	b, err := os.ReadFile("../../tools/versions.env")
 	require.NoError(t, err)
-	defer f.Close()
 	env := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	for line := range strings.Lines(string(b)) {
+		line = strings.TrimSpace(line)
 		if k, v, ok := strings.Cut(line, "="); ok && !strings.HasPrefix(line, "#") {
 			env[k] = v
 		}
 	}
-	require.NoError(t, sc.Err())
 	require.Equal(t, map[string]string{
 		"KUBE_VERSION":          testenv.KubeVersion,
 		"ETCD_VERSION":          testenv.EtcdVersion,

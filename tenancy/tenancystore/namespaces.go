@@ -2,6 +2,7 @@ package tenancystore
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,7 +36,7 @@ const insertNamespace = `INSERT INTO namespaces AS n (org_id, name, state, creat
 
 func (q *queries) InsertNamespace(ctx context.Context, orgID int64, name string, now time.Time) (tenancy.Namespace, bool, error) {
 	n, err := scanNamespace(q.db.QueryRow(ctx, insertNamespace, orgID, name, now))
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return tenancy.Namespace{}, false, nil
 	}
 	return n, err == nil, storeErr("inserting namespace", "namespace", err)

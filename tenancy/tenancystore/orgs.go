@@ -2,6 +2,7 @@ package tenancystore
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,7 +36,7 @@ const insertOrg = `INSERT INTO orgs AS o (name, display_name, personal, created_
 
 func (q *queries) InsertOrg(ctx context.Context, name, displayName string, personal bool, now time.Time) (tenancy.Org, bool, error) {
 	o, err := scanOrg(q.db.QueryRow(ctx, insertOrg, name, displayName, personal, now))
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return tenancy.Org{}, false, nil
 	}
 	return o, err == nil, storeErr("inserting org", "org", err)

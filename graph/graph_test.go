@@ -1,0 +1,118 @@
+package graph_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tenantplane/tenantplane/graph/graphtest"
+	"github.com/tenantplane/tenantplane/internal/testenv"
+	"github.com/tenantplane/tenantplane/tenancy"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const meQuery = `{ me { id email orgs { nodes { id name viewerRole namespaces { nodes { id name viewerRole
+	members { nodes { role user { id email } } } } } } } } }`
+
+func TestSignUpLogInAndMe(t *testing.T) {
+	t.Parallel()
+	e := graphtest.New(t)
+
+	r := e.MustDo(t, "", `mutation($in: SignUpInput!) { signUp(input: $in) { id email status } }`,
+		map[string]any{"in": map[string]any{"email": "Ada@Example.com", "password": "correct horse battery"}})
+	var signUp struct {
+		SignUp struct{ ID, Email, Status string }
+	}
+	r.Decode(t, &signUp)
+	require.Equal(t, "ada@example.com", signUp.SignUp.Email)
+	require.Equal(t, "PENDING", signUp.SignUp.Status)
+
+	r = e.MustDo(t, "", `mutation { logIn(input: {email: "ada@example.com", password: "correct horse battery"}) { token } }`, nil)
+	var logIn struct{ LogIn struct{ Token string } }
+	r.Decode(t, &logIn)
+	require.True(t, strings.HasPrefix(logIn.LogIn.Token, tenancy.SessionTokenPrefix))
+
+	r = e.MustDo(t, logIn.LogIn.Token, meQuery, nil)
+	var me struct {
+		Me struct {
+			ID, Email string
+			Orgs      struct {
+				Nodes []struct {
+					Name, ViewerRole string
+					Namespaces       struct {
+						Nodes []struct {
+							Name, ViewerRole string
+							Members          struct {
+								Nodes []struct {
+									Role string
+									User struct{ ID, Email string }
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	r.Decode(t, &me)
+	require.Equal(t, signUp.SignUp.ID, me.Me.ID)
+	require.Len(t, me.Me.Orgs.Nodes, 1)
+	org := me.Me.Orgs.Nodes[0]
+	require.Equal(t, "OWNER", org.ViewerRole)
+	require.Len(t, org.Namespaces.Nodes, 1)
+	ns := org.Namespaces.Nodes[0]
+	require.True(t, strings.HasPrefix(ns.Name, "ns-"))
+	require.Equal(t, "OWNER", ns.ViewerRole)
+	require.Len(t, ns.Members.Nodes, 1)
+	require.Equal(t, "ada@example.com", ns.Members.Nodes[0].User.Email)
+
+	e.MustDo(t, logIn.LogIn.Token, `mutation { logOut }`, nil)
+	r = e.Do(t, logIn.LogIn.Token, `{ me { id } }`, nil)
+	require.Equal(t, http.StatusUnauthorized, r.Status)
+	require.Equal(t, "UNAUTHENTICATED", r.Errors[0].Code())
+}
+
+// TestNestedListsUseAFixedNumberOfQueries counts the statements of
+// me { orgs { namespaces { members { user } } } } for a small and a large
+// tenant: the dataloaders make the count independent of the sizes.
+func TestNestedListsUseAFixedNumberOfQueries(t *testing.T) {
+	t.Parallel()
+	e := graphtest.New(t)
+	count := func(u graphtest.User) int64 {
+		e.SyncAuthz(t)
+		e.MustDo(t, u.Token, meQuery, nil) // stamps the token's last use once
+		before := e.Queries()
+		e.MustDo(t, u.Token, meQuery, nil)
+		return e.Queries() - before
+	}
+
+	small := e.SignUp(t, "small@example.com")
+	other := e.SignUp(t, "other@example.com")
+	_, err := e.Service.AddMember(e.As(small.ID, false), small.NamespaceID, other.ID, tenancy.RoleViewer)
+	require.NoError(t, err)
+	big := e.SignUp(t, "big@example.com")
+	ctx := e.As(big.ID, false)
+	for i := range 3 {
+		org, err := e.Service.CreateOrg(ctx, fmt.Sprintf("big-%d", i), "")
+		require.NoError(t, err)
+		for j := range 3 {
+			ns, err := e.Service.CreateNamespace(ctx, org.ID, fmt.Sprintf("big-%d-%d", i, j))
+			require.NoError(t, err)
+			for k := range 4 {
+				m := e.SignUp(t, fmt.Sprintf("m-%d-%d-%d@example.com", i, j, k))
+				_, err := e.Service.AddMember(ctx, ns.ID, m.ID, tenancy.RoleViewer)
+				require.NoError(t, err)
+			}
+		}
+	}
+	nSmall, nBig := count(small), count(big)
+	t.Logf("queries: %d for 1 org, 1 namespace, 2 members; %d for 4 orgs, 10 namespaces, 37 members", nSmall, nBig)
+	require.Equal(t, nSmall, nBig, "the number of queries must not grow with the data")
+	// Authenticate (me comes from it), orgs, namespaces of the orgs, the
+	// caller's namespace roles, members, their users.
+	require.Equal(t, int64(6), nBig)
+}

@@ -1,0 +1,288 @@
+package graphtest_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tenantplane/tenantplane/graph"
+	"github.com/tenantplane/tenantplane/graph/graphtest"
+	"github.com/tenantplane/tenantplane/internal/testenv"
+	"github.com/tenantplane/tenantplane/tenancy"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const (
+	benchUsers   = 10_000
+	benchClients = 50
+	benchTokens  = 200
+	// Each namespace has its owner and this many viewers.
+	benchViewers = 3
+)
+
+// benchQuery is what the console asks on every page load.
+const benchQuery = `{ me { orgs { nodes { id name namespaces { nodes { id name members { nodes { role user { id email } } } } } } } } }`
+
+// Sign-up's shape in bulk: every user has a personal org and namespace,
+// owns both, and three other users view the namespace.
+const (
+	seedUsers = `INSERT INTO users (email, status, created_at, updated_at)
+SELECT 'u' || g || '@example.com', 'active', now(), now() FROM generate_series(1, $1::int) g`
+	seedOrgs = `INSERT INTO orgs (name, personal, created_at, updated_at)
+SELECT 'org-' || id, true, now(), now() FROM users ORDER BY id`
+	seedOrgMembers = `INSERT INTO org_members (org_id, user_id, role, created_at)
+SELECT o.id, u.id, 'owner', now() FROM users u JOIN orgs o ON o.name = 'org-' || u.id`
+	seedNamespaces = `INSERT INTO namespaces (org_id, name, state, created_at, updated_at)
+SELECT id, 'ns-' || id, 'active', now(), now() FROM orgs ORDER BY id`
+	seedOwners = `INSERT INTO namespace_members (namespace_id, user_id, role, created_at)
+SELECT n.id, om.user_id, 'owner', now() FROM namespaces n JOIN org_members om ON om.org_id = n.org_id`
+	seedViewers = `INSERT INTO namespace_members (namespace_id, user_id, role, created_at)
+SELECT n.id, u.id, 'viewer', now()
+  FROM namespaces n JOIN org_members om ON om.org_id = n.org_id
+  CROSS JOIN generate_series(1, $2::int) k
+  JOIN users u ON u.id = 1 + (om.user_id + k * 977) % $1::int
+ WHERE u.id <> om.user_id
+ON CONFLICT DO NOTHING`
+)
+
+// The bare handler: the same authentication probe as the service, then
+// every row of the answer in one query, written as the same JSON.
+const (
+	bareToken = `SELECT u.id FROM auth_tokens t JOIN users u ON u.id = t.user_id
+	WHERE t.hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND u.status <> 'disabled'`
+	bareRows = `SELECT o.id, o.name, n.id, n.name, nm.role, mu.id, mu.email
+	FROM org_members om JOIN orgs o ON o.id = om.org_id
+	LEFT JOIN namespaces n ON n.org_id = o.id
+	LEFT JOIN namespace_members nm ON nm.namespace_id = n.id
+	LEFT JOIN users mu ON mu.id = nm.user_id
+	WHERE om.user_id = $1 ORDER BY o.id, n.id, mu.id`
+)
+
+type bareUser struct {
+	ID    string `json:"id"`
+	Email string `json:"email"`
+}
+type bareMember struct {
+	Role string   `json:"role"`
+	User bareUser `json:"user"`
+}
+type bareNamespace struct {
+	ID      string                       `json:"id"`
+	Name    string                       `json:"name"`
+	Members struct{ Nodes []bareMember } `json:"members"`
+}
+type bareOrg struct {
+	ID         string                           `json:"id"`
+	Name       string                           `json:"name"`
+	Namespaces struct{ Nodes []*bareNamespace } `json:"namespaces"`
+}
+
+func bareHandler(pool *pgxpool.Pool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		token := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		hash := sha256.Sum256([]byte(token))
+		var userID int64
+		if err := pool.QueryRow(ctx, bareToken, hash[:], time.Now().UTC()).Scan(&userID); err != nil {
+			http.Error(w, `{"errors":[{"message":"unauthenticated"}]}`, http.StatusUnauthorized)
+			return
+		}
+		rows, err := pool.Query(ctx, bareRows, userID)
+		if err != nil {
+			http.Error(w, `{"errors":[{"message":"internal error"}]}`, http.StatusInternalServerError)
+			return
+		}
+		var orgs []*bareOrg
+		var (
+			orgID             int64
+			orgName           string
+			nsID, memberID    *int64
+			nsName, role, eml *string
+		)
+		_, err = pgx.ForEachRow(rows, []any{&orgID, &orgName, &nsID, &nsName, &role, &memberID, &eml}, func() error {
+			id := fmt.Sprint(orgID)
+			if len(orgs) == 0 || orgs[len(orgs)-1].ID != id {
+				orgs = append(orgs, &bareOrg{ID: id, Name: orgName})
+			}
+			o := orgs[len(orgs)-1]
+			if nsID == nil {
+				return nil
+			}
+			nid := fmt.Sprint(*nsID)
+			if n := len(o.Namespaces.Nodes); n == 0 || o.Namespaces.Nodes[n-1].ID != nid {
+				o.Namespaces.Nodes = append(o.Namespaces.Nodes, &bareNamespace{ID: nid, Name: *nsName})
+			}
+			if memberID != nil {
+				ns := o.Namespaces.Nodes[len(o.Namespaces.Nodes)-1]
+				ns.Members.Nodes = append(ns.Members.Nodes, bareMember{
+					Role: strings.ToUpper(*role), User: bareUser{ID: fmt.Sprint(*memberID), Email: *eml},
+				})
+			}
+			return nil
+		})
+		if err != nil {
+			http.Error(w, `{"errors":[{"message":"internal error"}]}`, http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"data": map[string]any{"me": map[string]any{
+			"orgs": map[string]any{"nodes": orgs}}}})
+	})
+}
+
+type loadResult struct {
+	requests int
+	rps      float64
+	p50, p99 time.Duration
+}
+
+// load sends benchQuery from clients goroutines for d, each with a token
+// of its own, and measures every request.
+func load(tb testing.TB, url string, tokens []string, clients int, d time.Duration) loadResult {
+	tb.Helper()
+	body, _ := json.Marshal(map[string]string{"query": benchQuery})
+	tr := &http.Transport{MaxIdleConns: clients * 2, MaxIdleConnsPerHost: clients * 2}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	var (
+		mu     sync.Mutex
+		lat    []time.Duration
+		failed atomic.Int64
+		wg     sync.WaitGroup
+	)
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var mine []time.Duration
+			for i := 0; time.Now().Before(deadline); i++ {
+				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+tokens[(c+i*clients)%len(tokens)])
+				t0 := time.Now()
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					continue
+				}
+				b, _ := io.ReadAll(resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode != http.StatusOK || bytes.Contains(b, []byte(`"errors"`)) {
+					failed.Add(1)
+					continue
+				}
+				mine = append(mine, time.Since(t0))
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	require.Zero(tb, failed.Load(), "failed requests")
+	require.NotEmpty(tb, lat)
+	slices.Sort(lat)
+	return loadResult{
+		requests: len(lat),
+		rps:      float64(len(lat)) / elapsed.Seconds(),
+		p50:      lat[len(lat)*50/100],
+		p99:      lat[len(lat)*99/100],
+	}
+}
+
+// Targets on two cores: at least 5,000 requests/s, p99 within 20 ms, and at
+// least half the bare handler's throughput.
+const (
+	targetRPS   = 5000
+	targetP99   = 20 * time.Millisecond
+	targetRatio = 0.5
+)
+
+// BenchmarkMeQuery loads benchQuery over loopback at 50 concurrent
+// clients, through the GraphQL handler and through the bare handler, over
+// the same 10,000 users, and reports both and their ratio. Run it once:
+// go test -run XXX -bench MeQuery -benchtime 1x ./graph/graphtest
+func BenchmarkMeQuery(b *testing.B) {
+	db := testenv.Postgres(b)
+	ctx := context.Background()
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{seedUsers, []any{benchUsers}}, {seedOrgs, nil}, {seedOrgMembers, nil}, {seedNamespaces, nil},
+		{seedOwners, nil}, {seedViewers, []any{benchUsers, benchViewers}},
+	} {
+		_, err := db.Pool.Exec(ctx, q.sql, q.args...)
+		require.NoError(b, err)
+	}
+	_, err := db.Pool.Exec(ctx, `ANALYZE`)
+	require.NoError(b, err)
+	// The production loader window, not the tests' wide one.
+	e := graphtest.NewOn(b, db, func(g *graph.Config, _ *tenancy.Config) { g.LoaderWait = 0 })
+	tokens := make([]string, benchTokens)
+	for i := range tokens {
+		userID := int64(1 + i*(benchUsers/benchTokens))
+		tok, err := e.Service.CreateAPIToken(e.As(userID, false), "bench", 0)
+		require.NoError(b, err)
+		tokens[i] = tok.Secret
+	}
+	probe := e.MustDo(b, tokens[0], benchQuery, nil)
+	require.Contains(b, string(probe.Data), "members")
+
+	// A pool like the server's: 20 connections.
+	barePool, _ := db.CountingPool(b, 20)
+	bare := httptest.NewServer(bareHandler(barePool))
+	b.Cleanup(bare.Close)
+
+	const warm, run = time.Second, 5 * time.Second
+	b.ResetTimer()
+	load(b, e.Server.URL, tokens, benchClients, warm)
+	c0 := cpuTime()
+	gql := load(b, e.Server.URL, tokens, benchClients, run)
+	c1 := cpuTime()
+	load(b, bare.URL, tokens, benchClients, warm)
+	c2 := cpuTime()
+	ref := load(b, bare.URL, tokens, benchClients, run)
+	c3 := cpuTime()
+	b.Logf("process CPU per request (server and client): graphql %s, bare %s",
+		(c1-c0)/time.Duration(gql.requests), (c3-c2)/time.Duration(ref.requests))
+	b.StopTimer()
+
+	ratio := gql.rps / ref.rps
+	b.ReportMetric(gql.rps, "graphql-req/s")
+	b.ReportMetric(float64(gql.p99.Microseconds())/1000, "graphql-p99-ms")
+	b.ReportMetric(ref.rps, "bare-req/s")
+	b.ReportMetric(float64(ref.p99.Microseconds())/1000, "bare-p99-ms")
+	b.ReportMetric(ratio, "graphql/bare")
+	b.Logf("graphql: %d requests, %.0f req/s, p50 %s, p99 %s (targets ≥ %d req/s, p99 ≤ %s)",
+		gql.requests, gql.rps, gql.p50, gql.p99, targetRPS, targetP99)
+	b.Logf("bare:    %d requests, %.0f req/s, p50 %s, p99 %s", ref.requests, ref.rps, ref.p50, ref.p99)
+	b.Logf("ratio graphql/bare: %.2f (target ≥ %.1f)", ratio, targetRatio)
+}
+
+// cpuTime is the CPU time this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}

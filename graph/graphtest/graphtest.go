@@ -1,0 +1,215 @@
+package graphtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tenantplane/tenantplane/graph"
+	"github.com/tenantplane/tenantplane/internal/testenv"
+	"github.com/tenantplane/tenantplane/tenancy"
+	"github.com/tenantplane/tenantplane/tenancy/authz"
+	"github.com/tenantplane/tenantplane/tenancy/authz/authzstore"
+	"github.com/tenantplane/tenantplane/tenancy/tenancystore"
+)
+
+// Env is one GraphQL server over a database of its own.
+type Env struct {
+	// DB is the database; DB.Pool is a pool of its own, beside the one
+	// the server uses, for tests that look at or break the tables.
+	DB         *testenv.DB
+	Service    *tenancy.Service
+	Authorizer *authz.Authorizer
+	Handler    http.Handler
+	Server     *httptest.Server
+	Client     *http.Client
+	queries    *testenv.QueryCounter
+}
+
+// Option adjusts an Env's configuration before it starts.
+type Option func(*graph.Config, *tenancy.Config)
+
+// Argon2 keeps password hashing cheap in tests.
+var Argon2 = tenancy.Argon2Params{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32, SaltLen: 16}
+
+// New starts an Env: a fresh migrated database, the tenancy service with
+// loose rate limits, an authorizer and its listener, and the handler on a
+// loopback server. Everything stops when the test ends.
+func New(t testing.TB, opts ...Option) *Env {
+	t.Helper()
+	db := testenv.Postgres(t)
+	return NewOn(t, db, opts...)
+}
+
+// NewOn is New over an existing database.
+func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pool, queries := db.CountingPool(t, 20)
+	e := &Env{DB: db, queries: queries}
+	var err error
+
+	// A wide loader window keeps batches whole on a busy test machine.
+	gcfg := graph.Config{Introspection: true, LoaderWait: 10 * time.Millisecond}
+	tcfg := tenancy.DefaultConfig()
+	tcfg.Argon2 = Argon2
+	tcfg.BaseURL = "https://console.test"
+	loose := tenancy.RateLimit{Max: 1_000_000, Window: time.Minute}
+	tcfg.RateLimits = tenancy.RateLimits{
+		SignUpPerIP: loose, SignUpPerEmail: loose, LogInPerIP: loose, LogInPerEmail: loose,
+		ResetPerIP: loose, ResetPerEmail: loose, InvitePerUser: loose,
+	}
+	tcfg.MaxOrgsPerUser, tcfg.MaxNamespacesPerOrg = 1000, 1000
+	for _, o := range opts {
+		o(&gcfg, &tcfg)
+	}
+	if gcfg.LoaderWait == 0 {
+		gcfg.LoaderWait = time.Millisecond // graph's default, which validate would also pick
+	}
+	e.Service, err = tenancy.New(tenancystore.New(pool), tcfg, nil, nil)
+	require.NoError(t, err)
+
+	ad, err := authzstore.NewAdapter(pool)
+	require.NoError(t, err)
+	e.Authorizer, err = authz.New(ctx, authz.Config{Adapter: ad})
+	require.NoError(t, err)
+	l, err := authzstore.NewListener(authzstore.ListenerConfig{Pool: pool, Enforcer: e.Authorizer, ReconnectDelay: 100 * time.Millisecond})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+
+	e.Handler, err = graph.NewHandler(gcfg, graph.Deps{Tenancy: e.Service, Authorizer: e.Authorizer})
+	require.NoError(t, err)
+	e.Server = httptest.NewServer(e.Handler)
+	e.Client = e.Server.Client()
+	t.Cleanup(func() {
+		e.Server.Close()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("authz listener: %v", err)
+		}
+	})
+	select {
+	case <-l.Ready():
+	case <-time.After(30 * time.Second):
+		t.Fatal("authz listener not ready")
+	}
+	return e
+}
+
+// Queries is how many statements the pool has sent so far.
+func (e *Env) Queries() int64 { return e.queries.Count() }
+
+// SyncAuthz reloads the authorizer, so that membership changes made a
+// moment ago count without waiting for their notification.
+func (e *Env) SyncAuthz(t testing.TB) {
+	t.Helper()
+	require.NoError(t, e.Authorizer.Reload(context.Background()))
+}
+
+// Error is one GraphQL error of a response.
+type Error struct {
+	Message    string         `json:"message"`
+	Path       []any          `json:"path"`
+	Extensions map[string]any `json:"extensions"`
+}
+
+// Code is the error's extensions.code.
+func (e Error) Code() string {
+	c, _ := e.Extensions["code"].(string)
+	return c
+}
+
+// Response is a decoded GraphQL response.
+type Response struct {
+	Status int
+	Data   json.RawMessage `json:"data"`
+	Errors []Error         `json:"errors"`
+	Header http.Header     `json:"-"`
+}
+
+// Decode unmarshals Data into v.
+func (r Response) Decode(t testing.TB, v any) {
+	t.Helper()
+	require.NoError(t, json.Unmarshal(r.Data, v), "data: %s", r.Data)
+}
+
+// Do posts one operation with the bearer token (none when empty).
+func (e *Env) Do(t testing.TB, token, query string, vars map[string]any) Response {
+	t.Helper()
+	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	require.NoError(t, err)
+	req, err := http.NewRequest(http.MethodPost, e.Server.URL, bytes.NewReader(body))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := e.Client.Do(req)
+	require.NoError(t, err)
+	defer func() { _ = resp.Body.Close() }()
+	out := Response{Status: resp.StatusCode, Header: resp.Header}
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+	return out
+}
+
+// MustDo is Do that fails the test on any error in the response.
+func (e *Env) MustDo(t testing.TB, token, query string, vars map[string]any) Response {
+	t.Helper()
+	r := e.Do(t, token, query, vars)
+	require.Empty(t, r.Errors, "query %s", query)
+	return r
+}
+
+// User is a signed-up user with a session token and the personal org
+// and namespace sign-up made.
+type User struct {
+	ID          int64
+	Email       string
+	Token       string
+	OrgID       int64
+	NamespaceID int64
+}
+
+func actorCtx(userID int64, admin bool) context.Context {
+	return tenancy.WithActor(context.Background(), tenancy.Actor{
+		UserID: userID, PlatformAdmin: admin, IP: netip.MustParseAddr("127.0.0.1"), RequestID: "test",
+	})
+}
+
+// SignUp registers a user through the service and logs them in.
+func (e *Env) SignUp(t testing.TB, email string) User {
+	t.Helper()
+	ctx := actorCtx(0, false)
+	u, err := e.Service.SignUp(ctx, email, "correct horse battery", "")
+	require.NoError(t, err)
+	tok, err := e.Service.LogIn(ctx, email, "correct horse battery")
+	require.NoError(t, err)
+	out := User{ID: u.ID, Email: u.Email, Token: tok.Secret}
+	orgs, err := e.Service.OrgsByUserIDs(ctx, []int64{u.ID})
+	require.NoError(t, err)
+	require.Len(t, orgs[u.ID], 1)
+	out.OrgID = orgs[u.ID][0].Org.ID
+	nss, err := e.Service.NamespacesByOrgIDs(ctx, []int64{out.OrgID})
+	require.NoError(t, err)
+	require.Len(t, nss[out.OrgID], 1)
+	out.NamespaceID = nss[out.OrgID][0].ID
+	// Do not wait for the notification: the next request may come at once.
+	require.NoError(t, e.Authorizer.Refresh(ctx, u.ID, authz.Platform))
+	return out
+}
+
+// As returns a context acting as user (a platform admin when admin).
+func (e *Env) As(userID int64, admin bool) context.Context { return actorCtx(userID, admin) }
+
+// System returns a context acting as the platform itself.
+func (e *Env) System() context.Context {
+	return tenancy.WithActor(context.Background(), tenancy.Actor{System: "test", RequestID: "test"})
+}

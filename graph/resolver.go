@@ -1,0 +1,16 @@
+package graph
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/tenantplane/tenantplane/tenancy"
+)
+
+// Resolver holds the dependencies of every resolver, nothing else.
+type Resolver struct {
+	tenancy *tenancy.Service
+	authz   Authorizer
+	now     func() time.Time
+	log     *slog.Logger
+}
