@@ -90,7 +90,9 @@ func (r *Reconciler) finish(ctx context.Context, items []OutboxItem, result erro
 	delay := r.backoff(attempts)
 	var w *waitError
 	if errors.As(result, &w) {
-		delay = w.after
+		// Waiting for Kubernetes is no failure: start from its own poll
+		// interval, and back off the same way.
+		delay = min(w.after<<min(attempts-1, 20), r.rc.RetryMax)
 	} else {
 		r.m.outboxFailed.Add(float64(len(ids)))
 		r.log.Warn("outbox row failed", "key", items[0].Key, "attempts", attempts, "retry_in", delay, "err", result)

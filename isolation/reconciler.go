@@ -244,8 +244,9 @@ func (r *Reconciler) worker(ctx context.Context) {
 		case err == nil:
 			r.queue.Forget(key)
 		case errors.As(err, &w):
-			r.queue.Forget(key)
-			r.queue.AddAfter(key, w.after)
+			// Not a failure, but a namespace stuck terminating must not be
+			// polled every second forever: the same capped backoff.
+			r.queue.AddRateLimited(key)
 		case ctx.Err() != nil:
 		default:
 			r.log.Warn("reconcile", "key", key, "err", err)
@@ -433,7 +434,7 @@ func (r *Reconciler) Resync(ctx context.Context) error {
 				var w *waitError
 				switch {
 				case errors.As(err, &w):
-					r.queue.AddAfter(key, w.after)
+					r.queue.AddRateLimited(key)
 				case err != nil && gctx.Err() == nil:
 					r.log.Warn("resync", "key", key, "err", err)
 					r.queue.AddRateLimited(key)
