@@ -310,7 +310,7 @@ func TestResyncRepairsAndRemovesOrphans(t *testing.T) {
 }
 
 // metricValue sums the samples of the metric name in reg.
-func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+func metricValue(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	mfs, err := reg.Gather()
 	require.NoError(t, err)
@@ -329,4 +329,33 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// TestResyncSendsOnlyChanges shows that a resync of namespaces that are
+// exactly as last applied sends nothing, and that one changed by someone
+// else (even a field the platform does not set) is sent again.
+func TestResyncSendsOnlyChanges(t *testing.T) {
+	t.Parallel()
+	e := setup(t, setupOptions{noRun: true})
+	var nss []tenancy.Namespace
+	for range 5 {
+		_, ns := e.signUp()
+		nss = append(nss, ns)
+	}
+	ctx := context.Background()
+	require.NoError(t, e.rec.Resync(ctx))
+	applied := metricValue(t, e.reg, "tenantplane_isolation_applied_objects_total")
+	require.Equal(t, float64(5*11), applied, "the first resync applies every object")
+	time.Sleep(500 * time.Millisecond) // let the informers catch up
+
+	require.NoError(t, e.rec.Resync(ctx))
+	require.Equal(t, applied, metricValue(t, e.reg, "tenantplane_isolation_applied_objects_total"), "nothing was sent")
+	require.Equal(t, float64(5*11), metricValue(t, e.reg, "tenantplane_isolation_unchanged_objects_total"))
+
+	_, err := e.kube.CoreV1().LimitRanges(nss[2].Name).Patch(ctx, isolation.LimitRangeName, types.MergePatchType,
+		[]byte(`{"metadata":{"labels":{"someone":"else"}}}`), metav1.PatchOptions{FieldManager: "kubectl-label"})
+	require.NoError(t, err)
+	time.Sleep(500 * time.Millisecond)
+	require.NoError(t, e.rec.Resync(ctx))
+	require.Equal(t, applied+1, metricValue(t, e.reg, "tenantplane_isolation_applied_objects_total"), "only the touched object was sent")
 }
