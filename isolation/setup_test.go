@@ -13,11 +13,13 @@ import (
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	nodev1 "k8s.io/api/node/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/tenantplane/tenantplane/internal/testenv"
@@ -46,6 +48,8 @@ type env struct {
 	kubecfgs *isolation.Kubeconfigs
 	hosts    *isolation.Hosts
 	susp     *isolation.Suspension
+	// platform is the identity the isolation components act as.
+	platform *rest.Config
 }
 
 type setupOptions struct {
@@ -54,6 +58,9 @@ type setupOptions struct {
 	tweak   func(*isolation.Config)
 	reconfn func(*isolation.ReconcilerConfig)
 	tenancy func(*tenancy.Config)
+	// platformRBAC runs every isolation component as a ServiceAccount
+	// holding only isolation.PlatformRules, not as a cluster admin.
+	platformRBAC bool
 }
 
 var instanceSerial atomic.Int64
@@ -76,10 +83,16 @@ func setup(t testing.TB, o setupOptions) *env {
 	if o.tweak != nil {
 		o.tweak(&cfg)
 	}
-	kube := kc.Client()
-	clusterFixtures(t, kube)
+	admin := kc.Client()
+	clusterFixtures(t, admin)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
+	platform := kc.Config()
+	if o.platformRBAC {
+		platform = platformIdentity(t, kc, cfg.Instance)
+	}
+	kube, err := kubernetes.NewForConfig(platform)
+	require.NoError(t, err)
 	require.NoError(t, isolation.InstallGuards(ctx, kube, cfg))
 
 	tcfg := tenancy.DefaultConfig()
@@ -98,7 +111,7 @@ func setup(t testing.TB, o setupOptions) *env {
 	if o.reconfn != nil {
 		o.reconfn(&rc)
 	}
-	dyn, err := dynamic.NewForConfig(kc.Config())
+	dyn, err := dynamic.NewForConfig(platform)
 	require.NoError(t, err)
 	rec, err := isolation.NewReconciler(isolation.Deps{Kube: kube, Dynamic: dyn, Store: store, Registerer: reg}, cfg, rc)
 	require.NoError(t, err)
@@ -122,8 +135,35 @@ func setup(t testing.TB, o setupOptions) *env {
 	require.NoError(t, err)
 	susp, err := isolation.NewSuspension(svc, rec)
 	require.NoError(t, err)
-	return &env{t: t, kc: kc, kube: kube, db: db, svc: svc, store: store, cfg: cfg, rec: rec, reg: reg,
-		kubecfgs: kubecfgs, hosts: hosts, susp: susp}
+	return &env{t: t, kc: kc, kube: admin, db: db, svc: svc, store: store, cfg: cfg, rec: rec, reg: reg,
+		kubecfgs: kubecfgs, hosts: hosts, susp: susp, platform: platform}
+}
+
+// platformIdentity creates a ServiceAccount bound to a ClusterRole with
+// isolation.PlatformRules and returns a client configuration that acts as
+// it (the admin impersonating it).
+func platformIdentity(t testing.TB, kc *testenv.KubeCluster, instance string) *rest.Config {
+	t.Helper()
+	ctx := context.Background()
+	admin := kc.Client()
+	ns, name := instance+"-system", instance+"-platform"
+	_, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, err = admin.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	opts := metav1.ApplyOptions{FieldManager: "test", Force: true}
+	_, err = admin.RbacV1().ClusterRoles().Apply(ctx, isolation.PlatformClusterRole(name), opts)
+	require.NoError(t, err)
+	_, err = admin.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: ns}},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	c := kc.Config()
+	c.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":" + name,
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}}
+	return c
 }
 
 var fixturesOnce sync.Once
