@@ -231,6 +231,11 @@ func TestMultiTenancy(t *testing.T) {
 			}, metav1.CreateOptions{})
 			return err
 		}, rbacDenied},
+		{"change its NetworkPolicy", func(ctx context.Context, c kubernetes.Interface) error {
+			_, err := c.NetworkingV1().NetworkPolicies(ns).Patch(ctx, isolation.NetworkPolicyIngressName, "application/merge-patch+json",
+				[]byte(`{"spec":{"ingress":[{}]}}`), metav1.PatchOptions{})
+			return err
+		}, rbacDenied},
 		{"change its RoleBinding", func(ctx context.Context, c kubernetes.Interface) error {
 			_, err := c.RbacV1().RoleBindings(ns).Patch(ctx, isolation.RoleBindingName(alice.ID, "owner"), "application/merge-patch+json",
 				[]byte(`{"subjects":[{"kind":"Group","name":"system:authenticated","apiGroup":"rbac.authorization.k8s.io"}]}`), metav1.PatchOptions{})
@@ -349,4 +354,31 @@ func TestMultiTenancy(t *testing.T) {
 		require.Error(t, err)
 		require.Contains(t, err.Error(), "exceeded quota")
 	})
+}
+
+// TestGPUPlan shows the GPU exception: a plan with GPUs allows its GPU
+// RuntimeClass beside the usual one, and its quota counts GPUs.
+func TestGPUPlan(t *testing.T) {
+	t.Parallel()
+	e := setup(t, setupOptions{tweak: func(c *isolation.Config) {
+		c.Plans["free"] = c.Plans["pro"] // every org starts on "free": here it has GPUs
+	}})
+	u, ns := e.signUp()
+	e.applied(ns)
+	ctx := context.Background()
+	c := e.tenantClient(u.ID, ns)
+	for rc, ok := range map[string]bool{"kata-gpu": true, "kata-fc": true, "runc": false} {
+		p := goodPod("gpu")
+		p.Spec.RuntimeClassName = ptrTo(rc)
+		_, err := c.CoreV1().Pods(ns.Name).Create(ctx, p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if ok {
+			require.NoError(t, err, rc)
+		} else {
+			require.True(t, apierrors.IsForbidden(err), "%s: %v", rc, err)
+		}
+	}
+	q, err := e.kube.CoreV1().ResourceQuotas(ns.Name).Get(ctx, isolation.ResourceQuotaName, metav1.GetOptions{})
+	require.NoError(t, err)
+	gpus := q.Spec.Hard["requests.nvidia.com/gpu"]
+	require.Equal(t, int64(2), gpus.Value())
 }
