@@ -258,8 +258,7 @@ const nsAnnotations = `has(namespaceObject.metadata.annotations) ? namespaceObje
 func workloadsPolicy() *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfiguration {
 	return admissionv1ac.ValidatingAdmissionPolicySpec().
 		WithMatchConstraints(admissionv1ac.MatchResources().WithResourceRules(
-			rules(create, "", "v1", "pods"),
-			rules(createUpdate, "", "v1", "replicationcontrollers"),
+			rules(createUpdate, "", "v1", "pods", "replicationcontrollers"),
 			rules(createUpdate, "apps", "v1", "deployments", "replicasets", "statefulsets", "daemonsets"),
 			rules(createUpdate, "batch", "v1", "jobs", "cronjobs"),
 		)).
@@ -267,12 +266,19 @@ func workloadsPolicy() *admissionv1ac.ValidatingAdmissionPolicySpecApplyConfigur
 			variable("ns", nsAnnotations),
 			// tmpl is the pod, or the pod template of a workload.
 			variable("tmpl", `object.kind == 'Pod' ? object : (object.kind == 'CronJob' ? object.spec.jobTemplate.spec.template : object.spec.template)`),
-			variable("oldTmpl", `oldObject == null ? null : (oldObject.kind == 'CronJob' ? oldObject.spec.jobTemplate.spec.template : oldObject.spec.template)`),
-			// changed is false for an update that leaves the pod template
-			// alone (scaling, suspending, relabelling).
-			variable("changed", `oldObject == null || variables.tmpl != variables.oldTmpl`),
+			variable("oldTmpl", `oldObject == null ? null : (oldObject.kind == 'Pod' ? oldObject :
+				(oldObject.kind == 'CronJob' ? oldObject.spec.jobTemplate.spec.template : oldObject.spec.template))`),
 			variable("spec", `has(variables.tmpl.spec) ? variables.tmpl.spec : {}`),
 			variable("annotations", `has(variables.tmpl.metadata) && has(variables.tmpl.metadata.annotations) ? variables.tmpl.metadata.annotations : {}`),
+			variable("oldAnnotations", `variables.oldTmpl != null && has(variables.oldTmpl.metadata) && has(variables.oldTmpl.metadata.annotations) ? variables.oldTmpl.metadata.annotations : {}`),
+			// changed is false for an update that leaves the pod template
+			// alone (scaling, suspending, relabelling); for a running pod,
+			// whose spec barely changes, an update counts when it touches
+			// the egress bandwidth.
+			variable("changed", cel(`oldObject == null || (object.kind == 'Pod' ?
+				(({egress} in variables.annotations) != ({egress} in variables.oldAnnotations) ||
+				 ({egress} in variables.annotations && variables.annotations[{egress}] != variables.oldAnnotations[{egress}])) :
+				variables.tmpl != variables.oldTmpl)`)),
 			storageClasses,
 		).
 		WithValidations(

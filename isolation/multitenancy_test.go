@@ -332,9 +332,19 @@ func TestMultiTenancy(t *testing.T) {
 			d, err := c.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
 			return err == nil && d.Status.ReadyReplicas == 2, err
 		})
-		// And a bare pod of its own.
+		// And a bare pod of its own, which it may relabel but whose egress
+		// bandwidth it may not raise past the plan.
 		_, err = c.CoreV1().Pods(ns).Create(ctx, goodPod("solo"), metav1.CreateOptions{})
 		require.NoError(t, err)
+		_, err = c.CoreV1().Pods(ns).Patch(ctx, "solo", "application/merge-patch+json",
+			[]byte(`{"metadata":{"labels":{"tier":"web"}}}`), metav1.PatchOptions{})
+		require.NoError(t, err)
+		_, err = c.CoreV1().Pods(ns).Patch(ctx, "solo", "application/merge-patch+json",
+			[]byte(`{"metadata":{"annotations":{"kubernetes.io/egress-bandwidth":"10G"}}}`), metav1.PatchOptions{})
+		require.True(t, apierrors.IsForbidden(err), "raising a pod's egress bandwidth: %v", err)
+		_, err = c.CoreV1().Pods(ns).Patch(ctx, "solo", "application/merge-patch+json",
+			[]byte(`{"metadata":{"annotations":{"kubernetes.io/egress-bandwidth":null}}}`), metav1.PatchOptions{})
+		require.True(t, apierrors.IsForbidden(err), "removing a pod's egress bandwidth: %v", err)
 	})
 
 	t.Run("refused/beyond its quota", func(t *testing.T) {
