@@ -53,6 +53,18 @@ type Config struct {
 	// LogLevel is debug, info, warn or error.
 	LogLevel string
 	HTTP     HTTPConfig
+	Identity IdentityConfig
+	GraphQL  GraphQLConfig
+}
+
+// GraphQLConfig bounds what one GraphQL request may ask for.
+type GraphQLConfig struct {
+	// Introspection serves the schema to clients (always on with Dev).
+	Introspection bool
+	// MaxDepth bounds how deeply a query may nest.
+	MaxDepth int
+	// MaxComplexity bounds a query's cost; each list costs its page size.
+	MaxComplexity int
 }
 
 // defaultConfig is the configuration before flags and environment apply.
@@ -69,6 +81,8 @@ func defaultConfig() Config {
 			ShutdownTimeout:   30 * time.Second,
 			MaxBodyBytes:      1 << 20,
 		},
+		Identity: defaultIdentityConfig(),
+		GraphQL:  GraphQLConfig{MaxDepth: 12, MaxComplexity: 50000},
 	}
 }
 
@@ -87,6 +101,10 @@ func (c *Config) bindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.HTTP.ShutdownTimeout, "shutdown-timeout", c.HTTP.ShutdownTimeout, "time in-flight requests get after SIGTERM")
 	fs.Int64Var(&c.HTTP.MaxBodyBytes, "http-max-body-bytes", c.HTTP.MaxBodyBytes, "largest request body accepted")
 	fs.StringSliceVar(&c.HTTP.CORSOrigins, "cors-origins", c.HTTP.CORSOrigins, "browser origins allowed to call the API (comma-separated)")
+	fs.BoolVar(&c.GraphQL.Introspection, "graphql-introspection", c.GraphQL.Introspection, "serve the GraphQL schema to clients (always on with --dev)")
+	fs.IntVar(&c.GraphQL.MaxDepth, "graphql-max-depth", c.GraphQL.MaxDepth, "deepest nesting a GraphQL query may have")
+	fs.IntVar(&c.GraphQL.MaxComplexity, "graphql-max-complexity", c.GraphQL.MaxComplexity, "highest cost a GraphQL query may have")
+	c.Identity.bindFlags(fs)
 }
 
 // applyEnv sets every flag not given on the command line from its
@@ -135,7 +153,16 @@ func (c *Config) validate() error {
 	default:
 		return &configError{"--log-level (TENANTPLANE_LOG_LEVEL)", fmt.Sprintf("%q is not debug, info, warn or error", c.LogLevel)}
 	}
-	return c.HTTP.validate()
+	if c.GraphQL.MaxDepth < 2 || c.GraphQL.MaxDepth > 50 {
+		return &configError{"--graphql-max-depth", fmt.Sprintf("%d is not between 2 and 50", c.GraphQL.MaxDepth)}
+	}
+	if c.GraphQL.MaxComplexity < 10 || c.GraphQL.MaxComplexity > 10_000_000 {
+		return &configError{"--graphql-max-complexity", fmt.Sprintf("%d is not between 10 and 10000000", c.GraphQL.MaxComplexity)}
+	}
+	if err := c.HTTP.validate(); err != nil {
+		return err
+	}
+	return c.Identity.validate()
 }
 
 func (h *HTTPConfig) validate() error {

@@ -28,10 +28,18 @@ func (p *devPeers) stop() {
 	p.stops = nil
 }
 
-func newDevCommand() *cobra.Command {
+// devConfig is the configuration `dev` starts from: development mode on
+// loopback, mail written to the log.
+func devConfig() Config {
 	cfg := defaultConfig()
 	cfg.Dev = true
 	cfg.HTTP.Listen = "127.0.0.1:8080"
+	cfg.Identity.Mailer = "log"
+	return cfg
+}
+
+func newDevCommand() *cobra.Command {
+	cfg := devConfig()
 	var stripeURL string
 	cmd := &cobra.Command{
 		Use:   "dev",
@@ -129,6 +137,9 @@ func runDev(ctx context.Context, out, logOut io.Writer, cfg Config, stripeURL st
 		return fmt.Errorf("listening on %s: %w", cfg.HTTP.Listen, err)
 	}
 	base := "http://" + l.Addr().String()
+	if cfg.Identity.PublicURL == defaultIdentityConfig().PublicURL {
+		cfg.Identity.PublicURL = base
+	}
 	log := newLogger(logOut, cfg.LogLevel)
 	a, err := newApp(ctx, cfg, log)
 	if err != nil {
@@ -136,6 +147,18 @@ func runDev(ctx context.Context, out, logOut io.Writer, cfg Config, stripeURL st
 		return err
 	}
 	defer a.close()
+
+	say("seeding demo accounts")
+	accounts, err := seedDemo(ctx, a.tenancy)
+	if err != nil {
+		return err
+	}
+	if len(accounts) == 0 {
+		say("the database was seeded before; its accounts keep their passwords")
+	}
+	for _, acc := range accounts {
+		_, _ = fmt.Fprintf(out, "    %-28s password %-18s %s\n", acc.Email, acc.Password, acc.Role)
+	}
 
 	say("tenantplane is up:")
 	for _, line := range []string{
@@ -151,7 +174,7 @@ func runDev(ctx context.Context, out, logOut io.Writer, cfg Config, stripeURL st
 		_, _ = fmt.Fprintln(out, "    "+line)
 	}
 	say("press Ctrl-C to stop")
-	if err := a.http.run(ctx, l); err != nil && !errors.Is(err, context.Canceled) {
+	if err := a.run(ctx, l); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil

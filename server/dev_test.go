@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -41,8 +43,7 @@ func (s *syncBuffer) String() string {
 // Ctrl-C does), then stops every peer and removes their folders.
 func TestDevServesThenLeavesNothingBehind(t *testing.T) {
 	t.Parallel()
-	cfg := defaultConfig()
-	cfg.Dev = true
+	cfg := devConfig()
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.LogLevel = "warn"
 	out := &syncBuffer{}
@@ -57,11 +58,54 @@ func TestDevServesThenLeavesNothingBehind(t *testing.T) {
 		}
 		return m[1]
 	}
-	require.Eventually(t, func() bool { return field("readiness") != "" }, 3*time.Minute, 50*time.Millisecond, out.String())
-	resp, err := http.Get(field("readiness"))
-	require.NoError(t, err)
-	_ = resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
+	deadline := time.After(3 * time.Minute)
+	for field("readiness") == "" {
+		select {
+		case err := <-done:
+			t.Fatalf("dev stopped before serving: %v\n%s", err, out.String())
+		case <-deadline:
+			t.Fatalf("dev did not serve within 3 minutes:\n%s", out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(field("readiness"))
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 30*time.Second, 20*time.Millisecond)
+
+	// A seeded tenant logs in through GraphQL and sees its own namespace.
+	m := regexp.MustCompile(`bob@acme\.localhost +password (\S+)`).FindStringSubmatch(out.String())
+	require.NotNil(t, m, out.String())
+	gql := func(token, query string, vars map[string]any) map[string]any {
+		body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+		require.NoError(t, err)
+		req, err := http.NewRequest(http.MethodPost, field("GraphQL"), bytes.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer func() { _ = resp.Body.Close() }()
+		var res struct {
+			Data   map[string]any `json:"data"`
+			Errors []any          `json:"errors"`
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&res))
+		require.Empty(t, res.Errors)
+		return res.Data
+	}
+	login := gql("", `mutation($e: String!, $p: String!) { logIn(input: {email: $e, password: $p}) { token } }`,
+		map[string]any{"e": "bob@acme.localhost", "p": m[1]})
+	token := login["logIn"].(map[string]any)["token"].(string)
+	me := gql(token, `{ me { email namespaces { edges { node { name } } } } }`, nil)["me"].(map[string]any)
+	require.Equal(t, "bob@acme.localhost", me["email"])
+	require.Len(t, me["namespaces"].(map[string]any)["edges"], 2, "his personal namespace and Alice's")
 
 	dbURL, err := url.Parse(field("database"))
 	require.NoError(t, err)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -339,4 +340,13 @@ func writeError(w http.ResponseWriter, status int, code, message, requestID stri
 	writeJSON(w, status, map[string]any{"error": map[string]string{
 		"code": code, "message": strings.TrimSpace(message), "requestId": requestID,
 	}})
+}
+
+// netipAddrPort parses a RemoteAddr ("ip:port") into its address.
+func netipAddrPort(remote string) (netip.Addr, error) {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("parsing client address %q: %w", remote, err)
+	}
+	return ap.Addr().Unmap(), nil
 }

@@ -233,6 +233,7 @@ func TestServeIsReadyAgainstRealPeers(t *testing.T) {
 	cfg.DatabaseURL = db.URL
 	cfg.Kubeconfig = kube.KubeconfigPath()
 	cfg.HTTP.Listen = "127.0.0.1:0"
+	cfg.Identity.Mailer = "log"
 	require.NoError(t, cfg.validate())
 
 	l, err := net.Listen("tcp", cfg.HTTP.Listen)

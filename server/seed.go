@@ -52,9 +52,12 @@ func seedDemo(ctx context.Context, svc *tenancy.Service) ([]demoAccount, error) 
 	if _, err := svc.GrantPlatformAdmin(ctx, "admin@tenantplane.localhost"); err != nil {
 		return nil, fmt.Errorf("seeding the platform admin: %w", err)
 	}
+	// Tenants act as themselves, as they would through the API.
+	as := func(email string) context.Context {
+		return tenancy.WithActor(ctx, tenancy.Actor{UserID: users[email].ID, RequestID: "dev-seed"})
+	}
 	firstNamespace := func(email string) (tenancy.Namespace, error) {
-		uctx := tenancy.WithActor(ctx, tenancy.Actor{UserID: users[email].ID})
-		c, err := svc.MyNamespaces(uctx, tenancy.PageArgs{First: 1})
+		c, err := svc.MyNamespaces(as(email), tenancy.PageArgs{First: 1})
 		if err != nil || len(c.Edges) == 0 {
 			return tenancy.Namespace{}, fmt.Errorf("finding the namespace of %s: %w", email, err)
 		}
@@ -69,19 +72,20 @@ func seedDemo(ctx context.Context, svc *tenancy.Service) ([]demoAccount, error) 
 		return nil, err
 	}
 	for _, m := range []struct {
+		owner string
 		ns    tenancy.Namespace
 		email string
 		role  tenancy.Role
 	}{
-		{acme, "bob@acme.localhost", tenancy.RoleDeveloper},
-		{acme, "erin@acme.localhost", tenancy.RoleViewer},
-		{globex, "dave@globex.localhost", tenancy.RoleAdmin},
+		{"alice@acme.localhost", acme, "bob@acme.localhost", tenancy.RoleDeveloper},
+		{"alice@acme.localhost", acme, "erin@acme.localhost", tenancy.RoleViewer},
+		{"carol@globex.localhost", globex, "dave@globex.localhost", tenancy.RoleAdmin},
 	} {
-		if _, err := svc.AddMember(ctx, m.ns.ID, users[m.email].ID, m.role); err != nil {
+		if _, err := svc.AddMember(as(m.owner), m.ns.ID, users[m.email].ID, m.role); err != nil {
 			return nil, fmt.Errorf("seeding %s in %s: %w", m.email, m.ns.Name, err)
 		}
 	}
-	if _, err := svc.AddOrgMember(ctx, acme.OrgID, users["erin@acme.localhost"].ID, tenancy.OrgRoleBilling); err != nil {
+	if _, err := svc.AddOrgMember(as("alice@acme.localhost"), acme.OrgID, users["erin@acme.localhost"].ID, tenancy.OrgRoleBilling); err != nil {
 		return nil, fmt.Errorf("seeding erin's org role: %w", err)
 	}
 	return out, nil

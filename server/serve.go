@@ -2,10 +2,14 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"sync"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
@@ -13,7 +17,15 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/tenantplane/tenantplane/graph"
 	"github.com/tenantplane/tenantplane/schema/dbmigrate"
+	"github.com/tenantplane/tenantplane/tenancy"
+	"github.com/tenantplane/tenantplane/tenancy/authz"
+	"github.com/tenantplane/tenantplane/tenancy/authz/authzstore"
+	"github.com/tenantplane/tenantplane/tenancy/mail"
+	"github.com/tenantplane/tenantplane/tenancy/mail/smtp"
+	"github.com/tenantplane/tenantplane/tenancy/oidc"
+	"github.com/tenantplane/tenantplane/tenancy/tenancystore"
 )
 
 func newServeCommand() *cobra.Command {
@@ -48,14 +60,21 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv}))
 }
 
-// app holds what serve wires together, so that tests and the dev command
-// can build the same thing.
+// clock is the one source of the current time, in UTC.
+func clock() time.Time { return time.Now().UTC() }
+
+// app is everything serve wires together, so that tests and the dev
+// command build exactly the same thing.
 type app struct {
-	cfg  Config
-	log  *slog.Logger
-	pool *pgxpool.Pool
-	kube kubernetes.Interface
-	http *httpServer
+	cfg     Config
+	log     *slog.Logger
+	pool    *pgxpool.Pool
+	kube    kubernetes.Interface
+	tenancy *tenancy.Service
+	authz   *authz.Authorizer
+	http    *httpServer
+	// background runs until ctx is done, next to the HTTP server.
+	background []func(context.Context) error
 }
 
 // serve runs the server on l until ctx is done.
@@ -66,39 +85,184 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, l net.Listener) er
 		return err
 	}
 	defer a.close()
-	return a.http.run(ctx, l)
+	return a.run(ctx, l)
 }
 
-func newApp(ctx context.Context, cfg Config, log *slog.Logger) (*app, error) {
+func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err error) {
 	if cfg.MigrateOnStart {
 		if err := migrateUp(ctx, cfg.DatabaseURL, log); err != nil {
 			return nil, err
 		}
 	}
-	pool, err := pgxpool.New(ctx, cfg.DatabaseURL)
+	poolCfg, err := pgxpool.ParseConfig(cfg.DatabaseURL)
+	if err != nil {
+		return nil, &configError{"--database-url (TENANTPLANE_DATABASE_URL)", err.Error()}
+	}
+	// One connection is the authorization listener's for good.
+	poolCfg.MaxConns = max(poolCfg.MaxConns, 8) + 1
+	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to postgres: %w", err)
 	}
+	a := &app{cfg: cfg, log: log, pool: pool}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+
 	restCfg, err := kubeRESTConfig(cfg.Kubeconfig)
 	if err != nil {
-		pool.Close()
 		return nil, err
 	}
-	kube, err := kubernetes.NewForConfig(restCfg)
-	if err != nil {
-		pool.Close()
+	if a.kube, err = kubernetes.NewForConfig(restCfg); err != nil {
 		return nil, fmt.Errorf("building kubernetes client: %w", err)
 	}
-	a := &app{cfg: cfg, log: log, pool: pool, kube: kube}
-	reg := newRegistry()
-	a.http = newHTTPServer(cfg.HTTP, log, reg, []check{
+
+	store := tenancystore.New(pool)
+	tcfg, err := cfg.Identity.tenancyConfig()
+	if err != nil {
+		return nil, err
+	}
+	if a.tenancy, err = tenancy.New(store, tcfg, log, clock); err != nil {
+		return nil, err
+	}
+	mailer, err := newMailer(cfg.Identity, log)
+	if err != nil {
+		return nil, err
+	}
+	sender, err := tenancy.NewSender(store, mailer, tenancy.DefaultSenderConfig(), log, clock)
+	if err != nil {
+		return nil, err
+	}
+
+	adapter, err := authzstore.NewAdapter(pool)
+	if err != nil {
+		return nil, err
+	}
+	if a.authz, err = authz.New(ctx, authz.Config{Adapter: adapter, Logger: log}); err != nil {
+		return nil, err
+	}
+	listener, err := authzstore.NewListener(authzstore.ListenerConfig{Pool: pool, Enforcer: a.authz, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+
+	gql, err := graph.NewHandler(graph.Config{
+		Dev:           cfg.Dev,
+		Introspection: cfg.Dev || cfg.GraphQL.Introspection,
+		MaxDepth:      cfg.GraphQL.MaxDepth,
+		MaxComplexity: cfg.GraphQL.MaxComplexity,
+	}, graph.Deps{Tenancy: a.tenancy, Authorizer: a.authz, Logger: log, Clock: clock})
+	if err != nil {
+		return nil, err
+	}
+
+	a.http = newHTTPServer(cfg.HTTP, log, newRegistry(), []check{
 		{name: "postgres", fn: pool.Ping},
-		{name: "kubernetes", fn: kubeReady(kube)},
+		{name: "kubernetes", fn: kubeReady(a.kube)},
+		{name: "authorization", fn: func(context.Context) error {
+			select {
+			case <-listener.Ready():
+				return nil
+			default:
+				return errors.New("policy not loaded or change feed not listening yet")
+			}
+		}},
 	})
+	a.http.handle("/graphql", gql)
+	if cfg.Dev {
+		a.http.handle("GET /{$}", gql) // GraphiQL
+	}
+	if cfg.Identity.OIDCConfigFile != "" {
+		ocfg, err := cfg.Identity.oidcConfig()
+		if err != nil {
+			return nil, err
+		}
+		h, err := oidc.NewHandler(ocfg, oidc.SessionsFunc(func(ctx context.Context, id tenancy.OIDCIdentity) (oidc.Session, error) {
+			t, err := a.tenancy.LogInOIDC(ctx, id)
+			return oidc.Session{Token: t.Secret, ExpiresAt: t.ExpiresAt}, err
+		}), log, clock)
+		if err != nil {
+			return nil, &configError{"--oidc-config (TENANTPLANE_OIDC_CONFIG)", err.Error()}
+		}
+		a.http.handle("/auth/oidc/", withAnonymousActor(h))
+	}
+
+	a.background = append(a.background,
+		listener.Run,
+		sender.Run,
+		every(10*time.Minute, "pruning expired tokens and rate-limit windows", log, a.tenancy.Prune),
+	)
 	return a, nil
 }
 
+// run serves HTTP on l and runs the background work until ctx is done, then
+// waits for all of it to stop.
+func (a *app) run(ctx context.Context, l net.Listener) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, f := range a.background {
+		wg.Go(func() {
+			if err := f(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				a.log.Error("background work stopped", "err", err)
+			}
+		})
+	}
+	err := a.http.run(ctx, l)
+	cancel()
+	wg.Wait()
+	return err
+}
+
 func (a *app) close() { a.pool.Close() }
+
+func newMailer(cfg IdentityConfig, log *slog.Logger) (mail.Mailer, error) {
+	if cfg.Mailer == "log" {
+		return mail.LogMailer{Log: log}, nil
+	}
+	sc, err := cfg.smtpConfig()
+	if err != nil {
+		return nil, err
+	}
+	m, err := smtp.New(sc, log, clock)
+	if err != nil {
+		return nil, &configError{"--smtp-*", err.Error()}
+	}
+	return m, nil
+}
+
+// withAnonymousActor records the client address and request id of a
+// request made before anyone is logged in (OIDC log-in), for the audit log
+// and rate limits.
+func withAnonymousActor(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a := tenancy.Actor{RequestID: RequestID(r.Context())}
+		if ap, err := netipAddrPort(r.RemoteAddr); err == nil {
+			a.IP = ap
+		}
+		next.ServeHTTP(w, r.WithContext(tenancy.WithActor(r.Context(), a)))
+	})
+}
+
+// every runs f every interval until ctx is done, logging its errors.
+func every(interval time.Duration, what string, log *slog.Logger, f func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				if err := f(ctx); err != nil && ctx.Err() == nil {
+					log.Warn(what, "err", err)
+				}
+			}
+		}
+	}
+}
 
 // kubeRESTConfig loads a kubeconfig file, or the in-cluster configuration
 // when path is empty.
