@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tenantplane/tenantplane/internal/testenv"
 )
@@ -255,4 +258,46 @@ func TestServeIsReadyAgainstRealPeers(t *testing.T) {
 		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, 30*time.Second, 50*time.Millisecond)
+
+	// Sign-up through GraphQL gives the tenant a locked-down namespace in
+	// Kubernetes: the isolation leader is elected and reconciles.
+	gql := newGQLClient(t, url+"/graphql")
+	gql.do("", `mutation { signUp(input: {email: "new@example.com", password: "correct horse battery", displayName: "New"}) { id } }`, nil)
+	token := gql.do("", `mutation { logIn(input: {email: "new@example.com", password: "correct horse battery"}) { token } }`, nil)["logIn"].(map[string]any)["token"].(string)
+	me := gql.do(token, `{ me { namespaces { edges { node { name } } } } }`, nil)["me"].(map[string]any)
+	ns := me["namespaces"].(map[string]any)["edges"].([]any)[0].(map[string]any)["node"].(map[string]any)["name"].(string)
+	require.Eventually(t, func() bool {
+		q, err := kube.Client().CoreV1().ResourceQuotas(ns).List(context.Background(), metav1.ListOptions{})
+		return err == nil && len(q.Items) > 0
+	}, 30*time.Second, 50*time.Millisecond, "namespace %s gets its quota", ns)
+}
+
+// gqlClient posts GraphQL documents and fails the test on any error.
+type gqlClient struct {
+	t   *testing.T
+	url string
+}
+
+func newGQLClient(t *testing.T, url string) *gqlClient { return &gqlClient{t: t, url: url} }
+
+func (c *gqlClient) do(token, query string, vars map[string]any) map[string]any {
+	c.t.Helper()
+	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	require.NoError(c.t, err)
+	req, err := http.NewRequest(http.MethodPost, c.url, bytes.NewReader(body))
+	require.NoError(c.t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(c.t, err)
+	defer func() { _ = resp.Body.Close() }()
+	var res struct {
+		Data   map[string]any `json:"data"`
+		Errors []any          `json:"errors"`
+	}
+	require.NoError(c.t, json.NewDecoder(resp.Body).Decode(&res))
+	require.Empty(c.t, res.Errors)
+	return res.Data
 }
