@@ -183,6 +183,11 @@ func (c *Collector) Run(ctx context.Context) error {
 	if err := c.ensureLeaseNamespace(ctx); err != nil {
 		return err
 	}
+	// Leading stops before Run elects again or returns: a lost Lease never
+	// leaves this replica sampling. (Were it to, the watermark check in the
+	// store would still refuse its minutes.)
+	var leading sync.WaitGroup
+	defer leading.Wait()
 	for ctx.Err() == nil {
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock:            lock,
@@ -192,7 +197,11 @@ func (c *Collector) Run(ctx context.Context) error {
 			ReleaseOnCancel: true,
 			Name:            c.cfg.LeaseName,
 			Callbacks: leaderelection.LeaderCallbacks{
-				OnStartedLeading: c.lead,
+				OnStartedLeading: func(ctx context.Context) {
+					leading.Add(1)
+					defer leading.Done()
+					c.lead(ctx)
+				},
 				OnStoppedLeading: func() {
 					c.metrics.leader.Set(0)
 					c.log.Info("stopped leading the collectors", "identity", c.cfg.Identity)
@@ -203,6 +212,7 @@ func (c *Collector) Run(ctx context.Context) error {
 			return fmt.Errorf("collectors: leader election: %w", err)
 		}
 		le.Run(ctx) // returns when leadership is lost or ctx is done
+		leading.Wait()
 	}
 	return nil
 }
@@ -272,7 +282,7 @@ func (c *Collector) lead(ctx context.Context) {
 	tick := time.NewTicker(c.cfg.TickInterval)
 	defer tick.Stop()
 	var lastPoll, lastUpkeep time.Time
-	for {
+	for ctx.Err() == nil {
 		if c.usageFn != nil && c.compute.needsUsage() && time.Since(lastPoll) >= c.cfg.MetricsInterval {
 			lastPoll = time.Now()
 			c.pollUsage(ctx)
@@ -288,7 +298,6 @@ func (c *Collector) lead(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			return
 		case <-tick.C:
 		}
 	}
