@@ -20,8 +20,6 @@ import (
 	"github.com/tenantplane/tenantplane/internal/testenv"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
-
 // newNamespace creates a namespace of its own for a test, as every test on
 // the shared control plane should, and deletes it afterwards.
 func newNamespace(t *testing.T, kc *testenv.KubeCluster) string {
