@@ -56,6 +56,7 @@ type Config struct {
 	Identity  IdentityConfig
 	GraphQL   GraphQLConfig
 	Isolation IsolationConfig
+	Metering  MeteringConfig
 }
 
 // GraphQLConfig bounds what one GraphQL request may ask for.
@@ -84,6 +85,7 @@ func defaultConfig() Config {
 		},
 		Identity:  defaultIdentityConfig(),
 		Isolation: defaultIsolationConfig(),
+		Metering:  defaultMeteringConfig(),
 		GraphQL:   GraphQLConfig{MaxDepth: 12, MaxComplexity: 50000},
 	}
 }
@@ -108,6 +110,7 @@ func (c *Config) bindFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.GraphQL.MaxComplexity, "graphql-max-complexity", c.GraphQL.MaxComplexity, "highest cost a GraphQL query may have")
 	c.Identity.bindFlags(fs)
 	c.Isolation.bindFlags(fs)
+	c.Metering.bindFlags(fs)
 }
 
 // applyEnv sets every flag not given on the command line from its
@@ -168,7 +171,10 @@ func (c *Config) validate() error {
 	if err := c.Identity.validate(); err != nil {
 		return err
 	}
-	return c.Isolation.validate()
+	if err := c.Isolation.validate(); err != nil {
+		return err
+	}
+	return c.Metering.validate()
 }
 
 func (h *HTTPConfig) validate() error {

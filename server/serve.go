@@ -73,6 +73,7 @@ type app struct {
 	tenancy   *tenancy.Service
 	authz     *authz.Authorizer
 	isolation *isolationParts
+	metering  *meteringParts
 	http      *httpServer
 	// background runs until ctx is done, next to the HTTP server.
 	background []func(context.Context) error
@@ -163,6 +164,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	if a.isolation, err = newIsolation(cfg.Isolation, restCfg, a.kube, a, reg); err != nil {
 		return nil, err
 	}
+	if a.metering, err = newMetering(ctx, cfg, restCfg, a.kube, a, reg); err != nil {
+		return nil, err
+	}
 
 	a.http = newHTTPServer(cfg.HTTP, log, reg, []check{
 		{name: "postgres", fn: pool.Ping},
@@ -177,6 +181,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		}},
 	})
 	a.http.handle("/graphql", gql)
+	a.http.handle("POST /v1/usage", a.metering.ingest)
 	if cfg.Dev {
 		a.http.handle("GET /{$}", gql) // GraphiQL
 	}
@@ -200,6 +205,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		sender.Run,
 		every(10*time.Minute, "pruning expired tokens and rate-limit windows", log, a.tenancy.Prune),
 		runIsolation(a.isolation, a.kube, cfg.Isolation, log),
+		a.metering.run(),
 	)
 	return a, nil
 }
