@@ -9,6 +9,7 @@ import (
 	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vikstrous/dataloadgen"
 
+	"github.com/tenantplane/tenantplane/graph/model"
 	"github.com/tenantplane/tenantplane/internal/errcode"
 	"github.com/tenantplane/tenantplane/tenancy"
 )
@@ -105,11 +106,11 @@ func (l *loaders) orgsOf(ctx context.Context, userID int64) ([]tenancy.OrgMember
 // find their lists loaded and wait for no batch. It is for a field
 // outside any list (see orgsOf).
 func (l *loaders) orgTreeOf(ctx context.Context, userID int64, depth tenancy.OrgTreeDepth) ([]tenancy.OrgMembership, error) {
-	t, err := l.svc.OrgTreesByUserIDs(ctx, []int64{userID}, depth)
+	t, err := l.svc.OrgTree(ctx, userID, depth)
 	if err != nil {
 		return nil, err
 	}
-	orgs := t.Orgs[userID]
+	orgs := t.Orgs
 	for _, m := range orgs {
 		l.orgs.Prime(m.Org.ID, m.Org)
 	}
@@ -127,6 +128,27 @@ func (l *loaders) orgTreeOf(ctx context.Context, userID int64, depth tenancy.Org
 	}
 	l.orgsByUser.Prime(userID, orgs)
 	return orgs, nil
+}
+
+// attachUsers loads the users of members in one batch, from the loader's
+// cache when a tree primed it, and attaches them, so that each member's
+// user field need not ask the loader itself. Should one be missing, the
+// field asks and reports it.
+func (l *loaders) attachUsers(ctx context.Context, members []*model.Member) {
+	if len(members) == 0 {
+		return
+	}
+	ids := make([]int64, len(members))
+	for i, m := range members {
+		ids[i] = m.UserID
+	}
+	users, err := l.users.LoadAll(ctx, ids)
+	if err != nil {
+		return
+	}
+	for i, m := range members {
+		m.User = presentUser(users[i])
+	}
 }
 
 // underList reports whether the field being resolved is inside a list,
@@ -166,6 +188,24 @@ func orgTreeDepth(ctx context.Context) tenancy.OrgTreeDepth {
 		}
 	}
 	return depth
+}
+
+// nodesSelect reports whether the selection of the connection being
+// resolved asks for field of its items (of type node).
+func nodesSelect(ctx context.Context, connection, edge, node, field string) bool {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil || !graphql.HasOperationContext(ctx) {
+		return false
+	}
+	oc := graphql.GetOperationContext(ctx)
+	for _, sel := range connectionNodes(oc, fc.Field.Selections, connection, edge) {
+		for _, f := range graphql.CollectFields(oc, sel, []string{node}) {
+			if f.Name == field {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // connectionNodes returns the selections made on the items of a

@@ -163,7 +163,7 @@ func (s *Service) NamespacesByUserIDs(ctx context.Context, userIDs []int64) (map
 	return groupBy(rows, func(m NamespaceMembership) int64 { return m.UserID }), err
 }
 
-// OrgTreeDepth is how far below a user's orgs OrgTreesByUserIDs reads.
+// OrgTreeDepth is how far below a user's orgs OrgTree reads.
 type OrgTreeDepth int
 
 // The depths of an org tree.
@@ -174,12 +174,11 @@ const (
 	TreeMembers
 )
 
-// OrgTree is what lies below some users' orgs, grouped as the batch
+// OrgTree is what lies below one user's orgs, grouped as the batch
 // loaders group it, so that it can answer for them.
 type OrgTree struct {
-	// Orgs holds each user's orgs (by org ID) with the user's role, by
-	// user ID; every user asked about has an entry, empty when in no org.
-	Orgs map[int64][]OrgMembership
+	// Orgs are the user's orgs, by ID, with the user's role.
+	Orgs []OrgMembership
 	// Namespaces holds each org's namespaces by ID; every org of Orgs has
 	// an entry.
 	Namespaces map[int64][]Namespace
@@ -189,66 +188,18 @@ type OrgTree struct {
 	Users   map[int64]User
 }
 
-// OrgTreesByUserIDs reads the orgs of users and, down to depth, their
-// namespaces, the namespaces' members and the members' users, in one
-// query: what me { orgs { namespaces { members { user } } } } shows.
-// It reads whole lists, as the batch loaders do; whoever shows them
-// authorizes each level.
-func (s *Service) OrgTreesByUserIDs(ctx context.Context, userIDs []int64, depth OrgTreeDepth) (OrgTree, error) {
+// OrgTree reads the orgs of a user and, down to depth, their namespaces,
+// the namespaces' members and the members' users, in one query: what
+// me { orgs { namespaces { members { user } } } } shows. It reads whole
+// lists, as the batch loaders do; whoever shows them authorizes each
+// level.
+func (s *Service) OrgTree(ctx context.Context, userID int64, depth OrgTreeDepth) (OrgTree, error) {
 	if depth != TreeNamespaces && depth != TreeMembers {
-		return OrgTree{}, fmt.Errorf("org trees: depth %d", depth)
+		return OrgTree{}, fmt.Errorf("org tree: depth %d", depth)
 	}
-	keys, err := uniqueIDs(userIDs)
+	t, err := s.store.OrgTree(ctx, userID, depth)
 	if err != nil {
-		return OrgTree{}, fmt.Errorf("org trees: %w", err)
+		return OrgTree{}, fmt.Errorf("org tree: %w", err)
 	}
-	var rows []OrgTreeRow
-	if len(keys) > 0 {
-		if rows, err = s.store.OrgTrees(ctx, keys, depth); err != nil {
-			return OrgTree{}, fmt.Errorf("org trees: %w", err)
-		}
-	}
-	return groupOrgTree(keys, rows, depth), nil
-}
-
-// groupOrgTree groups the rows of OrgTrees, which come ordered by user,
-// org, namespace and member, so that a level repeats its last entry until
-// its key changes.
-func groupOrgTree(userIDs []int64, rows []OrgTreeRow, depth OrgTreeDepth) OrgTree {
-	t := OrgTree{
-		Orgs:       make(map[int64][]OrgMembership, len(userIDs)),
-		Namespaces: make(map[int64][]Namespace),
-		Members:    make(map[int64][]Member),
-		Users:      make(map[int64]User),
-	}
-	for _, id := range userIDs {
-		t.Orgs[id] = []OrgMembership{}
-	}
-	collect := false // whether the current org's rows are the first seen
-	for i, r := range rows {
-		newOrg := i == 0 || rows[i-1].Org.UserID != r.Org.UserID || rows[i-1].Org.Org.ID != r.Org.Org.ID
-		if newOrg {
-			t.Orgs[r.Org.UserID] = append(t.Orgs[r.Org.UserID], r.Org)
-			_, seen := t.Namespaces[r.Org.Org.ID] // below another user already
-			collect = !seen
-			if collect {
-				t.Namespaces[r.Org.Org.ID] = []Namespace{}
-			}
-		}
-		if !collect || !r.HasNamespace {
-			continue
-		}
-		newNs := newOrg || rows[i-1].Namespace.ID != r.Namespace.ID
-		if newNs {
-			t.Namespaces[r.Org.Org.ID] = append(t.Namespaces[r.Org.Org.ID], r.Namespace)
-			if depth >= TreeMembers {
-				t.Members[r.Namespace.ID] = []Member{}
-			}
-		}
-		if r.HasMember {
-			t.Members[r.Namespace.ID] = append(t.Members[r.Namespace.ID], r.Member)
-			t.Users[r.MemberUser.ID] = r.MemberUser
-		}
-	}
-	return t
+	return t, nil
 }

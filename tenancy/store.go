@@ -101,10 +101,9 @@ type Tx interface {
 	UserNamespaces(ctx context.Context, userID int64, q PageQuery) ([]NamespaceMembership, error)
 	MembersByNamespaceIDs(ctx context.Context, nsIDs []int64) ([]Member, error)
 	NamespacesByUserIDs(ctx context.Context, userIDs []int64) ([]NamespaceMembership, error)
-	// OrgTrees reads the orgs of users and what lies below them down to
-	// depth, in one query: one row per leaf, ordered by user, org,
-	// namespace and member user.
-	OrgTrees(ctx context.Context, userIDs []int64, depth OrgTreeDepth) ([]OrgTreeRow, error)
+	// OrgTree reads the orgs of a user and what lies below them down to
+	// depth, in one query. Lists come sorted by ID.
+	OrgTree(ctx context.Context, userID int64, depth OrgTreeDepth) (OrgTree, error)
 
 	InsertInvitation(ctx context.Context, inv Invitation, hash []byte) (Invitation, error)
 	InvitationByID(ctx context.Context, id int64) (Invitation, error)
@@ -132,18 +131,6 @@ type Tx interface {
 	// Prune deletes rate-limit windows older than rateBefore, and one-time
 	// and auth tokens that expired before tokenBefore.
 	Prune(ctx context.Context, rateBefore, tokenBefore time.Time) error
-}
-
-// OrgTreeRow is one leaf of the tree below a user's orgs: an org with the
-// user's role in it, and, when there are any, one of its namespaces, and
-// one member of that namespace with the member's user.
-type OrgTreeRow struct {
-	Org          OrgMembership
-	HasNamespace bool
-	Namespace    Namespace
-	HasMember    bool
-	Member       Member
-	MemberUser   User
 }
 
 // NewUserRow is a user to insert.

@@ -337,11 +337,11 @@ func TestRateLimitWindows(t *testing.T) {
 	require.Equal(t, 1, n, "only the key with a recent window stays")
 }
 
-// TestOrgTreesMatchTheBatchLoaders reads the trees below users' orgs in
-// one query and checks every level against the batch loaders, including
-// an org below two users, an org without namespaces and a namespace
-// without members.
-func TestOrgTreesMatchTheBatchLoaders(t *testing.T) {
+// TestOrgTreeMatchesTheBatchLoaders reads the tree below a user's orgs
+// in one query and checks every level against the batch loaders, for
+// users with an org shared with another, an org without namespaces and a
+// namespace without members.
+func TestOrgTreeMatchesTheBatchLoaders(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
 	w := f.world(t)
@@ -356,50 +356,41 @@ func TestOrgTreesMatchTheBatchLoaders(t *testing.T) {
 	_, err = f.db.Pool.Exec(ctx, `DELETE FROM namespace_members WHERE namespace_id = $1`, lonely.ID)
 	require.NoError(t, err)
 	const missing = 999999
-	users := []int64{u2, u0, u1, missing, u0}
 
-	orgs, err := f.svc.OrgsByUserIDs(ctx, users)
-	require.NoError(t, err)
-	var orgIDs []int64
-	for _, ms := range orgs {
-		for _, m := range ms {
+	for _, user := range []int64{u0, u1, u2, missing} {
+		orgs, err := f.svc.OrgsByUserIDs(ctx, []int64{user})
+		require.NoError(t, err)
+		var orgIDs []int64
+		for _, m := range orgs[user] {
 			orgIDs = append(orgIDs, m.Org.ID)
 		}
-	}
-	nss, err := f.svc.NamespacesByOrgIDs(ctx, orgIDs)
-	require.NoError(t, err)
-	var nsIDs []int64
-	for _, ns := range nss {
-		for _, n := range ns {
-			nsIDs = append(nsIDs, n.ID)
+		nss, err := f.svc.NamespacesByOrgIDs(ctx, orgIDs)
+		require.NoError(t, err)
+		var nsIDs []int64
+		for _, id := range orgIDs {
+			for _, n := range nss[id] {
+				nsIDs = append(nsIDs, n.ID)
+			}
 		}
-	}
-	members, err := f.svc.MembersByNamespaceIDs(ctx, nsIDs)
-	require.NoError(t, err)
-	var memberIDs []int64
-	for _, ms := range members {
-		for _, m := range ms {
-			memberIDs = append(memberIDs, m.UserID)
+		members, err := f.svc.MembersByNamespaceIDs(ctx, nsIDs)
+		require.NoError(t, err)
+		var memberIDs []int64
+		for _, ms := range members {
+			for _, m := range ms {
+				memberIDs = append(memberIDs, m.UserID)
+			}
 		}
-	}
-	memberUsers, err := f.svc.UsersByIDs(ctx, memberIDs)
-	require.NoError(t, err)
+		memberUsers, err := f.svc.UsersByIDs(ctx, memberIDs)
+		require.NoError(t, err)
 
-	for _, depth := range []tenancy.OrgTreeDepth{tenancy.TreeNamespaces, tenancy.TreeMembers} {
-		t.Run(fmt.Sprint("depth ", depth), func(t *testing.T) {
+		for _, depth := range []tenancy.OrgTreeDepth{tenancy.TreeNamespaces, tenancy.TreeMembers} {
 			f.queries.reset()
-			tree, err := f.counted.OrgTreesByUserIDs(ctx, users, depth)
+			tree, err := f.counted.OrgTree(ctx, user, depth)
 			require.NoError(t, err)
 			require.Equal(t, int64(1), f.queries.n.Load(), "%v", f.queries.sql)
 
-			require.Len(t, tree.Orgs, 4)
-			require.Empty(t, tree.Orgs[missing])
-			require.NotNil(t, tree.Orgs[missing])
-			for _, u := range []int64{u0, u1, u2} {
-				require.Equal(t, orgs[u], tree.Orgs[u], "orgs of user %d", u)
-			}
-			require.Len(t, tree.Orgs[u2], 3)
-			require.Len(t, tree.Namespaces, len(orgIDs)-1, "the shared org once")
+			require.Equal(t, orgs[user], tree.Orgs, "orgs of user %d", user)
+			require.Len(t, tree.Namespaces, len(orgIDs))
 			for _, id := range orgIDs {
 				require.Contains(t, tree.Namespaces, id)
 				require.Equal(t, len(nss[id]), len(tree.Namespaces[id]), "namespaces of org %d", id)
@@ -407,13 +398,10 @@ func TestOrgTreesMatchTheBatchLoaders(t *testing.T) {
 					require.Equal(t, nss[id], tree.Namespaces[id], "namespaces of org %d", id)
 				}
 			}
-			require.Empty(t, tree.Namespaces[empty.ID])
-			require.Equal(t, []tenancy.Namespace{lonely}, tree.Namespaces[lonelyOrg.ID])
-
 			if depth == tenancy.TreeNamespaces {
 				require.Empty(t, tree.Members)
 				require.Empty(t, tree.Users)
-				return
+				continue
 			}
 			require.Len(t, tree.Members, len(nsIDs))
 			for _, id := range nsIDs {
@@ -423,21 +411,23 @@ func TestOrgTreesMatchTheBatchLoaders(t *testing.T) {
 					require.Equal(t, members[id], tree.Members[id], "members of namespace %d", id)
 				}
 			}
-			require.Empty(t, tree.Members[lonely.ID])
-			require.Len(t, tree.Members[w.nss[3].ID], 2)
 			require.Equal(t, memberUsers, tree.Users)
-		})
+		}
 	}
 
-	t.Run("no users, no query", func(t *testing.T) {
-		f.queries.reset()
-		tree, err := f.counted.OrgTreesByUserIDs(ctx, nil, tenancy.TreeMembers)
-		require.NoError(t, err)
-		require.Empty(t, tree.Orgs)
-		require.Zero(t, f.queries.n.Load())
-	})
-	t.Run("unknown depth", func(t *testing.T) {
-		_, err := f.counted.OrgTreesByUserIDs(ctx, []int64{u0}, 0)
-		require.Error(t, err)
-	})
+	tree, err := f.svc.OrgTree(ctx, u2, tenancy.TreeMembers)
+	require.NoError(t, err)
+	require.Len(t, tree.Orgs, 3)
+	require.Empty(t, tree.Namespaces[empty.ID])
+	require.NotNil(t, tree.Namespaces[empty.ID])
+	require.Equal(t, []tenancy.Namespace{lonely}, tree.Namespaces[lonelyOrg.ID])
+	require.Empty(t, tree.Members[lonely.ID])
+	require.NotNil(t, tree.Members[lonely.ID])
+	tree, err = f.svc.OrgTree(ctx, u0, tenancy.TreeMembers)
+	require.NoError(t, err)
+	require.Len(t, tree.Members[w.nss[3].ID], 2, "a shared namespace with both its members")
+	require.Contains(t, tree.Users, u1)
+
+	_, err = f.svc.OrgTree(ctx, u0, 0)
+	require.Error(t, err, "unknown depth")
 }
