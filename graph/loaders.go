@@ -5,8 +5,11 @@ import (
 	"errors"
 	"time"
 
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 	"github.com/vikstrous/dataloadgen"
 
+	"github.com/tenantplane/tenantplane/graph/model"
 	"github.com/tenantplane/tenantplane/internal/errcode"
 	"github.com/tenantplane/tenantplane/tenancy"
 )
@@ -15,6 +18,7 @@ import (
 // loader waits goes into one query, so the number of queries depends on
 // the shape of a query, not on how many objects it returns.
 type loaders struct {
+	svc              *tenancy.Service
 	users            *dataloadgen.Loader[int64, tenancy.User]
 	orgs             *dataloadgen.Loader[int64, tenancy.Org]
 	namespaces       *dataloadgen.Loader[int64, tenancy.Namespace]
@@ -27,6 +31,7 @@ type loaders struct {
 func newLoaders(svc *tenancy.Service, wait time.Duration) *loaders {
 	opt := dataloadgen.WithWait(wait)
 	return &loaders{
+		svc:              svc,
 		users:            dataloadgen.NewMappedLoader(svc.UsersByIDs, opt),
 		orgs:             dataloadgen.NewMappedLoader(svc.OrgsByIDs, opt),
 		namespaces:       dataloadgen.NewMappedLoader(svc.NamespacesByIDs, opt),
@@ -77,6 +82,149 @@ func (l *loaders) org(ctx context.Context, id int64) (tenancy.Org, error) {
 
 func (l *loaders) namespace(ctx context.Context, id int64) (tenancy.Namespace, error) {
 	return load(ctx, l.namespaces, id, "namespace")
+}
+
+// orgsOf returns the orgs of userID with the user's role. A field outside
+// any list is resolved once, so nothing would join its batch: it queries
+// at once rather than wait for one. Under a list, it goes through the
+// loader, whose window collects the keys of the list's items.
+func (l *loaders) orgsOf(ctx context.Context, userID int64) ([]tenancy.OrgMembership, error) {
+	if underList(ctx) {
+		return l.orgsByUser.Load(ctx, userID)
+	}
+	orgs, err := l.svc.OrgsByUserIDs(ctx, []int64{userID})
+	if err != nil {
+		return nil, err
+	}
+	l.orgsByUser.Prime(userID, orgs[userID])
+	return orgs[userID], nil
+}
+
+// orgTreeOf returns the orgs of userID with the user's role, reading in
+// the same query what lies below them down to depth, and primes the
+// loaders with it: the nested fields, each still authorized by @auth,
+// find their lists loaded and wait for no batch. It is for a field
+// outside any list (see orgsOf).
+func (l *loaders) orgTreeOf(ctx context.Context, userID int64, depth tenancy.OrgTreeDepth) ([]tenancy.OrgMembership, error) {
+	t, err := l.svc.OrgTree(ctx, userID, depth)
+	if err != nil {
+		return nil, err
+	}
+	orgs := t.Orgs
+	for _, m := range orgs {
+		l.orgs.Prime(m.Org.ID, m.Org)
+	}
+	for orgID, nss := range t.Namespaces {
+		l.namespacesByOrg.Prime(orgID, nss)
+		for _, n := range nss {
+			l.namespaces.Prime(n.ID, n)
+		}
+	}
+	for nsID, ms := range t.Members {
+		l.membersByNs.Prime(nsID, ms)
+	}
+	for id, u := range t.Users {
+		l.users.Prime(id, u)
+	}
+	l.orgsByUser.Prime(userID, orgs)
+	return orgs, nil
+}
+
+// attachUsers loads the users of members in one batch, from the loader's
+// cache when a tree primed it, and attaches them, so that each member's
+// user field need not ask the loader itself. Should one be missing, the
+// field asks and reports it.
+func (l *loaders) attachUsers(ctx context.Context, members []*model.Member) {
+	if len(members) == 0 {
+		return
+	}
+	ids := make([]int64, len(members))
+	for i, m := range members {
+		ids[i] = m.UserID
+	}
+	users, err := l.users.LoadAll(ctx, ids)
+	if err != nil {
+		return
+	}
+	for i, m := range members {
+		m.User = presentUser(users[i])
+	}
+}
+
+// underList reports whether the field being resolved is inside a list,
+// and so resolved once for each item.
+func underList(ctx context.Context) bool {
+	for fc := graphql.GetFieldContext(ctx); fc != nil; fc = fc.Parent {
+		if fc.Index != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// orgTreeDepth tells how far below the orgs of the connection being
+// resolved its selection reaches: into the orgs' namespaces, and into
+// their members; 0 when it shows no namespaces.
+func orgTreeDepth(ctx context.Context) tenancy.OrgTreeDepth {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil || !graphql.HasOperationContext(ctx) {
+		return 0
+	}
+	oc := graphql.GetOperationContext(ctx)
+	var depth tenancy.OrgTreeDepth
+	for _, org := range connectionNodes(oc, fc.Field.Selections, "OrgConnection", "OrgEdge") {
+		for _, f := range graphql.CollectFields(oc, org, []string{"Org"}) {
+			if f.Name != "namespaces" {
+				continue
+			}
+			depth = tenancy.TreeNamespaces
+			for _, ns := range connectionNodes(oc, f.Selections, "NamespaceConnection", "NamespaceEdge") {
+				for _, nf := range graphql.CollectFields(oc, ns, []string{"Namespace"}) {
+					if nf.Name == "members" {
+						return tenancy.TreeMembers
+					}
+				}
+			}
+		}
+	}
+	return depth
+}
+
+// nodesSelect reports whether the selection of the connection being
+// resolved asks for field of its items (of type node).
+func nodesSelect(ctx context.Context, connection, edge, node, field string) bool {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil || !graphql.HasOperationContext(ctx) {
+		return false
+	}
+	oc := graphql.GetOperationContext(ctx)
+	for _, sel := range connectionNodes(oc, fc.Field.Selections, connection, edge) {
+		for _, f := range graphql.CollectFields(oc, sel, []string{node}) {
+			if f.Name == field {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// connectionNodes returns the selections made on the items of a
+// connection, through nodes and through edges { node }.
+func connectionNodes(oc *graphql.OperationContext, sel ast.SelectionSet, connection, edge string) []ast.SelectionSet {
+	var out []ast.SelectionSet
+	for _, f := range graphql.CollectFields(oc, sel, []string{connection}) {
+		switch f.Name {
+		case "nodes":
+			out = append(out, f.Selections)
+		case "edges":
+			for _, e := range graphql.CollectFields(oc, f.Selections, []string{edge}) {
+				if e.Name == "node" {
+					out = append(out, e.Selections)
+				}
+			}
+		}
+	}
+	return out
 }
 
 type requestKey struct{}

@@ -38,6 +38,9 @@ func (r *invitationResolver) InvitedBy(ctx context.Context, obj *model.Invitatio
 }
 
 func (r *memberResolver) User(ctx context.Context, obj *model.Member) (*model.User, error) {
+	if obj.User != nil {
+		return obj.User, nil
+	}
 	u, err := loadersFrom(ctx).user(ctx, obj.UserID)
 	if err != nil {
 		return nil, err
@@ -245,7 +248,8 @@ func (r *namespaceResolver) ViewerRole(ctx context.Context, obj *model.Namespace
 }
 
 func (r *namespaceResolver) Members(ctx context.Context, obj *model.Namespace, first *int, after *string) (*model.MemberConnection, error) {
-	ms, err := loadersFrom(ctx).membersByNs.Load(ctx, obj.ID)
+	l := loadersFrom(ctx)
+	ms, err := l.membersByNs.Load(ctx, obj.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +257,11 @@ func (r *namespaceResolver) Members(ctx context.Context, obj *model.Namespace, f
 	if err != nil {
 		return nil, err
 	}
-	return memberConnection(c), nil
+	out := memberConnection(c)
+	if nodesSelect(ctx, "MemberConnection", "MemberEdge", "Member", "user") {
+		l.attachUsers(ctx, out.Nodes)
+	}
+	return out, nil
 }
 
 func (r *namespaceResolver) Invitations(ctx context.Context, obj *model.Namespace, first *int, after *string) (*model.InvitationConnection, error) {

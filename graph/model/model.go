@@ -101,6 +101,9 @@ type Member struct {
 	UserID      int64
 	Role        Role
 	CreatedAt   time.Time
+	// User is the member's user when the list holding the member loaded
+	// it; the user field resolves it otherwise.
+	User *User
 }
 
 // Invitation invites an email address into a namespace.

@@ -208,3 +208,93 @@ func TestEveryPolicyObjectHasAType(t *testing.T) {
 		}
 	}
 }
+
+// TestGrantsDecideAsTheEnforcer compares Can, which decides from the
+// grants the enforcer computed per role, with the enforcer's own answer
+// for every action, every role and a spread of domains, before and after
+// assignments change.
+func TestGrantsDecideAsTheEnforcer(t *testing.T) {
+	t.Parallel()
+	roles := []string{"owner", "admin", "developer", "viewer", "org_owner", "org_billing", "org_member", "auditor"}
+	var lines [][]string
+	for u := 1; u <= 16; u++ {
+		// Each user holds a role or two in a few namespaces and orgs,
+		// some of them the role of another kind of domain.
+		for d := 1; d <= 4; d++ {
+			if (u+d)%3 == 0 {
+				lines = append(lines, []string{authz.Subject(int64(u)), roles[(u*d)%len(roles)], string(authz.NamespaceDomain(int64(d)))})
+			}
+			if (u*d)%5 == 1 {
+				lines = append(lines, []string{authz.Subject(int64(u)), roles[(u+d)%len(roles)], string(authz.OrgDomain(int64(d)))})
+			}
+		}
+	}
+	lines = append(lines, []string{"user:16", "platform_admin", "*"})
+	a, ad := newAuthorizer(t, lines...)
+	ctx := context.Background()
+
+	actions := []authz.Action{
+		authz.NamespaceRead, authz.NamespaceKubeconfig, authz.NamespaceCreate, authz.NamespaceDelete,
+		authz.NamespaceTransfer, authz.NamespaceSuspend, authz.MemberRead, authz.MemberAdd, authz.MemberUpdate,
+		authz.MemberRemove, authz.InvitationRead, authz.InvitationCreate, authz.InvitationRevoke, authz.OrgRead,
+		authz.OrgUpdate, authz.OrgBilling, authz.OrgTransfer, authz.OrgMemberRead, authz.OrgMemberAdd,
+		authz.OrgMemberUpdate, authz.OrgMemberRemove, authz.UserRead, authz.UserDisable, authz.AuditRead,
+		"namespace.fly", "nothing.read",
+	}
+	domains := []authz.Domain{authz.Platform}
+	for d := int64(1); d <= 5; d++ {
+		domains = append(domains, authz.NamespaceDomain(d), authz.OrgDomain(d))
+	}
+	compare := func(t *testing.T) {
+		t.Helper()
+		allowed := 0
+		for u := int64(1); u <= 17; u++ {
+			for _, act := range actions {
+				for _, d := range domains {
+					want := authz.EnforcerDecides(a, u, act, d)
+					require.Equal(t, want, a.Can(ctx, u, act, d), "user %d, %s in %s", u, act, d)
+					if want {
+						allowed++
+					}
+				}
+			}
+		}
+		require.Greater(t, allowed, 100, "the comparison covers allowed checks too")
+	}
+	compare(t)
+	require.Zero(t, authz.EnforcerChecks(a), "every check decided from the grants")
+
+	// Change one user's roles; the grants stay, the assignments move.
+	ad.assignments = append(ad.assignments, []string{"user:3", "owner", "ns:5"}, []string{"user:3", "org_owner", "org:5"})
+	require.NoError(t, a.Refresh(ctx, 3, authz.Platform))
+	require.True(t, a.Can(ctx, 3, authz.NamespaceDelete, authz.NamespaceDomain(5)))
+	compare(t)
+	require.NoError(t, a.Reload(ctx))
+	compare(t)
+	require.Zero(t, authz.EnforcerChecks(a))
+
+	// A domain the assignments do not index goes to the enforcer.
+	require.False(t, a.Can(ctx, 3, authz.NamespaceRead, "team:1"))
+	require.Equal(t, int64(1), authz.EnforcerChecks(a))
+}
+
+// TestCanDoesNotAllocate pins the cost of a check decided from the
+// grants: no garbage, so no collection to stall the next one. It does not
+// run in parallel: AllocsPerRun counts every allocation of the process.
+func TestCanDoesNotAllocate(t *testing.T) {
+	a, _ := newAuthorizer(t, []string{"user:1", "viewer", "ns:7"}, []string{"user:2", "platform_admin", "*"})
+	ctx := context.Background()
+	for _, c := range []struct {
+		user   int64
+		action authz.Action
+		domain authz.Domain
+	}{
+		{1, authz.NamespaceRead, authz.NamespaceDomain(7)},
+		{1, authz.NamespaceDelete, authz.NamespaceDomain(7)},
+		{1, authz.NamespaceRead, authz.NamespaceDomain(8)},
+		{2, authz.AuditRead, authz.Platform},
+	} {
+		require.Zero(t, testing.AllocsPerRun(100, func() { a.Can(ctx, c.user, c.action, c.domain) }),
+			"user %d, %s in %s", c.user, c.action, c.domain)
+	}
+}
