@@ -134,19 +134,17 @@ func (r *mutationResolver) DeleteNamespace(ctx context.Context, id int64) (*mode
 }
 
 func (r *mutationResolver) SuspendNamespace(ctx context.Context, id int64, reason string) (*model.Namespace, error) {
-	n, err := r.tenancy.SuspendNamespace(ctx, id, reason)
-	if err != nil {
+	if err := r.suspender.Suspend(ctx, id, reason); err != nil {
 		return nil, err
 	}
-	return presentNamespace(n), nil
+	return r.freshNamespace(ctx, id)
 }
 
-func (r *mutationResolver) ResumeNamespace(ctx context.Context, id int64) (*model.Namespace, error) {
-	n, err := r.tenancy.ResumeNamespace(ctx, id)
-	if err != nil {
+func (r *mutationResolver) ResumeNamespace(ctx context.Context, id int64, reason string) (*model.Namespace, error) {
+	if err := r.suspender.ResumeWithReason(ctx, id, reason); err != nil {
 		return nil, err
 	}
-	return presentNamespace(n), nil
+	return r.freshNamespace(ctx, id)
 }
 
 func (r *mutationResolver) Invite(ctx context.Context, input model.InviteInput) (*model.Invitation, error) {
