@@ -41,9 +41,9 @@ type Env struct {
 	// Usage is the usage store the handler's usage queries read.
 	Usage   *usagestore.Store
 	Handler http.Handler
-	Server     *httptest.Server
-	Client     *http.Client
-	queries    *testenv.QueryCounter
+	Server  *httptest.Server
+	Client  *http.Client
+	queries *testenv.QueryCounter
 }
 
 // Option adjusts an Env's configuration before it starts.
