@@ -83,16 +83,16 @@ func TestPolicy(t *testing.T) {
 		[]string{"user:8", "platform_admin", "*"},
 	)
 	nsActions := []authz.Action{
-		authz.NamespaceRead, authz.MemberRead, authz.NamespaceKubeconfig,
-		authz.MemberAdd, authz.MemberUpdate, authz.MemberRemove, authz.InvitationRead, authz.InvitationCreate, authz.InvitationRevoke,
+		authz.NamespaceRead, authz.MemberRead, authz.NamespaceUsage, authz.NamespaceKubeconfig,
+		authz.NamespaceHost, authz.MemberAdd, authz.MemberUpdate, authz.MemberRemove, authz.InvitationRead, authz.InvitationCreate, authz.InvitationRevoke,
 		authz.NamespaceDelete, authz.NamespaceTransfer,
 	}
 	orgActions := []authz.Action{
 		authz.OrgRead, authz.OrgMemberRead, authz.OrgBilling,
 		authz.OrgUpdate, authz.OrgTransfer, authz.OrgMemberAdd, authz.OrgMemberUpdate, authz.OrgMemberRemove, authz.NamespaceCreate,
 	}
-	platformActions := []authz.Action{authz.UserRead, authz.UserDisable, authz.AuditRead, authz.NamespaceSuspend}
-	pa := append([]authz.Action{authz.NamespaceRead, authz.MemberRead, authz.InvitationRead,
+	platformActions := []authz.Action{authz.UserRead, authz.UserDisable, authz.UserRevokeKubeconfigs, authz.AuditRead, authz.NamespaceSuspend}
+	pa := append([]authz.Action{authz.NamespaceRead, authz.MemberRead, authz.NamespaceUsage, authz.InvitationRead,
 		authz.OrgRead, authz.OrgMemberRead}, platformActions...)
 	first := func(list []authz.Action, n int) []authz.Action { return list[:n] }
 	// What each role may do in its namespace, in its org (namespace
@@ -103,9 +103,9 @@ func TestPolicy(t *testing.T) {
 		inNs, inOrg, inPlatform []authz.Action
 	}{
 		{1, "owner", nsActions, nil, nil},
-		{2, "admin", first(nsActions, 9), nil, nil},
-		{3, "developer", first(nsActions, 3), nil, nil},
-		{4, "viewer", first(nsActions, 2), nil, nil},
+		{2, "admin", first(nsActions, 11), nil, nil},
+		{3, "developer", first(nsActions, 4), nil, nil},
+		{4, "viewer", first(nsActions, 4), nil, nil},
 		{5, "org_owner", nil, append(slices.Clone(orgActions), nsActions...), nil},
 		{6, "org_billing", nil, first(orgActions, 3), nil},
 		{7, "org_member", nil, first(orgActions, 2), nil},
