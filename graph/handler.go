@@ -175,7 +175,7 @@ func NewHandler(cfg Config, deps Deps) (http.Handler, error) {
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(limits{maxDepth: cfg.MaxDepth, introspection: cfg.Introspection})
-	srv.Use(extension.FixedComplexityLimit(cfg.MaxComplexity))
+	srv.Use(newComplexityLimit(cfg.MaxComplexity, cfg.QueryCacheSize))
 	srv.SetErrorPresenter(presentError(deps.Logger))
 	srv.SetRecoverFunc(recoverPanic(deps.Logger))
 

@@ -60,7 +60,7 @@ func (r *Resolver) userOrgs(ctx context.Context, userID int64, first *int, after
 // userNamespaces lists a user's namespaces, a page of the loader's whole
 // list.
 func (r *Resolver) userNamespaces(ctx context.Context, userID int64, first *int, after *string) (*model.NamespaceConnection, error) {
-	ms, err := loadersFrom(ctx).namespacesByUser.Load(ctx, userID)
+	ms, err := loadersFrom(ctx).namespacesByUser().Load(ctx, userID)
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,8 @@ package graph
 import (
 	"context"
 	"errors"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -16,30 +18,85 @@ import (
 
 // loaders batch the lookups of one request: every key asked for while a
 // loader waits goes into one query, so the number of queries depends on
-// the shape of a query, not on how many objects it returns.
+// the shape of a query, not on how many objects it returns. Each loader
+// is made when first used: most requests use one or two.
 type loaders struct {
-	svc              *tenancy.Service
-	users            *dataloadgen.Loader[int64, tenancy.User]
-	orgs             *dataloadgen.Loader[int64, tenancy.Org]
-	namespaces       *dataloadgen.Loader[int64, tenancy.Namespace]
-	namespacesByOrg  *dataloadgen.Loader[int64, []tenancy.Namespace]
-	membersByNs      *dataloadgen.Loader[int64, []tenancy.Member]
-	orgsByUser       *dataloadgen.Loader[int64, []tenancy.OrgMembership]
-	namespacesByUser *dataloadgen.Loader[int64, []tenancy.NamespaceMembership]
+	svc             *tenancy.Service
+	wait            dataloadgen.Option
+	lazyUsers       lazy[tenancy.User]
+	lazyOrgs        lazy[tenancy.Org]
+	lazyNamespaces  lazy[tenancy.Namespace]
+	lazyNsByOrg     lazy[[]tenancy.Namespace]
+	lazyMembersByNs lazy[[]tenancy.Member]
+	lazyOrgsByUser  lazy[[]tenancy.OrgMembership]
+	lazyNsByUser    lazy[[]tenancy.NamespaceMembership]
+}
+
+// lazy is a loader made on first use.
+type lazy[V any] struct {
+	once sync.Once
+	p    atomic.Pointer[dataloadgen.Loader[int64, V]]
+}
+
+// made returns the loader, or nil before it is made.
+func (z *lazy[V]) made() *dataloadgen.Loader[int64, V] { return z.p.Load() }
+
+func (z *lazy[V]) make(fetch func(context.Context, []int64) (map[int64]V, error), opt dataloadgen.Option) *dataloadgen.Loader[int64, V] {
+	z.once.Do(func() { z.p.Store(dataloadgen.NewMappedLoader(fetch, opt)) })
+	return z.p.Load()
 }
 
 func newLoaders(svc *tenancy.Service, wait time.Duration) *loaders {
-	opt := dataloadgen.WithWait(wait)
-	return &loaders{
-		svc:              svc,
-		users:            dataloadgen.NewMappedLoader(svc.UsersByIDs, opt),
-		orgs:             dataloadgen.NewMappedLoader(svc.OrgsByIDs, opt),
-		namespaces:       dataloadgen.NewMappedLoader(svc.NamespacesByIDs, opt),
-		namespacesByOrg:  dataloadgen.NewMappedLoader(everyKey(svc.NamespacesByOrgIDs), opt),
-		membersByNs:      dataloadgen.NewMappedLoader(everyKey(svc.MembersByNamespaceIDs), opt),
-		orgsByUser:       dataloadgen.NewMappedLoader(everyKey(svc.OrgsByUserIDs), opt),
-		namespacesByUser: dataloadgen.NewMappedLoader(everyKey(svc.NamespacesByUserIDs), opt),
+	return &loaders{svc: svc, wait: dataloadgen.WithWait(wait)}
+}
+
+func (l *loaders) users() *dataloadgen.Loader[int64, tenancy.User] {
+	if x := l.lazyUsers.made(); x != nil {
+		return x
 	}
+	return l.lazyUsers.make(l.svc.UsersByIDs, l.wait)
+}
+
+func (l *loaders) orgs() *dataloadgen.Loader[int64, tenancy.Org] {
+	if x := l.lazyOrgs.made(); x != nil {
+		return x
+	}
+	return l.lazyOrgs.make(l.svc.OrgsByIDs, l.wait)
+}
+
+func (l *loaders) namespaces() *dataloadgen.Loader[int64, tenancy.Namespace] {
+	if x := l.lazyNamespaces.made(); x != nil {
+		return x
+	}
+	return l.lazyNamespaces.make(l.svc.NamespacesByIDs, l.wait)
+}
+
+func (l *loaders) namespacesByOrg() *dataloadgen.Loader[int64, []tenancy.Namespace] {
+	if x := l.lazyNsByOrg.made(); x != nil {
+		return x
+	}
+	return l.lazyNsByOrg.make(everyKey(l.svc.NamespacesByOrgIDs), l.wait)
+}
+
+func (l *loaders) membersByNs() *dataloadgen.Loader[int64, []tenancy.Member] {
+	if x := l.lazyMembersByNs.made(); x != nil {
+		return x
+	}
+	return l.lazyMembersByNs.make(everyKey(l.svc.MembersByNamespaceIDs), l.wait)
+}
+
+func (l *loaders) orgsByUser() *dataloadgen.Loader[int64, []tenancy.OrgMembership] {
+	if x := l.lazyOrgsByUser.made(); x != nil {
+		return x
+	}
+	return l.lazyOrgsByUser.make(everyKey(l.svc.OrgsByUserIDs), l.wait)
+}
+
+func (l *loaders) namespacesByUser() *dataloadgen.Loader[int64, []tenancy.NamespaceMembership] {
+	if x := l.lazyNsByUser.made(); x != nil {
+		return x
+	}
+	return l.lazyNsByUser.make(everyKey(l.svc.NamespacesByUserIDs), l.wait)
 }
 
 // everyKey makes a one-to-many fetch answer every key, with an empty list
@@ -73,15 +130,15 @@ func load[V any](ctx context.Context, l *dataloadgen.Loader[int64, V], key int64
 }
 
 func (l *loaders) user(ctx context.Context, id int64) (tenancy.User, error) {
-	return load(ctx, l.users, id, "user")
+	return load(ctx, l.users(), id, "user")
 }
 
 func (l *loaders) org(ctx context.Context, id int64) (tenancy.Org, error) {
-	return load(ctx, l.orgs, id, "org")
+	return load(ctx, l.orgs(), id, "org")
 }
 
 func (l *loaders) namespace(ctx context.Context, id int64) (tenancy.Namespace, error) {
-	return load(ctx, l.namespaces, id, "namespace")
+	return load(ctx, l.namespaces(), id, "namespace")
 }
 
 // orgsOf returns the orgs of userID with the user's role. A field outside
@@ -90,13 +147,13 @@ func (l *loaders) namespace(ctx context.Context, id int64) (tenancy.Namespace, e
 // loader, whose window collects the keys of the list's items.
 func (l *loaders) orgsOf(ctx context.Context, userID int64) ([]tenancy.OrgMembership, error) {
 	if underList(ctx) {
-		return l.orgsByUser.Load(ctx, userID)
+		return l.orgsByUser().Load(ctx, userID)
 	}
 	orgs, err := l.svc.OrgsByUserIDs(ctx, []int64{userID})
 	if err != nil {
 		return nil, err
 	}
-	l.orgsByUser.Prime(userID, orgs[userID])
+	l.orgsByUser().Prime(userID, orgs[userID])
 	return orgs[userID], nil
 }
 
@@ -112,21 +169,21 @@ func (l *loaders) orgTreeOf(ctx context.Context, userID int64, depth tenancy.Org
 	}
 	orgs := t.Orgs
 	for _, m := range orgs {
-		l.orgs.Prime(m.Org.ID, m.Org)
+		l.orgs().Prime(m.Org.ID, m.Org)
 	}
 	for orgID, nss := range t.Namespaces {
-		l.namespacesByOrg.Prime(orgID, nss)
+		l.namespacesByOrg().Prime(orgID, nss)
 		for _, n := range nss {
-			l.namespaces.Prime(n.ID, n)
+			l.namespaces().Prime(n.ID, n)
 		}
 	}
 	for nsID, ms := range t.Members {
-		l.membersByNs.Prime(nsID, ms)
+		l.membersByNs().Prime(nsID, ms)
 	}
 	for id, u := range t.Users {
-		l.users.Prime(id, u)
+		l.users().Prime(id, u)
 	}
-	l.orgsByUser.Prime(userID, orgs)
+	l.orgsByUser().Prime(userID, orgs)
 	return orgs, nil
 }
 
@@ -142,7 +199,7 @@ func (l *loaders) attachUsers(ctx context.Context, members []*model.Member) {
 	for i, m := range members {
 		ids[i] = m.UserID
 	}
-	users, err := l.users.LoadAll(ctx, ids)
+	users, err := l.users().LoadAll(ctx, ids)
 	if err != nil {
 		return
 	}
@@ -170,22 +227,21 @@ func orgTreeDepth(ctx context.Context) tenancy.OrgTreeDepth {
 	if fc == nil || !graphql.HasOperationContext(ctx) {
 		return 0
 	}
-	oc := graphql.GetOperationContext(ctx)
+	doc := graphql.GetOperationContext(ctx).Doc
 	var depth tenancy.OrgTreeDepth
-	for _, org := range connectionNodes(oc, fc.Field.Selections, "OrgConnection", "OrgEdge") {
-		for _, f := range graphql.CollectFields(oc, org, []string{"Org"}) {
+	members := eachNode(doc, fc.Field.Selections, "OrgConnection", "OrgEdge", func(org ast.SelectionSet) bool {
+		return eachField(doc, org, "Org", func(f *ast.Field) bool {
 			if f.Name != "namespaces" {
-				continue
+				return false
 			}
 			depth = tenancy.TreeNamespaces
-			for _, ns := range connectionNodes(oc, f.Selections, "NamespaceConnection", "NamespaceEdge") {
-				for _, nf := range graphql.CollectFields(oc, ns, []string{"Namespace"}) {
-					if nf.Name == "members" {
-						return tenancy.TreeMembers
-					}
-				}
-			}
-		}
+			return eachNode(doc, f.SelectionSet, "NamespaceConnection", "NamespaceEdge", func(ns ast.SelectionSet) bool {
+				return eachField(doc, ns, "Namespace", func(f *ast.Field) bool { return f.Name == "members" })
+			})
+		})
+	})
+	if members {
+		return tenancy.TreeMembers
 	}
 	return depth
 }
@@ -197,34 +253,55 @@ func nodesSelect(ctx context.Context, connection, edge, node, field string) bool
 	if fc == nil || !graphql.HasOperationContext(ctx) {
 		return false
 	}
-	oc := graphql.GetOperationContext(ctx)
-	for _, sel := range connectionNodes(oc, fc.Field.Selections, connection, edge) {
-		for _, f := range graphql.CollectFields(oc, sel, []string{node}) {
-			if f.Name == field {
+	doc := graphql.GetOperationContext(ctx).Doc
+	return eachNode(doc, fc.Field.Selections, connection, edge, func(sel ast.SelectionSet) bool {
+		return eachField(doc, sel, node, func(f *ast.Field) bool { return f.Name == field })
+	})
+}
+
+// eachNode calls fn with the selections made on the items of a
+// connection, through nodes and through edges { node }, until fn returns
+// true, and reports whether it did.
+func eachNode(doc *ast.QueryDocument, sel ast.SelectionSet, connection, edge string, fn func(ast.SelectionSet) bool) bool {
+	return eachField(doc, sel, connection, func(f *ast.Field) bool {
+		switch f.Name {
+		case "nodes":
+			return fn(f.SelectionSet)
+		case "edges":
+			return eachField(doc, f.SelectionSet, edge, func(e *ast.Field) bool {
+				return e.Name == "node" && fn(e.SelectionSet)
+			})
+		}
+		return false
+	})
+}
+
+// eachField calls fn with the fields that sel, made on an object of type
+// typ, selects, through fragments too, until fn returns true, and reports
+// whether it did. It looks ahead: it does not evaluate @skip and
+// @include, so it may name a field that will not resolve, which costs a
+// prefetch, never a wrong answer.
+func eachField(doc *ast.QueryDocument, sel ast.SelectionSet, typ string, fn func(*ast.Field) bool) bool {
+	for _, s := range sel {
+		switch s := s.(type) {
+		case *ast.Field:
+			if fn(s) {
+				return true
+			}
+		case *ast.InlineFragment:
+			if (s.TypeCondition == "" || s.TypeCondition == typ) && eachField(doc, s.SelectionSet, typ, fn) {
+				return true
+			}
+		case *ast.FragmentSpread:
+			if doc == nil {
+				continue
+			}
+			if f := doc.Fragments.ForName(s.Name); f != nil && f.TypeCondition == typ && eachField(doc, f.SelectionSet, typ, fn) {
 				return true
 			}
 		}
 	}
 	return false
-}
-
-// connectionNodes returns the selections made on the items of a
-// connection, through nodes and through edges { node }.
-func connectionNodes(oc *graphql.OperationContext, sel ast.SelectionSet, connection, edge string) []ast.SelectionSet {
-	var out []ast.SelectionSet
-	for _, f := range graphql.CollectFields(oc, sel, []string{connection}) {
-		switch f.Name {
-		case "nodes":
-			out = append(out, f.Selections)
-		case "edges":
-			for _, e := range graphql.CollectFields(oc, f.Selections, []string{edge}) {
-				if e.Name == "node" {
-					out = append(out, e.Selections)
-				}
-			}
-		}
-	}
-	return out
 }
 
 type requestKey struct{}

@@ -66,7 +66,9 @@ func (q *queries) OrgTree(ctx context.Context, userID int64, depth tenancy.OrgTr
 		u  tenancy.User
 	)
 	om.UserID = userID
-	all := append(orgDest(&om.Org), &om.Role)
+	all := make([]any, 0, treeMember+14)
+	all = append(all, orgDest(&om.Org)...)
+	all = append(all, &om.Role)
 	all = append(all, nsDest(&ns)...)
 	if withMembers {
 		all = append(all, &m.NamespaceID, &m.UserID, &m.Role, &m.CreatedAt,
