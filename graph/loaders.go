@@ -224,19 +224,19 @@ func underList(ctx context.Context) bool {
 // their members; 0 when it shows no namespaces.
 func orgTreeDepth(ctx context.Context) tenancy.OrgTreeDepth {
 	fc := graphql.GetFieldContext(ctx)
-	if fc == nil || !graphql.HasOperationContext(ctx) {
+	if fc == nil {
 		return 0
 	}
-	doc := graphql.GetOperationContext(ctx).Doc
+	la := lookahead{ctx: ctx}
 	var depth tenancy.OrgTreeDepth
-	members := eachNode(doc, fc.Field.Selections, "OrgConnection", "OrgEdge", func(org ast.SelectionSet) bool {
-		return eachField(doc, org, "Org", func(f *ast.Field) bool {
+	members := la.eachNode(fc.Field.Selections, "OrgConnection", "OrgEdge", func(org ast.SelectionSet) bool {
+		return la.eachField(org, "Org", func(f *ast.Field) bool {
 			if f.Name != "namespaces" {
 				return false
 			}
 			depth = tenancy.TreeNamespaces
-			return eachNode(doc, f.SelectionSet, "NamespaceConnection", "NamespaceEdge", func(ns ast.SelectionSet) bool {
-				return eachField(doc, ns, "Namespace", func(f *ast.Field) bool { return f.Name == "members" })
+			return la.eachNode(f.SelectionSet, "NamespaceConnection", "NamespaceEdge", func(ns ast.SelectionSet) bool {
+				return la.eachField(ns, "Namespace", func(f *ast.Field) bool { return f.Name == "members" })
 			})
 		})
 	})
@@ -250,25 +250,45 @@ func orgTreeDepth(ctx context.Context) tenancy.OrgTreeDepth {
 // resolved asks for field of its items (of type node).
 func nodesSelect(ctx context.Context, connection, edge, node, field string) bool {
 	fc := graphql.GetFieldContext(ctx)
-	if fc == nil || !graphql.HasOperationContext(ctx) {
+	if fc == nil {
 		return false
 	}
-	doc := graphql.GetOperationContext(ctx).Doc
-	return eachNode(doc, fc.Field.Selections, connection, edge, func(sel ast.SelectionSet) bool {
-		return eachField(doc, sel, node, func(f *ast.Field) bool { return f.Name == field })
+	la := lookahead{ctx: ctx}
+	return la.eachNode(fc.Field.Selections, connection, edge, func(sel ast.SelectionSet) bool {
+		return la.eachField(sel, node, func(f *ast.Field) bool { return f.Name == field })
 	})
+}
+
+// lookahead walks the selections below the field being resolved. It
+// looks the document up, for its fragments, only when it meets a spread.
+type lookahead struct {
+	ctx context.Context
+	doc *ast.QueryDocument
+}
+
+func (la *lookahead) fragment(name string) *ast.FragmentDefinition {
+	if la.doc == nil {
+		if !graphql.HasOperationContext(la.ctx) {
+			return nil
+		}
+		la.doc = graphql.GetOperationContext(la.ctx).Doc
+		if la.doc == nil {
+			return nil
+		}
+	}
+	return la.doc.Fragments.ForName(name)
 }
 
 // eachNode calls fn with the selections made on the items of a
 // connection, through nodes and through edges { node }, until fn returns
 // true, and reports whether it did.
-func eachNode(doc *ast.QueryDocument, sel ast.SelectionSet, connection, edge string, fn func(ast.SelectionSet) bool) bool {
-	return eachField(doc, sel, connection, func(f *ast.Field) bool {
+func (la *lookahead) eachNode(sel ast.SelectionSet, connection, edge string, fn func(ast.SelectionSet) bool) bool {
+	return la.eachField(sel, connection, func(f *ast.Field) bool {
 		switch f.Name {
 		case "nodes":
 			return fn(f.SelectionSet)
 		case "edges":
-			return eachField(doc, f.SelectionSet, edge, func(e *ast.Field) bool {
+			return la.eachField(f.SelectionSet, edge, func(e *ast.Field) bool {
 				return e.Name == "node" && fn(e.SelectionSet)
 			})
 		}
@@ -281,7 +301,7 @@ func eachNode(doc *ast.QueryDocument, sel ast.SelectionSet, connection, edge str
 // whether it did. It looks ahead: it does not evaluate @skip and
 // @include, so it may name a field that will not resolve, which costs a
 // prefetch, never a wrong answer.
-func eachField(doc *ast.QueryDocument, sel ast.SelectionSet, typ string, fn func(*ast.Field) bool) bool {
+func (la *lookahead) eachField(sel ast.SelectionSet, typ string, fn func(*ast.Field) bool) bool {
 	for _, s := range sel {
 		switch s := s.(type) {
 		case *ast.Field:
@@ -289,14 +309,11 @@ func eachField(doc *ast.QueryDocument, sel ast.SelectionSet, typ string, fn func
 				return true
 			}
 		case *ast.InlineFragment:
-			if (s.TypeCondition == "" || s.TypeCondition == typ) && eachField(doc, s.SelectionSet, typ, fn) {
+			if (s.TypeCondition == "" || s.TypeCondition == typ) && la.eachField(s.SelectionSet, typ, fn) {
 				return true
 			}
 		case *ast.FragmentSpread:
-			if doc == nil {
-				continue
-			}
-			if f := doc.Fragments.ForName(s.Name); f != nil && f.TypeCondition == typ && eachField(doc, f.SelectionSet, typ, fn) {
+			if f := la.fragment(s.Name); f != nil && f.TypeCondition == typ && la.eachField(f.SelectionSet, typ, fn) {
 				return true
 			}
 		}

@@ -211,6 +211,64 @@ func TestBatchLoadersRunOneQueryAndReturnExactlyTheAskedRows(t *testing.T) {
 		}
 		require.Equal(t, []string{w.nss[1].Name, "shared-a", "shared-b"}, names)
 	})
+	t.Run("one key", func(t *testing.T) {
+		// A single key takes the "= $1" form of each query, which keeps
+		// a generic plan: the same rows.
+		single := func(t *testing.T, what string, call func() error) {
+			t.Helper()
+			one(t, what, call)
+			require.NotContains(t, f.queries.sql[0], "ANY(", what)
+		}
+		users, err := f.counted.UsersByIDs(ctx, []int64{u2, u0})
+		require.NoError(t, err)
+		var user map[int64]tenancy.User
+		single(t, "UsersByIDs", func() (err error) { user, err = f.counted.UsersByIDs(ctx, []int64{u2}); return })
+		require.Equal(t, map[int64]tenancy.User{u2: users[u2]}, user)
+		single(t, "UsersByIDs", func() (err error) { user, err = f.counted.UsersByIDs(ctx, []int64{missing}); return })
+		require.Empty(t, user)
+
+		var org map[int64]tenancy.Org
+		single(t, "OrgsByIDs", func() (err error) { org, err = f.counted.OrgsByIDs(ctx, []int64{w.shared.ID}); return })
+		require.Equal(t, map[int64]tenancy.Org{w.shared.ID: w.shared}, org)
+
+		var ns map[int64]tenancy.Namespace
+		single(t, "NamespacesByIDs", func() (err error) { ns, err = f.counted.NamespacesByIDs(ctx, []int64{w.nss[3].ID}); return })
+		require.Equal(t, map[int64]tenancy.Namespace{w.nss[3].ID: w.nss[3]}, ns)
+
+		var nss map[int64][]tenancy.Namespace
+		single(t, "NamespacesByOrgIDs", func() (err error) {
+			nss, err = f.counted.NamespacesByOrgIDs(ctx, []int64{w.shared.ID})
+			return
+		})
+		require.Equal(t, map[int64][]tenancy.Namespace{w.shared.ID: {w.nss[3], w.nss[4]}}, nss)
+
+		all, err := f.counted.MembersByNamespaceIDs(ctx, []int64{w.nss[3].ID, w.nss[1].ID})
+		require.NoError(t, err)
+		var members map[int64][]tenancy.Member
+		single(t, "MembersByNamespaceIDs", func() (err error) {
+			members, err = f.counted.MembersByNamespaceIDs(ctx, []int64{w.nss[3].ID})
+			return
+		})
+		require.Equal(t, map[int64][]tenancy.Member{w.nss[3].ID: all[w.nss[3].ID]}, members)
+		require.Len(t, members[w.nss[3].ID], 2)
+
+		allOrgs, err := f.counted.OrgsByUserIDs(ctx, []int64{u1, u2})
+		require.NoError(t, err)
+		var orgs map[int64][]tenancy.OrgMembership
+		single(t, "OrgsByUserIDs", func() (err error) { orgs, err = f.counted.OrgsByUserIDs(ctx, []int64{u1}); return })
+		require.Equal(t, map[int64][]tenancy.OrgMembership{u1: allOrgs[u1]}, orgs)
+		require.Len(t, orgs[u1], 2)
+
+		allNss, err := f.counted.NamespacesByUserIDs(ctx, []int64{u1, u0})
+		require.NoError(t, err)
+		var userNss map[int64][]tenancy.NamespaceMembership
+		single(t, "NamespacesByUserIDs", func() (err error) {
+			userNss, err = f.counted.NamespacesByUserIDs(ctx, []int64{u1})
+			return
+		})
+		require.Equal(t, map[int64][]tenancy.NamespaceMembership{u1: allNss[u1]}, userNss)
+		require.Len(t, userNss[u1], 3)
+	})
 	t.Run("no keys, no query", func(t *testing.T) {
 		f.queries.reset()
 		got, err := f.counted.UsersByIDs(ctx, nil)

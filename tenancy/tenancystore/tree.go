@@ -10,11 +10,7 @@ import (
 // The tree below a user's orgs, one row per leaf: an org without
 // namespaces, a namespace (without members, or with each member and the
 // member's user). Columns of a missing level are NULL.
-//
-// The user is one parameter, not an array: Postgres plans "= ANY($1)"
-// for ten keys when it prepares a generic plan, finds that dearer than a
-// plan for the one key it is given, and so plans the statement afresh on
-// every execution, which costs more than running it.
+// The user is one parameter, not an array, for the reason byKeys gives.
 const (
 	orgTreeFrom = ` FROM org_members om JOIN orgs o ON o.id = om.org_id
 	LEFT JOIN namespaces n ON n.org_id = o.id`

@@ -68,7 +68,8 @@ func (q *queries) UserByEmailForUpdate(ctx context.Context, email string) (tenan
 const usersByIDs = `SELECT ` + userCols + ` FROM users u WHERE u.id = ANY($1) ORDER BY u.id`
 
 func (q *queries) UsersByIDs(ctx context.Context, ids []int64) ([]tenancy.User, error) {
-	rows, err := q.db.Query(ctx, usersByIDs, ids)
+	sql, arg := byKeys(ids, userByID, usersByIDs)
+	rows, err := q.db.Query(ctx, sql, arg)
 	if err != nil {
 		return nil, storeErr("loading users", "user", err)
 	}
