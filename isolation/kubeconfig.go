@@ -7,7 +7,10 @@ import (
 	"log/slog"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -145,15 +148,20 @@ func (k *Kubeconfigs) Issue(ctx context.Context, nsID int64, ttl time.Duration) 
 }
 
 // RevokeAll invalidates every kubeconfig ever issued to userID by deleting
-// and recreating their ServiceAccount, and records it in the audit log.
-// Users may revoke their own; platform admins and the platform anyone's.
-func (k *Kubeconfigs) RevokeAll(ctx context.Context, userID int64) error {
+// and recreating their ServiceAccount, and records it in the audit log with
+// the reason, when given. Users may revoke their own; platform admins and
+// the platform anyone's.
+func (k *Kubeconfigs) RevokeAll(ctx context.Context, userID int64, reason string) error {
 	a, ok := tenancy.ActorFrom(ctx)
 	if !ok || (a.UserID == 0 && a.System == "") {
 		return errcode.New(errcode.Unauthenticated, "log in first")
 	}
 	if a.UserID != userID && !a.PlatformAdmin && a.System == "" {
 		return errcode.New(errcode.Forbidden, "only your own kubeconfigs")
+	}
+	reason = strings.TrimSpace(reason)
+	if len(reason) > maxReasonLen || !utf8.ValidString(reason) || strings.ContainsFunc(reason, unicode.IsControl) {
+		return errcode.Invalid("reason", fmt.Sprintf("must be printable text of at most %d bytes", maxReasonLen))
 	}
 	sas := k.kube.CoreV1().ServiceAccounts(k.cfg.UsersNamespace)
 	name := ServiceAccountName(userID)
@@ -181,12 +189,18 @@ func (k *Kubeconfigs) RevokeAll(ctx context.Context, userID int64) error {
 			return fmt.Errorf("recreating service account of user %d: %w", userID, err)
 		}
 	}
+	detail := map[string]any{"service_account": k.cfg.UsersNamespace + "/" + name, "had_account": hadAccount}
+	if reason != "" {
+		detail["reason"] = reason
+	}
 	return k.store.Audit(ctx, AuditEntry{
 		At: k.now(), Actor: actorKey(a), Action: "kubeconfig.revoke_all",
-		Target: tenancy.UserKey(userID), RequestID: a.RequestID,
-		Detail: map[string]any{"service_account": k.cfg.UsersNamespace + "/" + name, "had_account": hadAccount},
+		Target: tenancy.UserKey(userID), RequestID: a.RequestID, Detail: detail,
 	})
 }
+
+// maxReasonLen bounds the reason recorded with a revocation.
+const maxReasonLen = 500
 
 // actorKey is the audit log's name for a: "user:ID", "system:NAME" or
 // "anonymous".

@@ -75,8 +75,8 @@ func TestKubeconfigIssueAndRevoke(t *testing.T) {
 	}
 
 	// Only the user, an admin or the platform revokes.
-	require.Equal(t, errcode.Forbidden, errcode.Of(e.kubecfgs.RevokeAll(as(stranger.ID), owner.ID)))
-	require.NoError(t, e.kubecfgs.RevokeAll(as(owner.ID), owner.ID))
+	require.Equal(t, errcode.Forbidden, errcode.Of(e.kubecfgs.RevokeAll(as(stranger.ID), owner.ID, "")))
+	require.NoError(t, e.kubecfgs.RevokeAll(as(owner.ID), owner.ID, ""))
 	e.eventually(30*time.Second, "revoked tokens to stop working (the API server caches a token's authentication for 10s)", func(ctx context.Context) (bool, error) {
 		_, err1 := c.CoreV1().Pods(ns.Name).List(ctx, metav1.ListOptions{})
 		_, err2 := clientFor(t, short).CoreV1().Pods(ns.Name).List(ctx, metav1.ListOptions{})

@@ -38,7 +38,7 @@ func TestPlatformRulesAreEnough(t *testing.T) {
 	require.NoError(t, err)
 	_, err = e.hosts.Claim(as(owner.ID), ns.ID, "www.rbac.example")
 	require.NoError(t, err)
-	require.NoError(t, e.kubecfgs.RevokeAll(as(owner.ID), owner.ID))
+	require.NoError(t, e.kubecfgs.RevokeAll(as(owner.ID), owner.ID, ""))
 	e.settled()
 
 	require.NoError(t, e.susp.Suspend(system("billing"), ns.ID, "debt"))

@@ -36,7 +36,7 @@ type Suspender interface {
 // caller's context carries the tenancy.Actor (billing uses a system actor).
 type StateChanger interface {
 	SuspendNamespace(ctx context.Context, nsID int64, reason string) (tenancy.Namespace, error)
-	ResumeNamespace(ctx context.Context, nsID int64) (tenancy.Namespace, error)
+	ResumeNamespace(ctx context.Context, nsID int64, reason string) (tenancy.Namespace, error)
 }
 
 // Suspension is the Suspender: it records the state through the tenancy
@@ -78,7 +78,13 @@ func (s *Suspension) Suspend(ctx context.Context, namespaceID int64, reason stri
 
 // Resume implements Suspender.
 func (s *Suspension) Resume(ctx context.Context, namespaceID int64) error {
-	if _, err := s.states.ResumeNamespace(ctx, namespaceID); err != nil {
+	return s.ResumeWithReason(ctx, namespaceID, "")
+}
+
+// ResumeWithReason is Resume with a reason for the audit log, such as a
+// platform admin's.
+func (s *Suspension) ResumeWithReason(ctx context.Context, namespaceID int64, reason string) error {
+	if _, err := s.states.ResumeNamespace(ctx, namespaceID, reason); err != nil {
 		return fmt.Errorf("resuming namespace %d: %w", namespaceID, err)
 	}
 	s.nudge(namespaceID)

@@ -150,21 +150,26 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		return nil, err
 	}
 
-	gql, err := graph.NewHandler(graph.Config{
-		Dev:           cfg.Dev,
-		Introspection: cfg.Dev || cfg.GraphQL.Introspection,
-		MaxDepth:      cfg.GraphQL.MaxDepth,
-		MaxComplexity: cfg.GraphQL.MaxComplexity,
-	}, graph.Deps{Tenancy: a.tenancy, Authorizer: a.authz, Logger: log, Clock: clock})
-	if err != nil {
-		return nil, err
-	}
-
 	reg := newRegistry()
 	if a.isolation, err = newIsolation(cfg.Isolation, restCfg, a.kube, a, reg); err != nil {
 		return nil, err
 	}
 	if a.metering, err = newMetering(ctx, cfg, restCfg, a.kube, a, reg); err != nil {
+		return nil, err
+	}
+
+	gql, err := graph.NewHandler(graph.Config{
+		Dev:           cfg.Dev,
+		Introspection: cfg.Dev || cfg.GraphQL.Introspection,
+		MaxDepth:      cfg.GraphQL.MaxDepth,
+		MaxComplexity: cfg.GraphQL.MaxComplexity,
+	}, graph.Deps{
+		Tenancy: a.tenancy, Authorizer: a.authz,
+		Kubeconfigs: a.isolation.kubeconfigs, Suspender: a.isolation.suspension,
+		Hosts: a.isolation.hosts, Usage: a.metering.queries,
+		Logger: log, Clock: clock,
+	})
+	if err != nil {
 		return nil, err
 	}
 
