@@ -9,7 +9,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -250,23 +253,27 @@ func BenchmarkMeQuery(b *testing.B) {
 	require.Contains(b, string(probe.Data), "members")
 
 	// A pool like the server's: 20 connections.
-	barePool, _ := db.CountingPool(b, 20)
+	barePool, bareQueries := db.CountingPool(b, 20)
 	bare := httptest.NewServer(bareHandler(barePool))
 	b.Cleanup(bare.Close)
+	pg := postgresCPU(b, db.URL)
 
 	const warm, run = time.Second, 5 * time.Second
 	b.ResetTimer()
 	load(b, e.Server.URL, tokens, benchClients, warm)
-	c0 := cpuTime()
+	c0, p0, q0 := cpuTime(), pg(), e.Queries()
 	gql := load(b, e.Server.URL, tokens, benchClients, run)
-	c1 := cpuTime()
+	c1, p1, q1 := cpuTime(), pg(), e.Queries()
 	load(b, bare.URL, tokens, benchClients, warm)
-	c2 := cpuTime()
+	c2, p2, q2 := cpuTime(), pg(), bareQueries.Count()
 	ref := load(b, bare.URL, tokens, benchClients, run)
-	c3 := cpuTime()
-	b.Logf("process CPU per request (server and client): graphql %s, bare %s",
-		(c1-c0)/time.Duration(gql.requests), (c3-c2)/time.Duration(ref.requests))
+	c3, p3, q3 := cpuTime(), pg(), bareQueries.Count()
 	b.StopTimer()
+	perGQL := func(d time.Duration) time.Duration { return d / time.Duration(gql.requests) }
+	perRef := func(d time.Duration) time.Duration { return d / time.Duration(ref.requests) }
+	b.Logf("process CPU per request (server and client): graphql %s, bare %s", perGQL(c1-c0), perRef(c3-c2))
+	b.Logf("Postgres CPU per request: graphql %s, bare %s; statements per request: graphql %.2f, bare %.2f",
+		perGQL(p1-p0), perRef(p3-p2), float64(q1-q0)/float64(gql.requests), float64(q3-q2)/float64(ref.requests))
 
 	ratio := gql.rps / ref.rps
 	b.ReportMetric(gql.rps, "graphql-req/s")
@@ -278,6 +285,51 @@ func BenchmarkMeQuery(b *testing.B) {
 		gql.requests, gql.rps, gql.p50, gql.p99, targetRPS, targetP99)
 	b.Logf("bare:    %d requests, %.0f req/s, p50 %s, p99 %s", ref.requests, ref.rps, ref.p50, ref.p99)
 	b.Logf("ratio graphql/bare: %.2f (target ≥ %.1f)", ratio, targetRatio)
+}
+
+// postgresCPU returns a function that tells the CPU time, user and
+// system, that the Postgres server listening on the port of url has used
+// so far, its postmaster and every process the postmaster started, as
+// /proc counts it (in clock ticks of 10 ms).
+func postgresCPU(tb testing.TB, dbURL string) func() time.Duration {
+	tb.Helper()
+	u, err := url.Parse(dbURL)
+	require.NoError(tb, err)
+	port := []byte("-p\x00" + u.Port() + "\x00")
+	return func() time.Duration {
+		entries, _ := os.ReadDir("/proc")
+		type proc struct {
+			ppid  string
+			ticks int64
+		}
+		procs := map[string]proc{}
+		postmaster := ""
+		for _, e := range entries {
+			stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+			if err != nil {
+				continue
+			}
+			// pid (comm) state ppid … utime stime: fields 4, 14 and 15.
+			end := bytes.LastIndexByte(stat, ')')
+			if end < 0 || !bytes.Contains(stat[:end], []byte("(postgres")) {
+				continue
+			}
+			f := strings.Fields(string(stat[end+2:]))
+			utime, _ := strconv.ParseInt(f[11], 10, 64)
+			stime, _ := strconv.ParseInt(f[12], 10, 64)
+			procs[e.Name()] = proc{ppid: f[1], ticks: utime + stime}
+			if cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline"); bytes.Contains(cmd, port) {
+				postmaster = e.Name()
+			}
+		}
+		var ticks int64
+		for pid, p := range procs {
+			if pid == postmaster || p.ppid == postmaster {
+				ticks += p.ticks
+			}
+		}
+		return time.Duration(ticks) * 10 * time.Millisecond
+	}
 }
 
 // cpuTime is the CPU time this process has used, user and system.
