@@ -90,6 +90,10 @@ fragment Orgs on OrgConnection { edges { node { ...Org } } }
 fragment Org on Org { id namespaces { ... on NamespaceConnection {
 	nodes { id members { nodes { user { email } } } } } } }`
 
+// backRefQuery goes down the tree and back up to objects it holds.
+const backRefQuery = `{ me { orgs { nodes { id namespaces { nodes { name org { id }
+	members { nodes { namespace { name } } } } } } } } }`
+
 // TestNestedListsUseAFixedNumberOfQueries counts the statements of
 // me { orgs { namespaces { members { user } } } } for a small and a large
 // tenant: the dataloaders make the count independent of the sizes.
@@ -183,6 +187,43 @@ func TestNestedListsUseAFixedNumberOfQueries(t *testing.T) {
 	}
 	require.Len(t, plain.Me.Orgs.Nodes, 4)
 	require.Equal(t, plain, viaFragments)
+
+	// Below the tree, the objects it holds come from it too.
+	nSmall, nBig = count(small, backRefQuery), count(big, backRefQuery)
+	require.Equal(t, int64(2), nSmall)
+	require.Equal(t, int64(2), nBig)
+	var back struct {
+		Me struct {
+			Orgs struct {
+				Nodes []struct {
+					ID         string
+					Namespaces struct {
+						Nodes []struct {
+							Name    string
+							Org     struct{ ID string }
+							Members struct {
+								Nodes []struct {
+									Namespace struct{ Name string }
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	e.MustDo(t, big.Token, backRefQuery, nil).Decode(t, &back)
+	seen := 0
+	for _, o := range back.Me.Orgs.Nodes {
+		for _, n := range o.Namespaces.Nodes {
+			require.Equal(t, o.ID, n.Org.ID)
+			for _, m := range n.Members.Nodes {
+				require.Equal(t, n.Name, m.Namespace.Name)
+				seen++
+			}
+		}
+	}
+	require.Equal(t, 1+9*5, seen, "the personal namespace's owner; nine namespaces' owner and four members")
 
 	nSmall, nBig = count(small, listedQuery), count(big, listedQuery)
 	t.Logf("listed: %d queries for the small tenant, %d for the big one", nSmall, nBig)

@@ -30,6 +30,51 @@ type loaders struct {
 	lazyMembersByNs lazy[[]tenancy.Member]
 	lazyOrgsByUser  lazy[[]tenancy.OrgMembership]
 	lazyNsByUser    lazy[[]tenancy.NamespaceMembership]
+
+	treeMu sync.RWMutex
+	trees  []*orgTree // read by orgTreeOf, consulted before the loaders
+}
+
+// orgTree is the tree below one user's orgs, read at once for the fields
+// below them.
+type orgTree struct {
+	userID int64
+	tenancy.OrgTree
+	index      sync.Once
+	orgs       map[int64]tenancy.Org
+	namespaces map[int64]tenancy.Namespace
+}
+
+// byID indexes the tree's orgs and namespaces, the first time a field
+// asks for one by ID.
+func (t *orgTree) byID() *orgTree {
+	t.index.Do(func() {
+		t.orgs = make(map[int64]tenancy.Org, len(t.Orgs))
+		for _, m := range t.Orgs {
+			t.orgs[m.Org.ID] = m.Org
+		}
+		t.namespaces = map[int64]tenancy.Namespace{}
+		for _, nss := range t.Namespaces {
+			for _, n := range nss {
+				t.namespaces[n.ID] = n
+			}
+		}
+	})
+	return t
+}
+
+// fromTrees returns what find finds in the first tree read so far that
+// holds it.
+func fromTrees[V any](l *loaders, find func(*orgTree) (V, bool)) (V, bool) {
+	l.treeMu.RLock()
+	defer l.treeMu.RUnlock()
+	for _, t := range l.trees {
+		if v, ok := find(t); ok {
+			return v, true
+		}
+	}
+	var zero V
+	return zero, false
 }
 
 // lazy is a loader made on first use.
@@ -129,16 +174,55 @@ func load[V any](ctx context.Context, l *dataloadgen.Loader[int64, V], key int64
 	return v, err
 }
 
+// The look-ups below answer from the trees read so far, and else through
+// their loader.
+
 func (l *loaders) user(ctx context.Context, id int64) (tenancy.User, error) {
+	if u, ok := fromTrees(l, func(t *orgTree) (tenancy.User, bool) { u, ok := t.Users[id]; return u, ok }); ok {
+		return u, nil
+	}
 	return load(ctx, l.users(), id, "user")
 }
 
 func (l *loaders) org(ctx context.Context, id int64) (tenancy.Org, error) {
+	if o, ok := fromTrees(l, func(t *orgTree) (tenancy.Org, bool) { o, ok := t.byID().orgs[id]; return o, ok }); ok {
+		return o, nil
+	}
 	return load(ctx, l.orgs(), id, "org")
 }
 
 func (l *loaders) namespace(ctx context.Context, id int64) (tenancy.Namespace, error) {
+	if n, ok := fromTrees(l, func(t *orgTree) (tenancy.Namespace, bool) {
+		n, ok := t.byID().namespaces[id]
+		return n, ok
+	}); ok {
+		return n, nil
+	}
 	return load(ctx, l.namespaces(), id, "namespace")
+}
+
+// namespacesOfOrg returns an org's namespaces.
+func (l *loaders) namespacesOfOrg(ctx context.Context, orgID int64) ([]tenancy.Namespace, error) {
+	if nss, ok := fromTrees(l, func(t *orgTree) ([]tenancy.Namespace, bool) { nss, ok := t.Namespaces[orgID]; return nss, ok }); ok {
+		return nss, nil
+	}
+	return l.namespacesByOrg().Load(ctx, orgID)
+}
+
+// membersOf returns a namespace's members.
+func (l *loaders) membersOf(ctx context.Context, nsID int64) ([]tenancy.Member, error) {
+	if ms, ok := fromTrees(l, func(t *orgTree) ([]tenancy.Member, bool) { ms, ok := t.Members[nsID]; return ms, ok }); ok {
+		return ms, nil
+	}
+	return l.membersByNs().Load(ctx, nsID)
+}
+
+// orgsOfUser returns a user's orgs with the user's role.
+func (l *loaders) orgsOfUser(ctx context.Context, userID int64) ([]tenancy.OrgMembership, error) {
+	if ms, ok := fromTrees(l, func(t *orgTree) ([]tenancy.OrgMembership, bool) { return t.Orgs, t.userID == userID }); ok {
+		return ms, nil
+	}
+	return l.orgsByUser().Load(ctx, userID)
 }
 
 // orgsOf returns the orgs of userID with the user's role. A field outside
@@ -147,7 +231,10 @@ func (l *loaders) namespace(ctx context.Context, id int64) (tenancy.Namespace, e
 // loader, whose window collects the keys of the list's items.
 func (l *loaders) orgsOf(ctx context.Context, userID int64) ([]tenancy.OrgMembership, error) {
 	if underList(ctx) {
-		return l.orgsByUser().Load(ctx, userID)
+		return l.orgsOfUser(ctx, userID)
+	}
+	if ms, ok := fromTrees(l, func(t *orgTree) ([]tenancy.OrgMembership, bool) { return t.Orgs, t.userID == userID }); ok {
+		return ms, nil
 	}
 	orgs, err := l.svc.OrgsByUserIDs(ctx, []int64{userID})
 	if err != nil {
@@ -158,41 +245,41 @@ func (l *loaders) orgsOf(ctx context.Context, userID int64) ([]tenancy.OrgMember
 }
 
 // orgTreeOf returns the orgs of userID with the user's role, reading in
-// the same query what lies below them down to depth, and primes the
-// loaders with it: the nested fields, each still authorized by @auth,
-// find their lists loaded and wait for no batch. It is for a field
-// outside any list (see orgsOf).
+// the same query what lies below them down to depth, and keeps it for the
+// look-ups above: the nested fields, each still authorized by @auth, find
+// their lists read and wait for no batch. It is for a field outside any
+// list (see orgsOf).
 func (l *loaders) orgTreeOf(ctx context.Context, userID int64, depth tenancy.OrgTreeDepth) ([]tenancy.OrgMembership, error) {
 	t, err := l.svc.OrgTree(ctx, userID, depth)
 	if err != nil {
 		return nil, err
 	}
-	orgs := t.Orgs
-	for _, m := range orgs {
-		l.orgs().Prime(m.Org.ID, m.Org)
-	}
-	for orgID, nss := range t.Namespaces {
-		l.namespacesByOrg().Prime(orgID, nss)
-		for _, n := range nss {
-			l.namespaces().Prime(n.ID, n)
-		}
-	}
-	for nsID, ms := range t.Members {
-		l.membersByNs().Prime(nsID, ms)
-	}
-	for id, u := range t.Users {
-		l.users().Prime(id, u)
-	}
-	l.orgsByUser().Prime(userID, orgs)
-	return orgs, nil
+	l.treeMu.Lock()
+	l.trees = append(l.trees, &orgTree{userID: userID, OrgTree: t})
+	l.treeMu.Unlock()
+	return t.Orgs, nil
 }
 
-// attachUsers loads the users of members in one batch, from the loader's
-// cache when a tree primed it, and attaches them, so that each member's
+// attachUsers loads the users of members in one batch, or finds them in
+// a tree read already, and attaches them, so that each member's
 // user field need not ask the loader itself. Should one be missing, the
 // field asks and reports it.
 func (l *loaders) attachUsers(ctx context.Context, members []*model.Member) {
 	if len(members) == 0 {
+		return
+	}
+	_, found := fromTrees(l, func(t *orgTree) (bool, bool) {
+		for _, m := range members {
+			if _, ok := t.Users[m.UserID]; !ok {
+				return false, false
+			}
+		}
+		for _, m := range members {
+			m.User = presentUser(t.Users[m.UserID])
+		}
+		return true, true
+	})
+	if found {
 		return
 	}
 	ids := make([]int64, len(members))

@@ -247,7 +247,7 @@ func (r *namespaceResolver) ViewerRole(ctx context.Context, obj *model.Namespace
 
 func (r *namespaceResolver) Members(ctx context.Context, obj *model.Namespace, first *int, after *string) (*model.MemberConnection, error) {
 	l := loadersFrom(ctx)
-	ms, err := l.membersByNs().Load(ctx, obj.ID)
+	ms, err := l.membersOf(ctx, obj.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -275,7 +275,7 @@ func (r *orgResolver) ViewerRole(ctx context.Context, obj *model.Org) (*model.Or
 	if err != nil {
 		return nil, err
 	}
-	ms, err := loadersFrom(ctx).orgsByUser().Load(ctx, id)
+	ms, err := loadersFrom(ctx).orgsOfUser(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -289,7 +289,7 @@ func (r *orgResolver) ViewerRole(ctx context.Context, obj *model.Org) (*model.Or
 }
 
 func (r *orgResolver) Namespaces(ctx context.Context, obj *model.Org, first *int, after *string) (*model.NamespaceConnection, error) {
-	ns, err := loadersFrom(ctx).namespacesByOrg().Load(ctx, obj.ID)
+	ns, err := loadersFrom(ctx).namespacesOfOrg(ctx, obj.ID)
 	if err != nil {
 		return nil, err
 	}

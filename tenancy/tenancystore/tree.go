@@ -62,13 +62,15 @@ func (q *queries) OrgTree(ctx context.Context, userID int64, depth tenancy.OrgTr
 		u  tenancy.User
 	)
 	om.UserID = userID
+	// The roles, state and status scan as plain strings: pgx plans a
+	// named string type through reflection, on every query.
+	var orgRole, nsState, role, status string
 	all := make([]any, 0, treeMember+14)
 	all = append(all, orgDest(&om.Org)...)
-	all = append(all, &om.Role)
-	all = append(all, nsDest(&ns)...)
+	all = append(all, &orgRole, &ns.ID, &ns.OrgID, &ns.Name, &nsState, &ns.MemberLimit, &ns.CreatedAt, &ns.UpdatedAt)
 	if withMembers {
-		all = append(all, &m.NamespaceID, &m.UserID, &m.Role, &m.CreatedAt,
-			&u.ID, &u.Email, &u.DisplayName, &u.HasPassword, &u.Status, &u.PlatformAdmin,
+		all = append(all, &m.NamespaceID, &m.UserID, &role, &m.CreatedAt,
+			&u.ID, &u.Email, &u.DisplayName, &u.HasPassword, &status, &u.PlatformAdmin,
 			&u.EmailVerifiedAt, &u.DisabledAt, &u.CreatedAt, &u.UpdatedAt)
 	}
 	dest := make([]any, len(all))
@@ -99,11 +101,13 @@ func (q *queries) OrgTree(ctx context.Context, userID int64, depth tenancy.OrgTr
 			return tenancy.OrgTree{}, storeErr(op, "org", err)
 		}
 		if newOrg {
+			om.Role = tenancy.OrgRole(orgRole)
 			utc(&om.Org.CreatedAt, &om.Org.UpdatedAt)
 			t.Orgs = append(t.Orgs, om)
 			t.Namespaces[om.Org.ID] = []tenancy.Namespace{}
 		}
 		if decodeNs {
+			ns.State = tenancy.NamespaceState(nsState)
 			utc(&ns.CreatedAt, &ns.UpdatedAt)
 			t.Namespaces[ns.OrgID] = append(t.Namespaces[ns.OrgID], ns)
 			if withMembers {
@@ -111,6 +115,7 @@ func (q *queries) OrgTree(ctx context.Context, userID int64, depth tenancy.OrgTr
 			}
 		}
 		if hasMember {
+			m.Role, u.Status = tenancy.Role(role), tenancy.UserStatus(status)
 			utc(&m.CreatedAt, &u.CreatedAt, &u.UpdatedAt)
 			utcp(&u.EmailVerifiedAt, &u.DisabledAt)
 			t.Members[m.NamespaceID] = append(t.Members[m.NamespaceID], m)
