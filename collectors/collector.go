@@ -12,14 +12,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/tenantplane/tenantplane/collectors/usage"
+	"github.com/tenantplane/tenantplane/internal/leader"
 )
 
 // Config configures the compute and storage collectors.
@@ -175,45 +173,14 @@ func (c *Collector) Run(ctx context.Context) error {
 	if err := c.StartInformers(ctx); err != nil {
 		return err
 	}
-	lock := &resourcelock.LeaseLock{
-		LeaseMeta:  metav1.ObjectMeta{Namespace: c.cfg.LeaseNamespace, Name: c.cfg.LeaseName},
-		Client:     c.kube.CoordinationV1(),
-		LockConfig: resourcelock.ResourceLockConfig{Identity: c.cfg.Identity},
-	}
-	if err := c.ensureLeaseNamespace(ctx); err != nil {
-		return err
-	}
-	for ctx.Err() == nil {
-		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-			Lock:            lock,
-			LeaseDuration:   c.cfg.LeaseDuration,
-			RenewDeadline:   c.cfg.RenewDeadline,
-			RetryPeriod:     c.cfg.RetryPeriod,
-			ReleaseOnCancel: true,
-			Name:            c.cfg.LeaseName,
-			Callbacks: leaderelection.LeaderCallbacks{
-				OnStartedLeading: c.lead,
-				OnStoppedLeading: func() {
-					c.metrics.leader.Set(0)
-					c.log.Info("stopped leading the collectors", "identity", c.cfg.Identity)
-				},
-			},
-		})
-		if err != nil {
-			return fmt.Errorf("collectors: leader election: %w", err)
-		}
-		le.Run(ctx) // returns when leadership is lost or ctx is done
-	}
-	return nil
-}
-
-// ensureLeaseNamespace checks that the Lease's namespace exists: a Lease
-// cannot be created without it, and leader election would only log.
-func (c *Collector) ensureLeaseNamespace(ctx context.Context) error {
-	if _, err := c.kube.CoreV1().Namespaces().Get(ctx, c.cfg.LeaseNamespace, metav1.GetOptions{}); err != nil {
-		return fmt.Errorf("collectors: lease namespace %s: %w", c.cfg.LeaseNamespace, err)
-	}
-	return nil
+	return leader.Run(ctx, c.kube, leader.Config{
+		Namespace: c.cfg.LeaseNamespace, Name: c.cfg.LeaseName, Identity: c.cfg.Identity,
+		LeaseDuration: c.cfg.LeaseDuration, RenewDeadline: c.cfg.RenewDeadline, RetryPeriod: c.cfg.RetryPeriod,
+	}, c.log.With("component", "collectors"), func(ctx context.Context) error {
+		defer c.metrics.leader.Set(0)
+		c.lead(ctx)
+		return nil
+	})
 }
 
 // StartInformers starts the pod and claim informers and returns when they
@@ -272,7 +239,7 @@ func (c *Collector) lead(ctx context.Context) {
 	tick := time.NewTicker(c.cfg.TickInterval)
 	defer tick.Stop()
 	var lastPoll, lastUpkeep time.Time
-	for {
+	for ctx.Err() == nil {
 		if c.usageFn != nil && c.compute.needsUsage() && time.Since(lastPoll) >= c.cfg.MetricsInterval {
 			lastPoll = time.Now()
 			c.pollUsage(ctx)
@@ -288,7 +255,6 @@ func (c *Collector) lead(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			return
 		case <-tick.C:
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -204,6 +205,14 @@ func TestIngestBoundsTheBatch(t *testing.T) {
 	require.Equal(t, http.StatusRequestEntityTooLarge, code, body)
 	code, _, _ = ib.post(t, ib.meter, `{"events":[`+strings.Repeat(" ", 4096)+`]}`)
 	require.Equal(t, http.StatusRequestEntityTooLarge, code)
+	// Without a Content-Length, the body is cut where it passes the bound.
+	req, err := http.NewRequestWithContext(ib.ctx, http.MethodPost, ib.url, io.MultiReader(strings.NewReader(`{"events":[`+strings.Repeat(" ", 4096)+`]}`)))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+ib.meter)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	require.NoError(t, resp.Body.Close())
+	require.Equal(t, http.StatusRequestEntityTooLarge, resp.StatusCode)
 	code, _, body = ib.post(t, ib.meter, `{"events": 12}`)
 	require.Equal(t, http.StatusBadRequest, code, body)
 	require.Zero(t, ib.stored(t))

@@ -1,6 +1,7 @@
 package graph_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -76,17 +77,34 @@ func TestSignUpLogInAndMe(t *testing.T) {
 	require.Equal(t, "UNAUTHENTICATED", r.Errors[0].Code())
 }
 
+// listedQuery reaches the same lists as meQuery, but each under a list
+// of the level above, where the dataloaders batch them.
+const listedQuery = `{ namespaces { nodes { id org { id namespaces { nodes { id
+	members { nodes { role user { id email } } } } } } } } }`
+
+// fragmentQuery asks for the tree of meQuery through named fragments at
+// every level, an inline fragment and edges { node }.
+const fragmentQuery = `query { me { ...Me } }
+fragment Me on User { orgs { ...Orgs } }
+fragment Orgs on OrgConnection { edges { node { ...Org } } }
+fragment Org on Org { id namespaces { ... on NamespaceConnection {
+	nodes { id members { nodes { user { email } } } } } } }`
+
+// backRefQuery goes down the tree and back up to objects it holds.
+const backRefQuery = `{ me { orgs { nodes { id namespaces { nodes { name org { id }
+	members { nodes { namespace { name } } } } } } } } }`
+
 // TestNestedListsUseAFixedNumberOfQueries counts the statements of
 // me { orgs { namespaces { members { user } } } } for a small and a large
 // tenant: the dataloaders make the count independent of the sizes.
 func TestNestedListsUseAFixedNumberOfQueries(t *testing.T) {
 	t.Parallel()
 	e := graphtest.New(t)
-	count := func(u graphtest.User) int64 {
+	count := func(u graphtest.User, query string) int64 {
 		e.SyncAuthz(t)
-		e.MustDo(t, u.Token, meQuery, nil) // stamps the token's last use once
+		e.MustDo(t, u.Token, query, nil) // stamps the token's last use once
 		before := e.Queries()
-		e.MustDo(t, u.Token, meQuery, nil)
+		e.MustDo(t, u.Token, query, nil)
 		return e.Queries() - before
 	}
 
@@ -109,10 +127,108 @@ func TestNestedListsUseAFixedNumberOfQueries(t *testing.T) {
 			}
 		}
 	}
-	nSmall, nBig := count(small), count(big)
+	nSmall, nBig := count(small, meQuery), count(big, meQuery)
 	t.Logf("queries: %d for 1 org, 1 namespace, 2 members; %d for 4 orgs, 10 namespaces, 37 members", nSmall, nBig)
 	require.Equal(t, nSmall, nBig, "the number of queries must not grow with the data")
-	// Authenticate (me comes from it), orgs, namespaces of the orgs, the
-	// caller's namespace roles, members, their users.
+	// Authenticate (me comes from it), the tree below the caller's orgs
+	// (orgs, namespaces, members, their users) and the caller's namespace
+	// roles.
+	require.Equal(t, int64(3), nBig)
+
+	// Fragments and edges { node } reach the tree just the same: the
+	// authentication and one query.
+	nSmall, nBig = count(small, fragmentQuery), count(big, fragmentQuery)
+	require.Equal(t, int64(2), nSmall)
+	require.Equal(t, int64(2), nBig)
+	var plain, viaFragments struct {
+		Me struct {
+			Orgs struct {
+				Nodes []struct {
+					ID         string
+					Namespaces struct {
+						Nodes []struct {
+							ID      string
+							Members struct {
+								Nodes []struct{ User struct{ Email string } }
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	e.MustDo(t, big.Token, `{ me { orgs { nodes { id namespaces { nodes { id members { nodes { user { email } } } } } } } } }`, nil).
+		Decode(t, &plain)
+	r := e.MustDo(t, big.Token, fragmentQuery, nil)
+	var edges struct {
+		Me struct {
+			Orgs struct {
+				Edges []struct {
+					Node json.RawMessage
+				}
+			}
+		}
+	}
+	r.Decode(t, &edges)
+	for _, e := range edges.Me.Orgs.Edges {
+		var org struct {
+			ID         string
+			Namespaces struct {
+				Nodes []struct {
+					ID      string
+					Members struct {
+						Nodes []struct{ User struct{ Email string } }
+					}
+				}
+			}
+		}
+		require.NoError(t, json.Unmarshal(e.Node, &org))
+		viaFragments.Me.Orgs.Nodes = append(viaFragments.Me.Orgs.Nodes, org)
+	}
+	require.Len(t, plain.Me.Orgs.Nodes, 4)
+	require.Equal(t, plain, viaFragments)
+
+	// Below the tree, the objects it holds come from it too.
+	nSmall, nBig = count(small, backRefQuery), count(big, backRefQuery)
+	require.Equal(t, int64(2), nSmall)
+	require.Equal(t, int64(2), nBig)
+	var back struct {
+		Me struct {
+			Orgs struct {
+				Nodes []struct {
+					ID         string
+					Namespaces struct {
+						Nodes []struct {
+							Name    string
+							Org     struct{ ID string }
+							Members struct {
+								Nodes []struct {
+									Namespace struct{ Name string }
+								}
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+	e.MustDo(t, big.Token, backRefQuery, nil).Decode(t, &back)
+	seen := 0
+	for _, o := range back.Me.Orgs.Nodes {
+		for _, n := range o.Namespaces.Nodes {
+			require.Equal(t, o.ID, n.Org.ID)
+			for _, m := range n.Members.Nodes {
+				require.Equal(t, n.Name, m.Namespace.Name)
+				seen++
+			}
+		}
+	}
+	require.Equal(t, 1+9*5, seen, "the personal namespace's owner; nine namespaces' owner and four members")
+
+	nSmall, nBig = count(small, listedQuery), count(big, listedQuery)
+	t.Logf("listed: %d queries for the small tenant, %d for the big one", nSmall, nBig)
+	require.Equal(t, nSmall, nBig, "the number of queries must not grow with the data")
+	// Authenticate, the caller's namespaces, their orgs, the orgs'
+	// namespaces, members, their users.
 	require.Equal(t, int64(6), nBig)
 }

@@ -24,9 +24,10 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/parser"
 
+	"github.com/tenantplane/tenantplane/collectors/usage"
 	"github.com/tenantplane/tenantplane/graph/generated"
-
 	"github.com/tenantplane/tenantplane/internal/errcode"
+	"github.com/tenantplane/tenantplane/isolation"
 	"github.com/tenantplane/tenantplane/tenancy"
 	"github.com/tenantplane/tenantplane/tenancy/authz"
 )
@@ -97,12 +98,51 @@ type Authorizer interface {
 	Refresh(ctx context.Context, userID int64, domain authz.Domain) error
 }
 
+// Kubeconfigs issues kubeconfigs to the acting user (the tenancy.Actor in
+// ctx) and revokes them; *isolation.Kubeconfigs is one. A ttl of zero
+// means the default; the implementation bounds it.
+type Kubeconfigs interface {
+	Issue(ctx context.Context, nsID int64, ttl time.Duration) (isolation.Kubeconfig, error)
+	RevokeAll(ctx context.Context, userID int64, reason string) error
+}
+
+// Suspender suspends and resumes namespaces, recording the reason;
+// *isolation.Suspension is one.
+type Suspender interface {
+	Suspend(ctx context.Context, nsID int64, reason string) error
+	ResumeWithReason(ctx context.Context, nsID int64, reason string) error
+}
+
+// Hosts claims, releases and lists the host names of namespaces for the
+// acting user; *isolation.Hosts is one.
+type Hosts interface {
+	Claim(ctx context.Context, nsID int64, host string) (string, error)
+	Release(ctx context.Context, nsID int64, host string) error
+	List(ctx context.Context, nsID int64) ([]isolation.HostClaim, error)
+}
+
+// Usage answers usage queries over ids the caller was authorized for;
+// *usage.Queries is one.
+type Usage interface {
+	Namespace(ctx context.Context, namespaceID int64, from, to time.Time, g usage.Granularity) (usage.Usage, error)
+	Org(ctx context.Context, orgID int64, from, to time.Time, g usage.Granularity) (usage.Usage, error)
+}
+
 // Deps are what the handler calls.
 type Deps struct {
-	// Tenancy answers every query and performs every mutation. Required.
+	// Tenancy answers every query and performs every mutation but those
+	// below. Required.
 	Tenancy *tenancy.Service
 	// Authorizer is asked by @auth before every field. Required.
 	Authorizer Authorizer
+	// Kubeconfigs issues and revokes kubeconfigs. Required.
+	Kubeconfigs Kubeconfigs
+	// Suspender suspends and resumes namespaces. Required.
+	Suspender Suspender
+	// Hosts keeps the host names namespaces claim. Required.
+	Hosts Hosts
+	// Usage answers the usage queries. Required.
+	Usage Usage
 	// Logger receives internal errors with their request id; nil discards.
 	Logger *slog.Logger
 	// Clock tells the status of invitations; nil means time.Now in UTC.
@@ -120,8 +160,9 @@ func NewHandler(cfg Config, deps Deps) (http.Handler, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if deps.Tenancy == nil || deps.Authorizer == nil {
-		return nil, errors.New("graph: tenancy and authorizer are required")
+	if deps.Tenancy == nil || deps.Authorizer == nil || deps.Kubeconfigs == nil ||
+		deps.Suspender == nil || deps.Hosts == nil || deps.Usage == nil {
+		return nil, errors.New("graph: tenancy, authorizer, kubeconfigs, suspender, hosts and usage are required")
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
@@ -134,7 +175,7 @@ func NewHandler(cfg Config, deps Deps) (http.Handler, error) {
 		srv.Use(extension.Introspection{})
 	}
 	srv.Use(limits{maxDepth: cfg.MaxDepth, introspection: cfg.Introspection})
-	srv.Use(extension.FixedComplexityLimit(cfg.MaxComplexity))
+	srv.Use(newComplexityLimit(cfg.MaxComplexity, cfg.QueryCacheSize))
 	srv.SetErrorPresenter(presentError(deps.Logger))
 	srv.SetRecoverFunc(recoverPanic(deps.Logger))
 
@@ -285,7 +326,10 @@ func NewExecutableSchema(deps Deps) graphql.ExecutableSchema {
 	if now == nil {
 		now = func() time.Time { return time.Now().UTC() }
 	}
-	r := &Resolver{tenancy: deps.Tenancy, authz: deps.Authorizer, now: now, log: deps.Logger}
+	r := &Resolver{
+		tenancy: deps.Tenancy, authz: deps.Authorizer, kubeconfigs: deps.Kubeconfigs,
+		suspender: deps.Suspender, hosts: deps.Hosts, usage: deps.Usage, now: now, log: deps.Logger,
+	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
 	}

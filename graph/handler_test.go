@@ -108,6 +108,17 @@ func TestDepthComplexityAndIntrospectionLimits(t *testing.T) {
 	require.NotEmpty(t, r.Errors, "100 × 100 items exceed the complexity limit")
 	require.Equal(t, "BAD_USER_INPUT", r.Errors[0].Code())
 
+	r = e.Do(t, u.Token, `{ me { orgs(first: 100) { nodes { namespaces(first: 100) { nodes { id } } } } } }`, nil)
+	require.NotEmpty(t, r.Errors, "a remembered complexity is still refused")
+
+	// The same text with other variables has another complexity.
+	vars := `query($n: Int) { me { orgs(first: $n) { nodes { namespaces(first: $n) { nodes { id } } } } } }`
+	r = e.Do(t, u.Token, vars, map[string]any{"n": 5})
+	require.Empty(t, r.Errors)
+	r = e.Do(t, u.Token, vars, map[string]any{"n": 100})
+	require.NotEmpty(t, r.Errors, "100 × 100 items through variables")
+	require.Equal(t, "BAD_USER_INPUT", r.Errors[0].Code())
+
 	e.MustDo(t, u.Token, `{ me { orgs { nodes { namespaces { nodes { id } } } } } }`, nil)
 }
 

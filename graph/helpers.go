@@ -34,8 +34,19 @@ func seconds(field string, s *int) (time.Duration, error) {
 }
 
 // userOrgs lists a user's orgs, a page of the loader's whole list.
+// Outside a list, when the selection goes on into the orgs' namespaces,
+// it reads the whole tree it shows in one query.
 func (r *Resolver) userOrgs(ctx context.Context, userID int64, first *int, after *string) (*model.OrgConnection, error) {
-	ms, err := loadersFrom(ctx).orgsByUser.Load(ctx, userID)
+	l := loadersFrom(ctx)
+	var (
+		ms  []tenancy.OrgMembership
+		err error
+	)
+	if depth := orgTreeDepth(ctx); depth > 0 && !underList(ctx) {
+		ms, err = l.orgTreeOf(ctx, userID, depth)
+	} else {
+		ms, err = l.orgsOf(ctx, userID)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -49,7 +60,7 @@ func (r *Resolver) userOrgs(ctx context.Context, userID int64, first *int, after
 // userNamespaces lists a user's namespaces, a page of the loader's whole
 // list.
 func (r *Resolver) userNamespaces(ctx context.Context, userID int64, first *int, after *string) (*model.NamespaceConnection, error) {
-	ms, err := loadersFrom(ctx).namespacesByUser.Load(ctx, userID)
+	ms, err := loadersFrom(ctx).namespacesByUser().Load(ctx, userID)
 	if err != nil {
 		return nil, err
 	}

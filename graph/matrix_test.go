@@ -214,6 +214,10 @@ func specs() map[string]spec {
 			allow: nsReaders, padmin: ok},
 		"Query.members": {doc: `query($id: ID!) { members(namespaceId: $id) { nodes { role } } }`, vars: nsVars,
 			allow: nsReaders, padmin: ok},
+		"Query.usage": {doc: `query($id: ID!) { usage(namespaceId: $id, from: "2030-01-01T00:00:00Z", to: "2030-01-02T00:00:00Z", granularity: HOUR) { series { resource } } }`,
+			vars: nsVars, allow: nsReaders, padmin: ok},
+		"Query.orgUsage": {doc: `query($id: ID!) { orgUsage(orgId: $id, from: "2030-01-01T00:00:00Z", to: "2030-01-02T00:00:00Z", granularity: DAY) { series { resource } } }`,
+			vars: orgVars, allow: []role{orgOwner, orgBilling}, padmin: forbidden},
 		"Query.invitations": {doc: `query($id: ID!) { invitations(namespaceId: $id) { nodes { id } } }`, vars: nsVars,
 			allow: nsManagers, padmin: ok},
 
@@ -292,7 +296,7 @@ func specs() map[string]spec {
 			allow: []role{owner, orgOwner}, padmin: forbidden},
 		"Mutation.suspendNamespace": {doc: `mutation($id: ID!) { suspendNamespace(id: $id, reason: "test") { state } }`,
 			vars: freshNs, padmin: ok},
-		"Mutation.resumeNamespace": {doc: `mutation($id: ID!) { resumeNamespace(id: $id) { state } }`,
+		"Mutation.resumeNamespace": {doc: `mutation($id: ID!) { resumeNamespace(id: $id, reason: "paid") { state } }`,
 			vars: func(c *cell) map[string]any {
 				v := freshNs(c)
 				if c.allowed() {
@@ -303,6 +307,28 @@ func specs() map[string]spec {
 				}
 				return v
 			}, padmin: ok},
+		"Mutation.kubeconfig": {doc: `mutation($id: ID!) { kubeconfig(namespaceId: $id) { namespace expiresAt } }`,
+			vars: nsVars, allow: []role{viewer, developer, admin, owner},
+			// Org owners and platform admins may see main but are no
+			// members of it: only members get a kubeconfig.
+			except: map[role]outcome{orgOwner: forbidden}, padmin: forbidden},
+		"Mutation.revokeMyKubeconfigs": {doc: `mutation { revokeMyKubeconfigs }`},
+		"Mutation.revokeUserKubeconfigs": {doc: `mutation($id: ID!) { revokeUserKubeconfigs(userId: $id, reason: "leaked") }`,
+			padmin: ok, vars: func(c *cell) map[string]any { return map[string]any{"id": id(c.target.users[viewer].ID)} }},
+		// Hosts are managed by the namespace's own owners and admins.
+		"Mutation.claimHost": {doc: `mutation($ns: ID!, $h: String!) { claimHost(namespaceId: $ns, host: $h) { host } }`,
+			vars: func(c *cell) map[string]any {
+				return map[string]any{"ns": id(c.target.ns), "h": c.f.unique("www") + ".example.com"}
+			}, allow: []role{admin, owner}, padmin: forbidden},
+		"Mutation.releaseHost": {doc: `mutation($ns: ID!, $h: String!) { releaseHost(namespaceId: $ns, host: $h) }`,
+			vars: func(c *cell) map[string]any {
+				h := c.f.unique("api") + ".example.com"
+				if c.allowed() {
+					_, err := c.f.e.Isolation.Hosts.Claim(c.f.e.System(), c.target.ns, h)
+					require.NoError(c.f.t, err)
+				}
+				return map[string]any{"ns": id(c.target.ns), "h": h}
+			}, allow: []role{admin, owner}, padmin: forbidden},
 		"Mutation.invite": {doc: `mutation($ns: ID!, $e: String!) { invite(input: {namespaceId: $ns, email: $e, role: VIEWER}) { id status } }`,
 			vars: func(c *cell) map[string]any {
 				return map[string]any{"ns": id(c.target.ns), "e": c.f.unique("invitee") + "@example.com"}

@@ -12,12 +12,23 @@ import (
 
 // The presenters turn domain values into the schema's types.
 
+// enum returns the value of all that is s in upper case, without
+// allocating a string; a value the schema does not know is upper-cased.
+func enum[T ~string](s string, all []T) T {
+	for _, v := range all {
+		if strings.EqualFold(string(v), s) {
+			return v
+		}
+	}
+	return T(strings.ToUpper(s))
+}
+
 func presentUser(u tenancy.User) *model.User {
 	return &model.User{
 		ID:              u.ID,
 		Email:           u.Email,
 		DisplayName:     u.DisplayName,
-		Status:          model.UserStatus(strings.ToUpper(string(u.Status))),
+		Status:          enum(string(u.Status), model.AllUserStatus),
 		PlatformAdmin:   u.PlatformAdmin,
 		EmailVerifiedAt: u.EmailVerifiedAt,
 		CreatedAt:       u.CreatedAt,
@@ -32,10 +43,10 @@ func presentOrg(o tenancy.Org) *model.Org {
 }
 
 func presentOrgRole(r tenancy.OrgRole) model.OrgRole {
-	return model.OrgRole(strings.ToUpper(string(r)))
+	return enum(string(r), model.AllOrgRole)
 }
 
-func presentRole(r tenancy.Role) model.Role { return model.Role(strings.ToUpper(string(r))) }
+func presentRole(r tenancy.Role) model.Role { return enum(string(r), model.AllRole) }
 
 func presentOrgMember(m tenancy.OrgMember) *model.OrgMember {
 	return &model.OrgMember{OrgID: m.OrgID, UserID: m.UserID, Role: presentOrgRole(m.Role), CreatedAt: m.CreatedAt}
@@ -43,7 +54,7 @@ func presentOrgMember(m tenancy.OrgMember) *model.OrgMember {
 
 func presentNamespace(n tenancy.Namespace) *model.Namespace {
 	return &model.Namespace{
-		ID: n.ID, Name: n.Name, State: model.NamespaceState(strings.ToUpper(string(n.State))),
+		ID: n.ID, Name: n.Name, State: enum(string(n.State), model.AllNamespaceState),
 		MemberLimit: n.MemberLimit, CreatedAt: n.CreatedAt, OrgID: n.OrgID,
 	}
 }
@@ -55,7 +66,7 @@ func presentMember(m tenancy.Member) *model.Member {
 func presentInvitation(i tenancy.Invitation, status tenancy.InvitationStatus) *model.Invitation {
 	return &model.Invitation{
 		ID: i.ID, Email: i.Email, Role: presentRole(i.Role),
-		Status:    model.InvitationStatus(strings.ToUpper(string(status))),
+		Status:    enum(string(status), model.AllInvitationStatus),
 		CreatedAt: i.CreatedAt, ExpiresAt: i.ExpiresAt,
 		NamespaceID: i.NamespaceID, InvitedByID: i.InvitedBy,
 	}
@@ -116,7 +127,11 @@ func pageOf[T any](items []T, key func(T) int64, first *int, after *string) (ten
 	if err != nil {
 		return tenancy.Connection[T]{}, err
 	}
-	sorted := slices.SortedFunc(slices.Values(items), func(a, b T) int { return cmp.Compare(key(a), key(b)) })
+	byKey := func(a, b T) int { return cmp.Compare(key(a), key(b)) }
+	sorted := items // the loaders' lists come sorted; a copy only if not
+	if !slices.IsSortedFunc(items, byKey) {
+		sorted = slices.SortedFunc(slices.Values(items), byKey)
+	}
 	start := 0
 	if q.HasAfter {
 		start, _ = slices.BinarySearchFunc(sorted, q.After.ID+1, func(t T, id int64) int { return cmp.Compare(key(t), id) })

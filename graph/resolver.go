@@ -9,8 +9,12 @@ import (
 
 // Resolver holds the dependencies of every resolver, nothing else.
 type Resolver struct {
-	tenancy *tenancy.Service
-	authz   Authorizer
-	now     func() time.Time
-	log     *slog.Logger
+	tenancy     *tenancy.Service
+	authz       Authorizer
+	kubeconfigs Kubeconfigs
+	suspender   Suspender
+	hosts       Hosts
+	usage       Usage
+	now         func() time.Time
+	log         *slog.Logger
 }

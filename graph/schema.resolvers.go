@@ -7,7 +7,6 @@ package graph
 
 import (
 	"context"
-	"strings"
 
 	"github.com/tenantplane/tenantplane/graph/generated"
 	"github.com/tenantplane/tenantplane/graph/model"
@@ -21,7 +20,7 @@ func (r *queryResolver) Me(ctx context.Context) (*model.User, error) {
 	}
 	return &model.User{
 		ID: p.UserID, Email: p.Email, PlatformAdmin: p.PlatformAdmin, Partial: true,
-		Status: model.UserStatus(strings.ToUpper(string(p.Status))),
+		Status: enum(string(p.Status), model.AllUserStatus),
 	}, nil
 }
 

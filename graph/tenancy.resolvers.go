@@ -38,6 +38,9 @@ func (r *invitationResolver) InvitedBy(ctx context.Context, obj *model.Invitatio
 }
 
 func (r *memberResolver) User(ctx context.Context, obj *model.Member) (*model.User, error) {
+	if obj.User != nil {
+		return obj.User, nil
+	}
 	u, err := loadersFrom(ctx).user(ctx, obj.UserID)
 	if err != nil {
 		return nil, err
@@ -131,19 +134,17 @@ func (r *mutationResolver) DeleteNamespace(ctx context.Context, id int64) (*mode
 }
 
 func (r *mutationResolver) SuspendNamespace(ctx context.Context, id int64, reason string) (*model.Namespace, error) {
-	n, err := r.tenancy.SuspendNamespace(ctx, id, reason)
-	if err != nil {
+	if err := r.suspender.Suspend(ctx, id, reason); err != nil {
 		return nil, err
 	}
-	return presentNamespace(n), nil
+	return r.freshNamespace(ctx, id)
 }
 
-func (r *mutationResolver) ResumeNamespace(ctx context.Context, id int64) (*model.Namespace, error) {
-	n, err := r.tenancy.ResumeNamespace(ctx, id)
-	if err != nil {
+func (r *mutationResolver) ResumeNamespace(ctx context.Context, id int64, reason string) (*model.Namespace, error) {
+	if err := r.suspender.ResumeWithReason(ctx, id, reason); err != nil {
 		return nil, err
 	}
-	return presentNamespace(n), nil
+	return r.freshNamespace(ctx, id)
 }
 
 func (r *mutationResolver) Invite(ctx context.Context, input model.InviteInput) (*model.Invitation, error) {
@@ -231,7 +232,7 @@ func (r *namespaceResolver) ViewerRole(ctx context.Context, obj *model.Namespace
 	if err != nil {
 		return nil, err
 	}
-	ms, err := loadersFrom(ctx).namespacesByUser.Load(ctx, id)
+	ms, err := loadersFrom(ctx).namespacesByUser().Load(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +246,8 @@ func (r *namespaceResolver) ViewerRole(ctx context.Context, obj *model.Namespace
 }
 
 func (r *namespaceResolver) Members(ctx context.Context, obj *model.Namespace, first *int, after *string) (*model.MemberConnection, error) {
-	ms, err := loadersFrom(ctx).membersByNs.Load(ctx, obj.ID)
+	l := loadersFrom(ctx)
+	ms, err := l.membersOf(ctx, obj.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -253,7 +255,11 @@ func (r *namespaceResolver) Members(ctx context.Context, obj *model.Namespace, f
 	if err != nil {
 		return nil, err
 	}
-	return memberConnection(c), nil
+	out := memberConnection(c)
+	if nodesSelect(ctx, "MemberConnection", "MemberEdge", "Member", "user") {
+		l.attachUsers(ctx, out.Nodes)
+	}
+	return out, nil
 }
 
 func (r *namespaceResolver) Invitations(ctx context.Context, obj *model.Namespace, first *int, after *string) (*model.InvitationConnection, error) {
@@ -269,7 +275,7 @@ func (r *orgResolver) ViewerRole(ctx context.Context, obj *model.Org) (*model.Or
 	if err != nil {
 		return nil, err
 	}
-	ms, err := loadersFrom(ctx).orgsByUser.Load(ctx, id)
+	ms, err := loadersFrom(ctx).orgsOfUser(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -283,7 +289,7 @@ func (r *orgResolver) ViewerRole(ctx context.Context, obj *model.Org) (*model.Or
 }
 
 func (r *orgResolver) Namespaces(ctx context.Context, obj *model.Org, first *int, after *string) (*model.NamespaceConnection, error) {
-	ns, err := loadersFrom(ctx).namespacesByOrg.Load(ctx, obj.ID)
+	ns, err := loadersFrom(ctx).namespacesOfOrg(ctx, obj.ID)
 	if err != nil {
 		return nil, err
 	}

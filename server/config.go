@@ -51,10 +51,12 @@ type Config struct {
 	// GraphQL introspection.
 	Dev bool
 	// LogLevel is debug, info, warn or error.
-	LogLevel string
-	HTTP     HTTPConfig
-	Identity IdentityConfig
-	GraphQL  GraphQLConfig
+	LogLevel  string
+	HTTP      HTTPConfig
+	Identity  IdentityConfig
+	GraphQL   GraphQLConfig
+	Isolation IsolationConfig
+	Metering  MeteringConfig
 }
 
 // GraphQLConfig bounds what one GraphQL request may ask for.
@@ -81,8 +83,10 @@ func defaultConfig() Config {
 			ShutdownTimeout:   30 * time.Second,
 			MaxBodyBytes:      1 << 20,
 		},
-		Identity: defaultIdentityConfig(),
-		GraphQL:  GraphQLConfig{MaxDepth: 12, MaxComplexity: 50000},
+		Identity:  defaultIdentityConfig(),
+		Isolation: defaultIsolationConfig(),
+		Metering:  defaultMeteringConfig(),
+		GraphQL:   GraphQLConfig{MaxDepth: 12, MaxComplexity: 50000},
 	}
 }
 
@@ -105,6 +109,8 @@ func (c *Config) bindFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.GraphQL.MaxDepth, "graphql-max-depth", c.GraphQL.MaxDepth, "deepest nesting a GraphQL query may have")
 	fs.IntVar(&c.GraphQL.MaxComplexity, "graphql-max-complexity", c.GraphQL.MaxComplexity, "highest cost a GraphQL query may have")
 	c.Identity.bindFlags(fs)
+	c.Isolation.bindFlags(fs)
+	c.Metering.bindFlags(fs)
 }
 
 // applyEnv sets every flag not given on the command line from its
@@ -162,7 +168,13 @@ func (c *Config) validate() error {
 	if err := c.HTTP.validate(); err != nil {
 		return err
 	}
-	return c.Identity.validate()
+	if err := c.Identity.validate(); err != nil {
+		return err
+	}
+	if err := c.Isolation.validate(); err != nil {
+		return err
+	}
+	return c.Metering.validate()
 }
 
 func (h *HTTPConfig) validate() error {

@@ -1,9 +1,7 @@
 package server
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -80,26 +78,7 @@ func TestDevServesThenLeavesNothingBehind(t *testing.T) {
 	// A seeded tenant logs in through GraphQL and sees its own namespace.
 	m := regexp.MustCompile(`bob@acme\.localhost +password (\S+)`).FindStringSubmatch(out.String())
 	require.NotNil(t, m, out.String())
-	gql := func(token, query string, vars map[string]any) map[string]any {
-		body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
-		require.NoError(t, err)
-		req, err := http.NewRequest(http.MethodPost, field("GraphQL"), bytes.NewReader(body))
-		require.NoError(t, err)
-		req.Header.Set("Content-Type", "application/json")
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		require.NoError(t, err)
-		defer func() { _ = resp.Body.Close() }()
-		var res struct {
-			Data   map[string]any `json:"data"`
-			Errors []any          `json:"errors"`
-		}
-		require.NoError(t, json.NewDecoder(resp.Body).Decode(&res))
-		require.Empty(t, res.Errors)
-		return res.Data
-	}
+	gql := newGQLClient(t, field("GraphQL")).do
 	login := gql("", `mutation($e: String!, $p: String!) { logIn(input: {email: $e, password: $p}) { token } }`,
 		map[string]any{"e": "bob@acme.localhost", "p": m[1]})
 	token := login["logIn"].(map[string]any)["token"].(string)

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -13,6 +15,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/tenantplane/tenantplane/internal/testenv"
 )
@@ -255,4 +261,65 @@ func TestServeIsReadyAgainstRealPeers(t *testing.T) {
 		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, 30*time.Second, 50*time.Millisecond)
+
+	// Sign-up through GraphQL gives the tenant a locked-down namespace in
+	// Kubernetes: the isolation leader is elected and reconciles.
+	gql := newGQLClient(t, url+"/graphql")
+	gql.do("", `mutation { signUp(input: {email: "new@example.com", password: "correct horse battery", displayName: "New"}) { id } }`, nil)
+	token := gql.do("", `mutation { logIn(input: {email: "new@example.com", password: "correct horse battery"}) { token } }`, nil)["logIn"].(map[string]any)["token"].(string)
+	me := gql.do(token, `{ me { namespaces { edges { node { id name } } } } }`, nil)["me"].(map[string]any)
+	node := me["namespaces"].(map[string]any)["edges"].([]any)[0].(map[string]any)["node"].(map[string]any)
+	ns := node["name"].(string)
+	require.Eventually(t, func() bool {
+		q, err := kube.Client().CoreV1().ResourceQuotas(ns).List(context.Background(), metav1.ListOptions{})
+		return err == nil && len(q.Items) > 0
+	}, 30*time.Second, 50*time.Millisecond, "namespace %s gets its quota", ns)
+
+	// The tenant's kubeconfig, fetched through GraphQL, reaches its own
+	// namespace and nothing cluster-wide.
+	kc := gql.do(token, `mutation($ns: ID!) { kubeconfig(namespaceId: $ns, ttlSeconds: 900) { yaml namespace } }`,
+		map[string]any{"ns": node["id"]})["kubeconfig"].(map[string]any)
+	require.Equal(t, ns, kc["namespace"])
+	restCfg, err := clientcmd.RESTConfigFromKubeConfig([]byte(kc["yaml"].(string)))
+	require.NoError(t, err)
+	tenant, err := kubernetes.NewForConfig(restCfg)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		_, err := tenant.CoreV1().Pods(ns).List(context.Background(), metav1.ListOptions{})
+		return err == nil
+	}, 30*time.Second, 100*time.Millisecond, "the tenant lists pods in %s once its RoleBinding is applied", ns)
+	_, err = tenant.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	require.True(t, apierrors.IsForbidden(err), "listing nodes: %v", err)
+	_, err = tenant.CoreV1().Pods("kube-system").List(context.Background(), metav1.ListOptions{})
+	require.True(t, apierrors.IsForbidden(err), "listing another namespace's pods: %v", err)
+}
+
+// gqlClient posts GraphQL documents and fails the test on any error.
+type gqlClient struct {
+	t   *testing.T
+	url string
+}
+
+func newGQLClient(t *testing.T, url string) *gqlClient { return &gqlClient{t: t, url: url} }
+
+func (c *gqlClient) do(token, query string, vars map[string]any) map[string]any {
+	c.t.Helper()
+	body, err := json.Marshal(map[string]any{"query": query, "variables": vars})
+	require.NoError(c.t, err)
+	req, err := http.NewRequest(http.MethodPost, c.url, bytes.NewReader(body))
+	require.NoError(c.t, err)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(c.t, err)
+	defer func() { _ = resp.Body.Close() }()
+	var res struct {
+		Data   map[string]any `json:"data"`
+		Errors []any          `json:"errors"`
+	}
+	require.NoError(c.t, json.NewDecoder(resp.Body).Decode(&res))
+	require.Empty(c.t, res.Errors)
+	return res.Data
 }

@@ -66,13 +66,15 @@ func clock() time.Time { return time.Now().UTC() }
 // app is everything serve wires together, so that tests and the dev
 // command build exactly the same thing.
 type app struct {
-	cfg     Config
-	log     *slog.Logger
-	pool    *pgxpool.Pool
-	kube    kubernetes.Interface
-	tenancy *tenancy.Service
-	authz   *authz.Authorizer
-	http    *httpServer
+	cfg       Config
+	log       *slog.Logger
+	pool      *pgxpool.Pool
+	kube      kubernetes.Interface
+	tenancy   *tenancy.Service
+	authz     *authz.Authorizer
+	isolation *isolationParts
+	metering  *meteringParts
+	http      *httpServer
 	// background runs until ctx is done, next to the HTTP server.
 	background []func(context.Context) error
 }
@@ -148,17 +150,30 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		return nil, err
 	}
 
+	reg := newRegistry()
+	if a.isolation, err = newIsolation(cfg.Isolation, restCfg, a.kube, a, reg); err != nil {
+		return nil, err
+	}
+	if a.metering, err = newMetering(ctx, cfg, restCfg, a.kube, a, reg); err != nil {
+		return nil, err
+	}
+
 	gql, err := graph.NewHandler(graph.Config{
 		Dev:           cfg.Dev,
 		Introspection: cfg.Dev || cfg.GraphQL.Introspection,
 		MaxDepth:      cfg.GraphQL.MaxDepth,
 		MaxComplexity: cfg.GraphQL.MaxComplexity,
-	}, graph.Deps{Tenancy: a.tenancy, Authorizer: a.authz, Logger: log, Clock: clock})
+	}, graph.Deps{
+		Tenancy: a.tenancy, Authorizer: a.authz,
+		Kubeconfigs: a.isolation.kubeconfigs, Suspender: a.isolation.suspension,
+		Hosts: a.isolation.hosts, Usage: a.metering.queries,
+		Logger: log, Clock: clock,
+	})
 	if err != nil {
 		return nil, err
 	}
 
-	a.http = newHTTPServer(cfg.HTTP, log, newRegistry(), []check{
+	a.http = newHTTPServer(cfg.HTTP, log, reg, []check{
 		{name: "postgres", fn: pool.Ping},
 		{name: "kubernetes", fn: kubeReady(a.kube)},
 		{name: "authorization", fn: func(context.Context) error {
@@ -171,6 +186,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		}},
 	})
 	a.http.handle("/graphql", gql)
+	a.http.handle("POST /v1/usage", a.metering.ingest)
 	if cfg.Dev {
 		a.http.handle("GET /{$}", gql) // GraphiQL
 	}
@@ -193,6 +209,8 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		listener.Run,
 		sender.Run,
 		every(10*time.Minute, "pruning expired tokens and rate-limit windows", log, a.tenancy.Prune),
+		runIsolation(a.isolation, a.kube, cfg.Isolation, log),
+		a.metering.run(),
 	)
 	return a, nil
 }
@@ -264,6 +282,10 @@ func every(interval time.Duration, what string, log *slog.Logger, f func(context
 	}
 }
 
+// The client-side rate limit towards kube-apiserver: the reconciler applies
+// many small objects, and client-go's default (5/s) would throttle it.
+const kubeQPS, kubeBurst = 200, 400
+
 // kubeRESTConfig loads a kubeconfig file, or the in-cluster configuration
 // when path is empty.
 func kubeRESTConfig(path string) (*rest.Config, error) {
@@ -272,13 +294,14 @@ func kubeRESTConfig(path string) (*rest.Config, error) {
 		if err != nil {
 			return nil, &configError{"--kubeconfig (TENANTPLANE_KUBECONFIG)", "not set and not running in a cluster: " + err.Error()}
 		}
+		c.QPS, c.Burst = kubeQPS, kubeBurst
 		return c, nil
 	}
 	c, err := clientcmd.BuildConfigFromFlags("", path)
 	if err != nil {
 		return nil, &configError{"--kubeconfig (TENANTPLANE_KUBECONFIG)", err.Error()}
 	}
-	c.QPS, c.Burst = 200, 400
+	c.QPS, c.Burst = kubeQPS, kubeBurst
 	return c, nil
 }
 

@@ -162,3 +162,44 @@ func (s *Service) NamespacesByUserIDs(ctx context.Context, userIDs []int64) (map
 	rows, err := batch(ctx, "namespaces by user ids", userIDs, s.store.NamespacesByUserIDs)
 	return groupBy(rows, func(m NamespaceMembership) int64 { return m.UserID }), err
 }
+
+// OrgTreeDepth is how far below a user's orgs OrgTree reads.
+type OrgTreeDepth int
+
+// The depths of an org tree.
+const (
+	// TreeNamespaces reads the orgs and their namespaces.
+	TreeNamespaces OrgTreeDepth = iota + 1
+	// TreeMembers reads, as well, the namespaces' members and their users.
+	TreeMembers
+)
+
+// OrgTree is what lies below one user's orgs, grouped as the batch
+// loaders group it, so that it can answer for them.
+type OrgTree struct {
+	// Orgs are the user's orgs, by ID, with the user's role.
+	Orgs []OrgMembership
+	// Namespaces holds each org's namespaces by ID; every org of Orgs has
+	// an entry.
+	Namespaces map[int64][]Namespace
+	// Members holds each namespace's members by user ID, and Users their
+	// users; with TreeMembers, every namespace of Namespaces has an entry.
+	Members map[int64][]Member
+	Users   map[int64]User
+}
+
+// OrgTree reads the orgs of a user and, down to depth, their namespaces,
+// the namespaces' members and the members' users, in one query: what
+// me { orgs { namespaces { members { user } } } } shows. It reads whole
+// lists, as the batch loaders do; whoever shows them authorizes each
+// level.
+func (s *Service) OrgTree(ctx context.Context, userID int64, depth OrgTreeDepth) (OrgTree, error) {
+	if depth != TreeNamespaces && depth != TreeMembers {
+		return OrgTree{}, fmt.Errorf("org tree: depth %d", depth)
+	}
+	t, err := s.store.OrgTree(ctx, userID, depth)
+	if err != nil {
+		return OrgTree{}, fmt.Errorf("org tree: %w", err)
+	}
+	return t, nil
+}

@@ -173,9 +173,10 @@ func (s *Service) SuspendNamespace(ctx context.Context, nsID int64, reason strin
 }
 
 // ResumeNamespace moves a suspended namespace back to active; for billing
-// and platform admins. A deleting namespace is CONFLICT.
-func (s *Service) ResumeNamespace(ctx context.Context, nsID int64) (Namespace, error) {
-	return s.adminSetState(ctx, nsID, NamespaceActive, "namespace.resume", "")
+// and platform admins. The reason, when given, goes into the audit log. A
+// deleting namespace is CONFLICT.
+func (s *Service) ResumeNamespace(ctx context.Context, nsID int64, reason string) (Namespace, error) {
+	return s.adminSetState(ctx, nsID, NamespaceActive, "namespace.resume", reason)
 }
 
 func (s *Service) adminSetState(ctx context.Context, nsID int64, state NamespaceState, action, reason string) (Namespace, error) {

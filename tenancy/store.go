@@ -101,6 +101,9 @@ type Tx interface {
 	UserNamespaces(ctx context.Context, userID int64, q PageQuery) ([]NamespaceMembership, error)
 	MembersByNamespaceIDs(ctx context.Context, nsIDs []int64) ([]Member, error)
 	NamespacesByUserIDs(ctx context.Context, userIDs []int64) ([]NamespaceMembership, error)
+	// OrgTree reads the orgs of a user and what lies below them down to
+	// depth, in one query. Lists come sorted by ID.
+	OrgTree(ctx context.Context, userID int64, depth OrgTreeDepth) (OrgTree, error)
 
 	InsertInvitation(ctx context.Context, inv Invitation, hash []byte) (Invitation, error)
 	InvitationByID(ctx context.Context, id int64) (Invitation, error)

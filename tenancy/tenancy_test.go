@@ -287,7 +287,7 @@ func TestNamespaceCreateDeleteAndState(t *testing.T) {
 	s, err = b.svc.SuspendNamespace(system("billing"), ns.ID, "again")
 	require.NoError(t, err)
 	require.Equal(t, tenancy.NamespaceSuspended, s.State)
-	r, err := b.svc.ResumeNamespace(admin(other.ID), ns.ID)
+	r, err := b.svc.ResumeNamespace(admin(other.ID), ns.ID, "paid by bank transfer")
 	require.NoError(t, err)
 	require.Equal(t, tenancy.NamespaceActive, r.State)
 
@@ -303,7 +303,7 @@ func TestNamespaceCreateDeleteAndState(t *testing.T) {
 	requireCode(t, err, errcode.Conflict)
 	_, err = b.svc.Invite(as(tm.owner.ID), ns.ID, "late@example.com", tenancy.RoleViewer, 0)
 	requireCode(t, err, errcode.Conflict)
-	_, err = b.svc.ResumeNamespace(system("billing"), ns.ID)
+	_, err = b.svc.ResumeNamespace(system("billing"), ns.ID, "")
 	requireCode(t, err, errcode.Conflict)
 	_, err = b.svc.CreateNamespace(as(tm.owner.ID), tm.org.ID, "room-again")
 	require.NoError(t, err, "a deleting namespace no longer counts against the org's limit")
@@ -314,6 +314,8 @@ func TestNamespaceCreateDeleteAndState(t *testing.T) {
 		AND actor = 'system:billing' AND detail->>'reason' = 'balance below zero'`, tenancy.NamespaceKey(ns.ID)))
 	require.Equal(t, 1, b.count(`SELECT count(*) FROM outbox WHERE key = $1 AND kind = 'namespace.delete'
 		AND payload->>'state' = 'deleting' AND payload->>'name' = 'web-prod'`, tenancy.NamespaceKey(ns.ID)))
+	require.Equal(t, 1, b.count(`SELECT count(*) FROM audit_log WHERE target = $1 AND action = 'namespace.resume'
+		AND detail->>'reason' = 'paid by bank transfer'`, tenancy.NamespaceKey(ns.ID)))
 	_, err = b.svc.SuspendNamespace(system("billing"), 999999, "")
 	requireCode(t, err, errcode.NotFound)
 }

@@ -111,7 +111,18 @@ install_one() {
 	# changing that.
 	# -s -w drops debug information nobody reads here: a third smaller, and
 	# quicker to link.
-	GOWORK=off GOFLAGS=-mod=readonly go build -C "$tools_dir/$module" -ldflags "-s -w $ldflags" -o "$bin.tmp" "$pkg"
+	# A cold build of the Kubernetes programs is silent for minutes: say
+	# every 20 seconds that it is still going.
+	(
+		while sleep 20; do echo "         … still building $name ($((SECONDS - start))s)"; done
+	) &
+	local ticker=$!
+	if ! GOWORK=off GOFLAGS=-mod=readonly go build -C "$tools_dir/$module" -ldflags "-s -w $ldflags" -o "$bin.tmp" "$pkg"; then
+		kill "$ticker" 2>/dev/null || true
+		exit 1
+	fi
+	kill "$ticker" 2>/dev/null || true
+	wait "$ticker" 2>/dev/null || true
 	if [[ "$name" == kwok ]]; then
 		kwok_stages "$dir"
 	fi

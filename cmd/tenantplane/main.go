@@ -1,6 +1,3 @@
-// Command tenantplane is the Tenantplane control plane: the API server, the
-// reconcilers, the collectors, the billing engine and the node agent, chosen
-// by subcommand.
 package main
 
 import (

@@ -86,6 +86,11 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	HostClaim struct {
+		CreatedAt func(childComplexity int) int
+		Host      func(childComplexity int) int
+	}
+
 	Invitation struct {
 		CreatedAt func(childComplexity int) int
 		Email     func(childComplexity int) int
@@ -114,6 +119,13 @@ type ComplexityRoot struct {
 		Token     func(childComplexity int) int
 	}
 
+	Kubeconfig struct {
+		ExpiresAt      func(childComplexity int) int
+		Namespace      func(childComplexity int) int
+		ServiceAccount func(childComplexity int) int
+		Yaml           func(childComplexity int) int
+	}
+
 	Member struct {
 		CreatedAt func(childComplexity int) int
 		Namespace func(childComplexity int) int
@@ -133,40 +145,46 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		AcceptInvitation     func(childComplexity int, token string) int
-		AddMember            func(childComplexity int, input model.MemberInput) int
-		AddOrgMember         func(childComplexity int, input model.OrgMemberInput) int
-		ChangeOrgRole        func(childComplexity int, input model.OrgMemberInput) int
-		ChangeRole           func(childComplexity int, input model.MemberInput) int
-		CreateAPIToken       func(childComplexity int, input model.CreateAPITokenInput) int
-		CreateNamespace      func(childComplexity int, input model.CreateNamespaceInput) int
-		CreateOrg            func(childComplexity int, input model.CreateOrgInput) int
-		DeleteNamespace      func(childComplexity int, id int64) int
-		DisableUser          func(childComplexity int, userID int64) int
-		EnableUser           func(childComplexity int, userID int64) int
-		Invite               func(childComplexity int, input model.InviteInput) int
-		LeaveNamespace       func(childComplexity int, namespaceID int64) int
-		LeaveOrg             func(childComplexity int, orgID int64) int
-		LogIn                func(childComplexity int, input model.LogInInput) int
-		LogOut               func(childComplexity int) int
-		RemoveMember         func(childComplexity int, input model.MemberRefInput) int
-		RemoveOrgMember      func(childComplexity int, input model.OrgMemberRefInput) int
-		RenameOrg            func(childComplexity int, input model.RenameOrgInput) int
-		RequestPasswordReset func(childComplexity int, email string) int
-		ResendVerification   func(childComplexity int) int
-		ResetPassword        func(childComplexity int, input model.ResetPasswordInput) int
-		ResumeNamespace      func(childComplexity int, id int64) int
-		RevokeAPIToken       func(childComplexity int, id int64) int
-		RevokeInvitation     func(childComplexity int, id int64) int
-		SignUp               func(childComplexity int, input model.SignUpInput) int
-		SuspendNamespace     func(childComplexity int, id int64, reason string) int
-		TransferOrgOwnership func(childComplexity int, input model.OrgMemberRefInput) int
-		TransferOwnership    func(childComplexity int, input model.MemberRefInput) int
-		VerifyEmail          func(childComplexity int, token string) int
+		AcceptInvitation      func(childComplexity int, token string) int
+		AddMember             func(childComplexity int, input model.MemberInput) int
+		AddOrgMember          func(childComplexity int, input model.OrgMemberInput) int
+		ChangeOrgRole         func(childComplexity int, input model.OrgMemberInput) int
+		ChangeRole            func(childComplexity int, input model.MemberInput) int
+		ClaimHost             func(childComplexity int, namespaceID int64, host string) int
+		CreateAPIToken        func(childComplexity int, input model.CreateAPITokenInput) int
+		CreateNamespace       func(childComplexity int, input model.CreateNamespaceInput) int
+		CreateOrg             func(childComplexity int, input model.CreateOrgInput) int
+		DeleteNamespace       func(childComplexity int, id int64) int
+		DisableUser           func(childComplexity int, userID int64) int
+		EnableUser            func(childComplexity int, userID int64) int
+		Invite                func(childComplexity int, input model.InviteInput) int
+		Kubeconfig            func(childComplexity int, namespaceID int64, ttlSeconds *int) int
+		LeaveNamespace        func(childComplexity int, namespaceID int64) int
+		LeaveOrg              func(childComplexity int, orgID int64) int
+		LogIn                 func(childComplexity int, input model.LogInInput) int
+		LogOut                func(childComplexity int) int
+		ReleaseHost           func(childComplexity int, namespaceID int64, host string) int
+		RemoveMember          func(childComplexity int, input model.MemberRefInput) int
+		RemoveOrgMember       func(childComplexity int, input model.OrgMemberRefInput) int
+		RenameOrg             func(childComplexity int, input model.RenameOrgInput) int
+		RequestPasswordReset  func(childComplexity int, email string) int
+		ResendVerification    func(childComplexity int) int
+		ResetPassword         func(childComplexity int, input model.ResetPasswordInput) int
+		ResumeNamespace       func(childComplexity int, id int64, reason string) int
+		RevokeAPIToken        func(childComplexity int, id int64) int
+		RevokeInvitation      func(childComplexity int, id int64) int
+		RevokeMyKubeconfigs   func(childComplexity int) int
+		RevokeUserKubeconfigs func(childComplexity int, userID int64, reason string) int
+		SignUp                func(childComplexity int, input model.SignUpInput) int
+		SuspendNamespace      func(childComplexity int, id int64, reason string) int
+		TransferOrgOwnership  func(childComplexity int, input model.OrgMemberRefInput) int
+		TransferOwnership     func(childComplexity int, input model.MemberRefInput) int
+		VerifyEmail           func(childComplexity int, token string) int
 	}
 
 	Namespace struct {
 		CreatedAt   func(childComplexity int) int
+		Hosts       func(childComplexity int) int
 		ID          func(childComplexity int) int
 		Invitations func(childComplexity int, first *int, after *string) int
 		MemberLimit func(childComplexity int) int
@@ -244,8 +262,37 @@ type ComplexityRoot struct {
 		Namespace   func(childComplexity int, id int64) int
 		Namespaces  func(childComplexity int, first *int, after *string) int
 		Org         func(childComplexity int, id int64) int
+		OrgUsage    func(childComplexity int, orgID int64, from time.Time, to time.Time, granularity model.Granularity) int
 		Orgs        func(childComplexity int, first *int, after *string) int
+		Usage       func(childComplexity int, namespaceID int64, from time.Time, to time.Time, granularity model.Granularity) int
 		User        func(childComplexity int, id int64) int
+	}
+
+	UsageGap struct {
+		End    func(childComplexity int) int
+		Reason func(childComplexity int) int
+		Source func(childComplexity int) int
+		Start  func(childComplexity int) int
+	}
+
+	UsagePoint struct {
+		Quantity func(childComplexity int) int
+		Start    func(childComplexity int) int
+	}
+
+	UsageReport struct {
+		From        func(childComplexity int) int
+		Gaps        func(childComplexity int) int
+		Granularity func(childComplexity int) int
+		Series      func(childComplexity int) int
+		To          func(childComplexity int) int
+	}
+
+	UsageSeries struct {
+		Class    func(childComplexity int) int
+		Points   func(childComplexity int) int
+		Resource func(childComplexity int) int
+		Unit     func(childComplexity int) int
 	}
 
 	User struct {
@@ -284,7 +331,7 @@ type MutationResolver interface {
 	CreateNamespace(ctx context.Context, input model.CreateNamespaceInput) (*model.Namespace, error)
 	DeleteNamespace(ctx context.Context, id int64) (*model.Namespace, error)
 	SuspendNamespace(ctx context.Context, id int64, reason string) (*model.Namespace, error)
-	ResumeNamespace(ctx context.Context, id int64) (*model.Namespace, error)
+	ResumeNamespace(ctx context.Context, id int64, reason string) (*model.Namespace, error)
 	Invite(ctx context.Context, input model.InviteInput) (*model.Invitation, error)
 	AcceptInvitation(ctx context.Context, token string) (*model.Member, error)
 	RevokeInvitation(ctx context.Context, id int64) (*model.Invitation, error)
@@ -304,12 +351,18 @@ type MutationResolver interface {
 	RevokeAPIToken(ctx context.Context, id int64) (bool, error)
 	DisableUser(ctx context.Context, userID int64) (bool, error)
 	EnableUser(ctx context.Context, userID int64) (bool, error)
+	Kubeconfig(ctx context.Context, namespaceID int64, ttlSeconds *int) (*model.Kubeconfig, error)
+	RevokeMyKubeconfigs(ctx context.Context) (bool, error)
+	RevokeUserKubeconfigs(ctx context.Context, userID int64, reason string) (bool, error)
+	ClaimHost(ctx context.Context, namespaceID int64, host string) (*model.HostClaim, error)
+	ReleaseHost(ctx context.Context, namespaceID int64, host string) (bool, error)
 }
 type NamespaceResolver interface {
 	Org(ctx context.Context, obj *model.Namespace) (*model.Org, error)
 	ViewerRole(ctx context.Context, obj *model.Namespace) (*model.Role, error)
 	Members(ctx context.Context, obj *model.Namespace, first *int, after *string) (*model.MemberConnection, error)
 	Invitations(ctx context.Context, obj *model.Namespace, first *int, after *string) (*model.InvitationConnection, error)
+	Hosts(ctx context.Context, obj *model.Namespace) ([]*model.HostClaim, error)
 }
 type OrgResolver interface {
 	ViewerRole(ctx context.Context, obj *model.Org) (*model.OrgRole, error)
@@ -331,6 +384,8 @@ type QueryResolver interface {
 	Invitations(ctx context.Context, namespaceID int64, first *int, after *string) (*model.InvitationConnection, error)
 	APITokens(ctx context.Context, first *int, after *string) (*model.APITokenConnection, error)
 	AuditLog(ctx context.Context, filter *model.AuditFilter, first *int, after *string) (*model.AuditEntryConnection, error)
+	Usage(ctx context.Context, namespaceID int64, from time.Time, to time.Time, granularity model.Granularity) (*model.UsageReport, error)
+	OrgUsage(ctx context.Context, orgID int64, from time.Time, to time.Time, granularity model.Granularity) (*model.UsageReport, error)
 }
 type UserResolver interface {
 	DisplayName(ctx context.Context, obj *model.User) (string, error)
@@ -509,6 +564,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.AuditEntryEdge.Node(childComplexity), true
 
+	case "HostClaim.createdAt":
+		if e.ComplexityRoot.HostClaim.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HostClaim.CreatedAt(childComplexity), true
+	case "HostClaim.host":
+		if e.ComplexityRoot.HostClaim.Host == nil {
+			break
+		}
+
+		return e.ComplexityRoot.HostClaim.Host(childComplexity), true
+
 	case "Invitation.createdAt":
 		if e.ComplexityRoot.Invitation.CreatedAt == nil {
 			break
@@ -608,6 +676,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.IssuedToken.Token(childComplexity), true
+
+	case "Kubeconfig.expiresAt":
+		if e.ComplexityRoot.Kubeconfig.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Kubeconfig.ExpiresAt(childComplexity), true
+	case "Kubeconfig.namespace":
+		if e.ComplexityRoot.Kubeconfig.Namespace == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Kubeconfig.Namespace(childComplexity), true
+	case "Kubeconfig.serviceAccount":
+		if e.ComplexityRoot.Kubeconfig.ServiceAccount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Kubeconfig.ServiceAccount(childComplexity), true
+	case "Kubeconfig.yaml":
+		if e.ComplexityRoot.Kubeconfig.Yaml == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Kubeconfig.Yaml(childComplexity), true
 
 	case "Member.createdAt":
 		if e.ComplexityRoot.Member.CreatedAt == nil {
@@ -721,6 +814,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ChangeRole(childComplexity, args["input"].(model.MemberInput)), true
+	case "Mutation.claimHost":
+		if e.ComplexityRoot.Mutation.ClaimHost == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_claimHost_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ClaimHost(childComplexity, args["namespaceId"].(int64), args["host"].(string)), true
 	case "Mutation.createApiToken":
 		if e.ComplexityRoot.Mutation.CreateAPIToken == nil {
 			break
@@ -798,6 +902,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.Invite(childComplexity, args["input"].(model.InviteInput)), true
+	case "Mutation.kubeconfig":
+		if e.ComplexityRoot.Mutation.Kubeconfig == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_kubeconfig_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.Kubeconfig(childComplexity, args["namespaceId"].(int64), args["ttlSeconds"].(*int)), true
 	case "Mutation.leaveNamespace":
 		if e.ComplexityRoot.Mutation.LeaveNamespace == nil {
 			break
@@ -837,6 +952,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.LogOut(childComplexity), true
+	case "Mutation.releaseHost":
+		if e.ComplexityRoot.Mutation.ReleaseHost == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_releaseHost_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ReleaseHost(childComplexity, args["namespaceId"].(int64), args["host"].(string)), true
 	case "Mutation.removeMember":
 		if e.ComplexityRoot.Mutation.RemoveMember == nil {
 			break
@@ -908,7 +1034,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.ResumeNamespace(childComplexity, args["id"].(int64)), true
+		return e.ComplexityRoot.Mutation.ResumeNamespace(childComplexity, args["id"].(int64), args["reason"].(string)), true
 	case "Mutation.revokeApiToken":
 		if e.ComplexityRoot.Mutation.RevokeAPIToken == nil {
 			break
@@ -931,6 +1057,23 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RevokeInvitation(childComplexity, args["id"].(int64)), true
+	case "Mutation.revokeMyKubeconfigs":
+		if e.ComplexityRoot.Mutation.RevokeMyKubeconfigs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Mutation.RevokeMyKubeconfigs(childComplexity), true
+	case "Mutation.revokeUserKubeconfigs":
+		if e.ComplexityRoot.Mutation.RevokeUserKubeconfigs == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_revokeUserKubeconfigs_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RevokeUserKubeconfigs(childComplexity, args["userId"].(int64), args["reason"].(string)), true
 	case "Mutation.signUp":
 		if e.ComplexityRoot.Mutation.SignUp == nil {
 			break
@@ -993,6 +1136,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Namespace.CreatedAt(childComplexity), true
+	case "Namespace.hosts":
+		if e.ComplexityRoot.Namespace.Hosts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Namespace.Hosts(childComplexity), true
 	case "Namespace.id":
 		if e.ComplexityRoot.Namespace.ID == nil {
 			break
@@ -1341,6 +1490,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Org(childComplexity, args["id"].(int64)), true
+	case "Query.orgUsage":
+		if e.ComplexityRoot.Query.OrgUsage == nil {
+			break
+		}
+
+		args, err := ec.field_Query_orgUsage_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.OrgUsage(childComplexity, args["orgId"].(int64), args["from"].(time.Time), args["to"].(time.Time), args["granularity"].(model.Granularity)), true
 	case "Query.orgs":
 		if e.ComplexityRoot.Query.Orgs == nil {
 			break
@@ -1352,6 +1512,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Orgs(childComplexity, args["first"].(*int), args["after"].(*string)), true
+	case "Query.usage":
+		if e.ComplexityRoot.Query.Usage == nil {
+			break
+		}
+
+		args, err := ec.field_Query_usage_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Usage(childComplexity, args["namespaceId"].(int64), args["from"].(time.Time), args["to"].(time.Time), args["granularity"].(model.Granularity)), true
 	case "Query.user":
 		if e.ComplexityRoot.Query.User == nil {
 			break
@@ -1363,6 +1534,100 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.User(childComplexity, args["id"].(int64)), true
+
+	case "UsageGap.end":
+		if e.ComplexityRoot.UsageGap.End == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageGap.End(childComplexity), true
+	case "UsageGap.reason":
+		if e.ComplexityRoot.UsageGap.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageGap.Reason(childComplexity), true
+	case "UsageGap.source":
+		if e.ComplexityRoot.UsageGap.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageGap.Source(childComplexity), true
+	case "UsageGap.start":
+		if e.ComplexityRoot.UsageGap.Start == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageGap.Start(childComplexity), true
+
+	case "UsagePoint.quantity":
+		if e.ComplexityRoot.UsagePoint.Quantity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsagePoint.Quantity(childComplexity), true
+	case "UsagePoint.start":
+		if e.ComplexityRoot.UsagePoint.Start == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsagePoint.Start(childComplexity), true
+
+	case "UsageReport.from":
+		if e.ComplexityRoot.UsageReport.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageReport.From(childComplexity), true
+	case "UsageReport.gaps":
+		if e.ComplexityRoot.UsageReport.Gaps == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageReport.Gaps(childComplexity), true
+	case "UsageReport.granularity":
+		if e.ComplexityRoot.UsageReport.Granularity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageReport.Granularity(childComplexity), true
+	case "UsageReport.series":
+		if e.ComplexityRoot.UsageReport.Series == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageReport.Series(childComplexity), true
+	case "UsageReport.to":
+		if e.ComplexityRoot.UsageReport.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageReport.To(childComplexity), true
+
+	case "UsageSeries.class":
+		if e.ComplexityRoot.UsageSeries.Class == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageSeries.Class(childComplexity), true
+	case "UsageSeries.points":
+		if e.ComplexityRoot.UsageSeries.Points == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageSeries.Points(childComplexity), true
+	case "UsageSeries.resource":
+		if e.ComplexityRoot.UsageSeries.Resource == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageSeries.Resource(childComplexity), true
+	case "UsageSeries.unit":
+		if e.ComplexityRoot.UsageSeries.Unit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UsageSeries.Unit(childComplexity), true
 
 	case "User.createdAt":
 		if e.ComplexityRoot.User.CreatedAt == nil {
@@ -1625,6 +1890,51 @@ extend type Mutation {
   disableUser(userId: ID!): Boolean! @auth(scope: PLATFORM, action: "user.disable")
   "Re-enables a disabled user; platform admins only."
   enableUser(userId: ID!): Boolean! @auth(scope: PLATFORM, action: "user.disable")
+}
+`, BuiltIn: false},
+	{Name: "../../schema/graphql/isolation.graphqls", Input: `"A kubeconfig for one namespace. Its token is short-lived and shown this once."
+type Kubeconfig {
+  "The kubeconfig file, YAML."
+  yaml: String! @auth(scope: PARENT)
+  "The Kubernetes namespace of its current context."
+  namespace: String! @auth(scope: PARENT)
+  "The identity it acts as: NAMESPACE/NAME of a ServiceAccount."
+  serviceAccount: String! @auth(scope: PARENT)
+  "When its token stops working."
+  expiresAt: Time! @auth(scope: PARENT)
+}
+
+"A host name a namespace holds for its Ingresses and HTTPRoutes."
+type HostClaim {
+  host: String! @auth(scope: PARENT)
+  createdAt: Time! @auth(scope: PARENT)
+}
+
+extend type Namespace {
+  "The host names the namespace holds; null for those who may not read it."
+  hosts: [HostClaim!] @auth(scope: NAMESPACE, action: "namespace.read")
+}
+
+extend type Mutation {
+  """
+  Issues the caller a kubeconfig for a namespace they are a member of,
+  valid for ttlSeconds (the server's default when absent, within the
+  bounds the server sets). Members of a suspended namespace get read-only
+  access.
+  """
+  kubeconfig(namespaceId: ID!, ttlSeconds: Int): Kubeconfig!
+    @auth(scope: NAMESPACE, action: "namespace.kubeconfig", id: "namespaceId")
+  "Invalidates every kubeconfig issued to the caller."
+  revokeMyKubeconfigs: Boolean! @auth(scope: USER)
+  "Invalidates every kubeconfig issued to a user; platform admins only."
+  revokeUserKubeconfigs(userId: ID!, reason: String!): Boolean!
+    @auth(scope: PLATFORM, action: "user.revoke_kubeconfigs")
+  "Claims a host name for a namespace's Ingresses and HTTPRoutes; no two namespaces hold one."
+  claimHost(namespaceId: ID!, host: String!): HostClaim!
+    @auth(scope: NAMESPACE, action: "namespace.host", id: "namespaceId")
+  "Gives up a host name; it stays held until no Ingress or HTTPRoute of the namespace uses it."
+  releaseHost(namespaceId: ID!, host: String!): Boolean!
+    @auth(scope: NAMESPACE, action: "namespace.host", id: "namespaceId")
 }
 `, BuiltIn: false},
 	{Name: "../../schema/graphql/schema.graphqls", Input: `"""
@@ -1958,11 +2268,15 @@ type Mutation {
     @auth(scope: ORG, action: "namespace.create", id: "input.orgId")
   "Starts deleting a namespace."
   deleteNamespace(id: ID!): Namespace! @auth(scope: NAMESPACE, action: "namespace.delete", id: "id")
-  "Suspends a namespace; platform admins only."
+  """
+  Suspends a namespace: its workloads scale to zero, its members keep read
+  access. Platform admins only; the reason goes into the audit log.
+  """
   suspendNamespace(id: ID!, reason: String!): Namespace!
-    @auth(scope: NAMESPACE, action: "namespace.suspend", id: "id")
-  "Resumes a suspended namespace; platform admins only."
-  resumeNamespace(id: ID!): Namespace! @auth(scope: NAMESPACE, action: "namespace.suspend", id: "id")
+    @auth(scope: PLATFORM, action: "namespace.suspend")
+  "Resumes a suspended namespace exactly as it was; platform admins only."
+  resumeNamespace(id: ID!, reason: String!): Namespace!
+    @auth(scope: PLATFORM, action: "namespace.suspend")
   "Mails a single-use invitation into a namespace."
   invite(input: InviteInput!): Invitation!
     @auth(scope: NAMESPACE, action: "invitation.create", id: "input.namespaceId")
@@ -1982,6 +2296,67 @@ type Mutation {
   "Makes another member an owner; the caller becomes an admin."
   transferOwnership(input: MemberRefInput!): Boolean!
     @auth(scope: NAMESPACE, action: "namespace.transfer", id: "input.namespaceId")
+}
+`, BuiltIn: false},
+	{Name: "../../schema/graphql/usage.graphqls", Input: `"A 64-bit integer, written as a string of decimal digits: GraphQL's Int has 32 bits."
+scalar Int64
+
+"The width of the points of a usage series."
+enum Granularity {
+  MINUTE
+  HOUR
+  DAY
+}
+
+"What a namespace, or the namespaces of an org summed, used in a range of time."
+type UsageReport {
+  "The range, [from, to), in whole steps of the granularity."
+  from: Time! @auth(scope: PARENT)
+  to: Time! @auth(scope: PARENT)
+  granularity: Granularity! @auth(scope: PARENT)
+  "One series per resource and class, by resource, then class."
+  series: [UsageSeries!]! @auth(scope: PARENT)
+  "Times the collectors could not observe in the range: usage there is a lower bound."
+  gaps: [UsageGap!]! @auth(scope: PARENT)
+}
+
+"The usage of one resource and class over time."
+type UsageSeries {
+  "cpu, memory, gpu, storage, network.egress, network.ingress, or a meter's own."
+  resource: String! @auth(scope: PARENT)
+  "The storage class, the GPU resource name, cluster or internet; empty when none applies."
+  class: String! @auth(scope: PARENT)
+  "e.g. millicore-minutes, MiB-minutes, bytes"
+  unit: String! @auth(scope: PARENT)
+  "The steps with usage, oldest first; steps without usage are left out."
+  points: [UsagePoint!]! @auth(scope: PARENT)
+}
+
+"The usage of one step."
+type UsagePoint {
+  "The start of the step."
+  start: Time! @auth(scope: PARENT)
+  "In the series' unit."
+  quantity: Int64! @auth(scope: PARENT)
+}
+
+"A time a collector could not observe."
+type UsageGap {
+  "The collector or meter."
+  source: String! @auth(scope: PARENT)
+  start: Time! @auth(scope: PARENT)
+  end: Time! @auth(scope: PARENT)
+  "e.g. not-observed"
+  reason: String! @auth(scope: PARENT)
+}
+
+extend type Query {
+  "A namespace's usage in [from, to), for its members."
+  usage(namespaceId: ID!, from: Time!, to: Time!, granularity: Granularity!): UsageReport!
+    @auth(scope: NAMESPACE, action: "namespace.usage", id: "namespaceId")
+  "The usage of all of an org's namespaces, summed, in [from, to), for its owners and billing members."
+  orgUsage(orgId: ID!, from: Time!, to: Time!, granularity: Granularity!): UsageReport!
+    @auth(scope: ORG, action: "org.billing", id: "orgId")
 }
 `, BuiltIn: false},
 }
@@ -2075,6 +2450,16 @@ func (ec *executionContext) childFields_AuditEntryEdge(ctx context.Context, fiel
 	return nil, fmt.Errorf("no field named %q was found under type AuditEntryEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_HostClaim(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "host":
+		return ec.fieldContext_HostClaim_host(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_HostClaim_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type HostClaim", field.Name)
+}
+
 func (ec *executionContext) childFields_Invitation(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -2129,6 +2514,20 @@ func (ec *executionContext) childFields_IssuedToken(ctx context.Context, field g
 		return ec.fieldContext_IssuedToken_expiresAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type IssuedToken", field.Name)
+}
+
+func (ec *executionContext) childFields_Kubeconfig(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "yaml":
+		return ec.fieldContext_Kubeconfig_yaml(ctx, field)
+	case "namespace":
+		return ec.fieldContext_Kubeconfig_namespace(ctx, field)
+	case "serviceAccount":
+		return ec.fieldContext_Kubeconfig_serviceAccount(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_Kubeconfig_expiresAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Kubeconfig", field.Name)
 }
 
 func (ec *executionContext) childFields_Member(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2187,6 +2586,8 @@ func (ec *executionContext) childFields_Namespace(ctx context.Context, field gra
 		return ec.fieldContext_Namespace_members(ctx, field)
 	case "invitations":
 		return ec.fieldContext_Namespace_invitations(ctx, field)
+	case "hosts":
+		return ec.fieldContext_Namespace_hosts(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Namespace", field.Name)
 }
@@ -2305,6 +2706,60 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 		return ec.fieldContext_PageInfo_endCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_UsageGap(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "source":
+		return ec.fieldContext_UsageGap_source(ctx, field)
+	case "start":
+		return ec.fieldContext_UsageGap_start(ctx, field)
+	case "end":
+		return ec.fieldContext_UsageGap_end(ctx, field)
+	case "reason":
+		return ec.fieldContext_UsageGap_reason(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UsageGap", field.Name)
+}
+
+func (ec *executionContext) childFields_UsagePoint(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "start":
+		return ec.fieldContext_UsagePoint_start(ctx, field)
+	case "quantity":
+		return ec.fieldContext_UsagePoint_quantity(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UsagePoint", field.Name)
+}
+
+func (ec *executionContext) childFields_UsageReport(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "from":
+		return ec.fieldContext_UsageReport_from(ctx, field)
+	case "to":
+		return ec.fieldContext_UsageReport_to(ctx, field)
+	case "granularity":
+		return ec.fieldContext_UsageReport_granularity(ctx, field)
+	case "series":
+		return ec.fieldContext_UsageReport_series(ctx, field)
+	case "gaps":
+		return ec.fieldContext_UsageReport_gaps(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UsageReport", field.Name)
+}
+
+func (ec *executionContext) childFields_UsageSeries(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "resource":
+		return ec.fieldContext_UsageSeries_resource(ctx, field)
+	case "class":
+		return ec.fieldContext_UsageSeries_class(ctx, field)
+	case "unit":
+		return ec.fieldContext_UsageSeries_unit(ctx, field)
+	case "points":
+		return ec.fieldContext_UsageSeries_points(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UsageSeries", field.Name)
 }
 
 func (ec *executionContext) childFields_User(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2547,6 +3002,28 @@ func (ec *executionContext) field_Mutation_changeRole_args(ctx context.Context, 
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_claimHost_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "namespaceId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["namespaceId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "host",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["host"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createApiToken_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2645,6 +3122,28 @@ func (ec *executionContext) field_Mutation_invite_args(ctx context.Context, rawA
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_kubeconfig_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "namespaceId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["namespaceId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "ttlSeconds",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["ttlSeconds"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_leaveNamespace_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2684,6 +3183,28 @@ func (ec *executionContext) field_Mutation_logIn_args(ctx context.Context, rawAr
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_releaseHost_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "namespaceId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["namespaceId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "host",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["host"] = arg1
 	return args, nil
 }
 
@@ -2768,6 +3289,14 @@ func (ec *executionContext) field_Mutation_resumeNamespace_args(ctx context.Cont
 		return nil, err
 	}
 	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg1
 	return args, nil
 }
 
@@ -2796,6 +3325,28 @@ func (ec *executionContext) field_Mutation_revokeInvitation_args(ctx context.Con
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_revokeUserKubeconfigs_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "userId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["userId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg1
 	return args, nil
 }
 
@@ -3127,6 +3678,44 @@ func (ec *executionContext) field_Query_namespaces_args(ctx context.Context, raw
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_orgUsage_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "granularity",
+		func(ctx context.Context, v any) (model.Granularity, error) {
+			return ec.unmarshalNGranularity2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGranularity(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["granularity"] = arg3
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_org_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3160,6 +3749,44 @@ func (ec *executionContext) field_Query_orgs_args(ctx context.Context, rawArgs m
 		return nil, err
 	}
 	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_usage_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "namespaceId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["namespaceId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "granularity",
+		func(ctx context.Context, v any) (model.Granularity, error) {
+			return ec.unmarshalNGranularity2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGranularity(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["granularity"] = arg3
 	return args, nil
 }
 
@@ -4351,6 +4978,88 @@ func (ec *executionContext) fieldContext_AuditEntryEdge_cursor(_ context.Context
 	return graphql.NewScalarFieldContext("AuditEntryEdge", field, false, false, "String")
 }
 
+func (ec *executionContext) _HostClaim_host(ctx context.Context, field graphql.CollectedField, obj *model.HostClaim) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HostClaim_host(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Host, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HostClaim_host(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HostClaim", field, false, false, "String")
+}
+
+func (ec *executionContext) _HostClaim_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.HostClaim) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_HostClaim_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_HostClaim_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("HostClaim", field, false, false, "Time")
+}
+
 func (ec *executionContext) _Invitation_id(ctx context.Context, field graphql.CollectedField, obj *model.Invitation) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5059,6 +5768,170 @@ func (ec *executionContext) _IssuedToken_expiresAt(ctx context.Context, field gr
 }
 func (ec *executionContext) fieldContext_IssuedToken_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("IssuedToken", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Kubeconfig_yaml(ctx context.Context, field graphql.CollectedField, obj *model.Kubeconfig) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Kubeconfig_yaml(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Yaml, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Kubeconfig_yaml(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Kubeconfig", field, false, false, "String")
+}
+
+func (ec *executionContext) _Kubeconfig_namespace(ctx context.Context, field graphql.CollectedField, obj *model.Kubeconfig) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Kubeconfig_namespace(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Namespace, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Kubeconfig_namespace(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Kubeconfig", field, false, false, "String")
+}
+
+func (ec *executionContext) _Kubeconfig_serviceAccount(ctx context.Context, field graphql.CollectedField, obj *model.Kubeconfig) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Kubeconfig_serviceAccount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ServiceAccount, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Kubeconfig_serviceAccount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Kubeconfig", field, false, false, "String")
+}
+
+func (ec *executionContext) _Kubeconfig_expiresAt(ctx context.Context, field graphql.CollectedField, obj *model.Kubeconfig) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Kubeconfig_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Kubeconfig_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Kubeconfig", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Member_user(ctx context.Context, field graphql.CollectedField, obj *model.Member) (ret graphql.Marshaler) {
@@ -6138,7 +7011,7 @@ func (ec *executionContext) _Mutation_suspendNamespace(ctx context.Context, fiel
 			directive0 := next
 
 			directive1 := func(ctx context.Context) (any, error) {
-				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "NAMESPACE")
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
 				if err != nil {
 					var zeroVal *model.Namespace
 					return zeroVal, err
@@ -6148,16 +7021,11 @@ func (ec *executionContext) _Mutation_suspendNamespace(ctx context.Context, fiel
 					var zeroVal *model.Namespace
 					return zeroVal, err
 				}
-				id, err := ec.unmarshalOString2ᚖstring(ctx, "id")
-				if err != nil {
-					var zeroVal *model.Namespace
-					return zeroVal, err
-				}
 				if ec.Directives.Auth == nil {
 					var zeroVal *model.Namespace
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
 			}
 
 			next = directive1
@@ -6204,13 +7072,13 @@ func (ec *executionContext) _Mutation_resumeNamespace(ctx context.Context, field
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().ResumeNamespace(ctx, fc.Args["id"].(int64))
+			return ec.Resolvers.Mutation().ResumeNamespace(ctx, fc.Args["id"].(int64), fc.Args["reason"].(string))
 		},
 		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
 			directive0 := next
 
 			directive1 := func(ctx context.Context) (any, error) {
-				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "NAMESPACE")
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
 				if err != nil {
 					var zeroVal *model.Namespace
 					return zeroVal, err
@@ -6220,16 +7088,11 @@ func (ec *executionContext) _Mutation_resumeNamespace(ctx context.Context, field
 					var zeroVal *model.Namespace
 					return zeroVal, err
 				}
-				id, err := ec.unmarshalOString2ᚖstring(ctx, "id")
-				if err != nil {
-					var zeroVal *model.Namespace
-					return zeroVal, err
-				}
 				if ec.Directives.Auth == nil {
 					var zeroVal *model.Namespace
 					return zeroVal, errors.New("directive auth is not implemented")
 				}
-				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
 			}
 
 			next = directive1
@@ -7482,6 +8345,330 @@ func (ec *executionContext) fieldContext_Mutation_enableUser(ctx context.Context
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_kubeconfig(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_kubeconfig(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().Kubeconfig(ctx, fc.Args["namespaceId"].(int64), fc.Args["ttlSeconds"].(*int))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "NAMESPACE")
+				if err != nil {
+					var zeroVal *model.Kubeconfig
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "namespace.kubeconfig")
+				if err != nil {
+					var zeroVal *model.Kubeconfig
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "namespaceId")
+				if err != nil {
+					var zeroVal *model.Kubeconfig
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.Kubeconfig
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Kubeconfig) graphql.Marshaler {
+			return ec.marshalNKubeconfig2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐKubeconfig(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_kubeconfig(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Kubeconfig(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_kubeconfig_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_revokeMyKubeconfigs(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_revokeMyKubeconfigs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Mutation().RevokeMyKubeconfigs(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "USER")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_revokeMyKubeconfigs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Mutation", field, true, true, "Boolean")
+}
+
+func (ec *executionContext) _Mutation_revokeUserKubeconfigs(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_revokeUserKubeconfigs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RevokeUserKubeconfigs(ctx, fc.Args["userId"].(int64), fc.Args["reason"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "user.revoke_kubeconfigs")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_revokeUserKubeconfigs(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_revokeUserKubeconfigs_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_claimHost(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_claimHost(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ClaimHost(ctx, fc.Args["namespaceId"].(int64), fc.Args["host"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "NAMESPACE")
+				if err != nil {
+					var zeroVal *model.HostClaim
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "namespace.host")
+				if err != nil {
+					var zeroVal *model.HostClaim
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "namespaceId")
+				if err != nil {
+					var zeroVal *model.HostClaim
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.HostClaim
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.HostClaim) graphql.Marshaler {
+			return ec.marshalNHostClaim2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐHostClaim(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_claimHost(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_HostClaim(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_claimHost_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_releaseHost(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_releaseHost(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ReleaseHost(ctx, fc.Args["namespaceId"].(int64), fc.Args["host"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "NAMESPACE")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "namespace.host")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "namespaceId")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_releaseHost(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_releaseHost_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Namespace_id(ctx context.Context, field graphql.CollectedField, obj *model.Namespace) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7908,6 +9095,61 @@ func (ec *executionContext) fieldContext_Namespace_invitations(ctx context.Conte
 	if fc.Args, err = ec.field_Namespace_invitations_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Namespace_hosts(ctx context.Context, field graphql.CollectedField, obj *model.Namespace) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Namespace_hosts(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Namespace().Hosts(ctx, obj)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "NAMESPACE")
+				if err != nil {
+					var zeroVal []*model.HostClaim
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "namespace.read")
+				if err != nil {
+					var zeroVal []*model.HostClaim
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.HostClaim
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.HostClaim) graphql.Marshaler {
+			return ec.marshalOHostClaim2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐHostClaimᚄ(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Namespace_hosts(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Namespace",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_HostClaim(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -10019,6 +11261,150 @@ func (ec *executionContext) fieldContext_Query_auditLog(ctx context.Context, fie
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_usage(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_usage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Usage(ctx, fc.Args["namespaceId"].(int64), fc.Args["from"].(time.Time), fc.Args["to"].(time.Time), fc.Args["granularity"].(model.Granularity))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "NAMESPACE")
+				if err != nil {
+					var zeroVal *model.UsageReport
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "namespace.usage")
+				if err != nil {
+					var zeroVal *model.UsageReport
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "namespaceId")
+				if err != nil {
+					var zeroVal *model.UsageReport
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.UsageReport
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UsageReport) graphql.Marshaler {
+			return ec.marshalNUsageReport2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUsageReport(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_usage(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UsageReport(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_usage_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_orgUsage(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_orgUsage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().OrgUsage(ctx, fc.Args["orgId"].(int64), fc.Args["from"].(time.Time), fc.Args["to"].(time.Time), fc.Args["granularity"].(model.Granularity))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal *model.UsageReport
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.billing")
+				if err != nil {
+					var zeroVal *model.UsageReport
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal *model.UsageReport
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.UsageReport
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.UsageReport) graphql.Marshaler {
+			return ec.marshalNUsageReport2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUsageReport(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_orgUsage(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UsageReport(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_orgUsage_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query___type(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -10090,6 +11476,648 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields___Schema(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UsageGap_source(ctx context.Context, field graphql.CollectedField, obj *model.UsageGap) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageGap_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Source, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageGap_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageGap", field, false, false, "String")
+}
+
+func (ec *executionContext) _UsageGap_start(ctx context.Context, field graphql.CollectedField, obj *model.UsageGap) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageGap_start(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Start, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageGap_start(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageGap", field, false, false, "Time")
+}
+
+func (ec *executionContext) _UsageGap_end(ctx context.Context, field graphql.CollectedField, obj *model.UsageGap) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageGap_end(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.End, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageGap_end(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageGap", field, false, false, "Time")
+}
+
+func (ec *executionContext) _UsageGap_reason(ctx context.Context, field graphql.CollectedField, obj *model.UsageGap) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageGap_reason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reason, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageGap_reason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageGap", field, false, false, "String")
+}
+
+func (ec *executionContext) _UsagePoint_start(ctx context.Context, field graphql.CollectedField, obj *model.UsagePoint) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsagePoint_start(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Start, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsagePoint_start(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsagePoint", field, false, false, "Time")
+}
+
+func (ec *executionContext) _UsagePoint_quantity(ctx context.Context, field graphql.CollectedField, obj *model.UsagePoint) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsagePoint_quantity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Quantity, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsagePoint_quantity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsagePoint", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _UsageReport_from(ctx context.Context, field graphql.CollectedField, obj *model.UsageReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageReport_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageReport_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageReport", field, false, false, "Time")
+}
+
+func (ec *executionContext) _UsageReport_to(ctx context.Context, field graphql.CollectedField, obj *model.UsageReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageReport_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageReport_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageReport", field, false, false, "Time")
+}
+
+func (ec *executionContext) _UsageReport_granularity(ctx context.Context, field graphql.CollectedField, obj *model.UsageReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageReport_granularity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Granularity, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal model.Granularity
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal model.Granularity
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v model.Granularity) graphql.Marshaler {
+			return ec.marshalNGranularity2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGranularity(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageReport_granularity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageReport", field, false, false, "Granularity")
+}
+
+func (ec *executionContext) _UsageReport_series(ctx context.Context, field graphql.CollectedField, obj *model.UsageReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageReport_series(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Series, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal []*model.UsageSeries
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.UsageSeries
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.UsageSeries) graphql.Marshaler {
+			return ec.marshalNUsageSeries2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUsageSeriesᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageReport_series(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UsageReport",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UsageSeries(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UsageReport_gaps(ctx context.Context, field graphql.CollectedField, obj *model.UsageReport) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageReport_gaps(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Gaps, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal []*model.UsageGap
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.UsageGap
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.UsageGap) graphql.Marshaler {
+			return ec.marshalNUsageGap2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUsageGapᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageReport_gaps(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UsageReport",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UsageGap(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _UsageSeries_resource(ctx context.Context, field graphql.CollectedField, obj *model.UsageSeries) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageSeries_resource(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Resource, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageSeries_resource(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageSeries", field, false, false, "String")
+}
+
+func (ec *executionContext) _UsageSeries_class(ctx context.Context, field graphql.CollectedField, obj *model.UsageSeries) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageSeries_class(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Class, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageSeries_class(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageSeries", field, false, false, "String")
+}
+
+func (ec *executionContext) _UsageSeries_unit(ctx context.Context, field graphql.CollectedField, obj *model.UsageSeries) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageSeries_unit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Unit, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageSeries_unit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UsageSeries", field, false, false, "String")
+}
+
+func (ec *executionContext) _UsageSeries_points(ctx context.Context, field graphql.CollectedField, obj *model.UsageSeries) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UsageSeries_points(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Points, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal []*model.UsagePoint
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.UsagePoint
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.UsagePoint) graphql.Marshaler {
+			return ec.marshalNUsagePoint2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUsagePointᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UsageSeries_points(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "UsageSeries",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UsagePoint(ctx, field)
 		},
 	}
 	return fc, nil
@@ -12585,6 +14613,44 @@ func (ec *executionContext) _AuditEntryEdge(ctx context.Context, sel ast.Selecti
 	return out
 }
 
+var hostClaimImplementors = []string{"HostClaim"}
+
+func (ec *executionContext) _HostClaim(ctx context.Context, sel ast.SelectionSet, obj *model.HostClaim) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, hostClaimImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("HostClaim")
+		case "host":
+			out.Values[i] = ec._HostClaim_host(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._HostClaim_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var invitationImplementors = []string{"Invitation"}
 
 func (ec *executionContext) _Invitation(ctx context.Context, sel ast.SelectionSet, obj *model.Invitation) graphql.Marshaler {
@@ -12759,6 +14825,54 @@ func (ec *executionContext) _IssuedToken(ctx context.Context, sel ast.SelectionS
 			}
 		case "expiresAt":
 			out.Values[i] = ec._IssuedToken_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var kubeconfigImplementors = []string{"Kubeconfig"}
+
+func (ec *executionContext) _Kubeconfig(ctx context.Context, sel ast.SelectionSet, obj *model.Kubeconfig) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, kubeconfigImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Kubeconfig")
+		case "yaml":
+			out.Values[i] = ec._Kubeconfig_yaml(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "namespace":
+			out.Values[i] = ec._Kubeconfig_namespace(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "serviceAccount":
+			out.Values[i] = ec._Kubeconfig_serviceAccount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expiresAt":
+			out.Values[i] = ec._Kubeconfig_expiresAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -13139,6 +15253,41 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "kubeconfig":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_kubeconfig(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "revokeMyKubeconfigs":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_revokeMyKubeconfigs(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "revokeUserKubeconfigs":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_revokeUserKubeconfigs(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "claimHost":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_claimHost(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "releaseHost":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_releaseHost(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -13215,6 +15364,12 @@ func (ec *executionContext) _Namespace(ctx context.Context, sel ast.SelectionSet
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Namespace_invitations(ctx, field, obj)
+				})
+		case "hosts":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Namespace_hosts(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -13724,6 +15879,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_auditLog(ctx, field)
 				})
+		case "usage":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_usage(ctx, field)
+				})
+		case "orgUsage":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_orgUsage(ctx, field)
+				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Query___type(ctx, field)
@@ -13737,6 +15904,193 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var usageGapImplementors = []string{"UsageGap"}
+
+func (ec *executionContext) _UsageGap(ctx context.Context, sel ast.SelectionSet, obj *model.UsageGap) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, usageGapImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UsageGap")
+		case "source":
+			out.Values[i] = ec._UsageGap_source(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "start":
+			out.Values[i] = ec._UsageGap_start(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "end":
+			out.Values[i] = ec._UsageGap_end(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reason":
+			out.Values[i] = ec._UsageGap_reason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var usagePointImplementors = []string{"UsagePoint"}
+
+func (ec *executionContext) _UsagePoint(ctx context.Context, sel ast.SelectionSet, obj *model.UsagePoint) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, usagePointImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UsagePoint")
+		case "start":
+			out.Values[i] = ec._UsagePoint_start(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "quantity":
+			out.Values[i] = ec._UsagePoint_quantity(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var usageReportImplementors = []string{"UsageReport"}
+
+func (ec *executionContext) _UsageReport(ctx context.Context, sel ast.SelectionSet, obj *model.UsageReport) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, usageReportImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UsageReport")
+		case "from":
+			out.Values[i] = ec._UsageReport_from(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "to":
+			out.Values[i] = ec._UsageReport_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "granularity":
+			out.Values[i] = ec._UsageReport_granularity(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "series":
+			out.Values[i] = ec._UsageReport_series(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "gaps":
+			out.Values[i] = ec._UsageReport_gaps(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var usageSeriesImplementors = []string{"UsageSeries"}
+
+func (ec *executionContext) _UsageSeries(ctx context.Context, sel ast.SelectionSet, obj *model.UsageSeries) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, usageSeriesImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UsageSeries")
+		case "resource":
+			out.Values[i] = ec._UsageSeries_resource(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "class":
+			out.Values[i] = ec._UsageSeries_class(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unit":
+			out.Values[i] = ec._UsageSeries_unit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "points":
+			out.Values[i] = ec._UsageSeries_points(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -14346,6 +16700,24 @@ func (ec *executionContext) unmarshalNCreateOrgInput2githubᚗcomᚋtenantplane�
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalNGranularity2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGranularity(ctx context.Context, v any) (model.Granularity, error) {
+	var res model.Granularity
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNGranularity2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGranularity(ctx context.Context, sel ast.SelectionSet, v model.Granularity) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNHostClaim2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐHostClaim(ctx context.Context, sel ast.SelectionSet, v *model.HostClaim) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "HostClaim!")
+		return graphql.Null
+	}
+	return ec._HostClaim(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNID2int64(ctx context.Context, v any) (int64, error) {
 	res, err := model.UnmarshalID64(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -14370,6 +16742,20 @@ func (ec *executionContext) marshalNInt2int(ctx context.Context, sel ast.Selecti
 	res := graphql.MarshalInt(v)
 	if res == graphql.Null {
 		graphql.AddInvalidNullFromMarshaler(ctx, "Int!")
+	}
+	return res
+}
+
+func (ec *executionContext) unmarshalNInt642int64(ctx context.Context, v any) (int64, error) {
+	res, err := model.UnmarshalInt64String(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNInt642int64(ctx context.Context, sel ast.SelectionSet, v int64) graphql.Marshaler {
+	_ = sel
+	res := model.MarshalInt64String(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Int64!")
 	}
 	return res
 }
@@ -14451,6 +16837,14 @@ func (ec *executionContext) marshalNIssuedToken2ᚖgithubᚗcomᚋtenantplaneᚋ
 		return graphql.Null
 	}
 	return ec._IssuedToken(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNKubeconfig2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐKubeconfig(ctx context.Context, sel ast.SelectionSet, v *model.Kubeconfig) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Kubeconfig!")
+		return graphql.Null
+	}
+	return ec._Kubeconfig(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNLogInInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐLogInInput(ctx context.Context, v any) (model.LogInInput, error) {
@@ -14793,6 +17187,86 @@ func (ec *executionContext) marshalNTime2ᚖtimeᚐTime(ctx context.Context, sel
 	return res
 }
 
+func (ec *executionContext) marshalNUsageGap2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUsageGapᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.UsageGap) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNUsageGap2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUsageGap(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNUsageGap2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUsageGap(ctx context.Context, sel ast.SelectionSet, v *model.UsageGap) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UsageGap!")
+		return graphql.Null
+	}
+	return ec._UsageGap(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNUsagePoint2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUsagePointᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.UsagePoint) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNUsagePoint2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUsagePoint(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNUsagePoint2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUsagePoint(ctx context.Context, sel ast.SelectionSet, v *model.UsagePoint) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UsagePoint!")
+		return graphql.Null
+	}
+	return ec._UsagePoint(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNUsageReport2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUsageReport(ctx context.Context, sel ast.SelectionSet, v *model.UsageReport) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UsageReport!")
+		return graphql.Null
+	}
+	return ec._UsageReport(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNUsageSeries2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUsageSeriesᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.UsageSeries) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNUsageSeries2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUsageSeries(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNUsageSeries2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUsageSeries(ctx context.Context, sel ast.SelectionSet, v *model.UsageSeries) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UsageSeries!")
+		return graphql.Null
+	}
+	return ec._UsageSeries(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNUser2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUser(ctx context.Context, sel ast.SelectionSet, v *model.User) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "User!")
@@ -14989,6 +17463,25 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	_ = ctx
 	res := graphql.MarshalBoolean(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOHostClaim2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐHostClaimᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.HostClaim) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNHostClaim2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐHostClaim(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalOInt2ᚖint(ctx context.Context, v any) (*int, error) {

@@ -9,7 +9,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,6 +36,10 @@ const (
 	benchUsers   = 10_000
 	benchClients = 50
 	benchTokens  = 200
+	// Each handler is warmed up, then loaded in benchSlices turns.
+	benchWarmUp = time.Second
+	benchSlice  = 500 * time.Millisecond
+	benchSlices = 10
 	// Each namespace has its owner and this many viewers.
 	benchViewers = 3
 )
@@ -147,20 +154,66 @@ func bareHandler(pool *pgxpool.Pool) http.Handler {
 	})
 }
 
+// target is one handler under load: its client, and what the slices of
+// load measured so far.
+type target struct {
+	url     string
+	client  *http.Client
+	queries func() int64 // statements its pool has sent
+	lat     []time.Duration
+	elapsed time.Duration
+	cpu, pg time.Duration // process and Postgres CPU
+	stmts   int64
+}
+
+func newTarget(tb testing.TB, url string, queries func() int64) *target {
+	tr := &http.Transport{MaxIdleConns: benchClients * 2, MaxIdleConnsPerHost: benchClients * 2}
+	tb.Cleanup(tr.CloseIdleConnections)
+	return &target{url: url, client: &http.Client{Transport: tr, Timeout: 10 * time.Second}, queries: queries}
+}
+
+// measure loads the target for d and adds what it measured.
+func (t *target) measure(tb testing.TB, tokens []string, pg func() time.Duration, d time.Duration) {
+	tb.Helper()
+	c0, p0, q0 := cpuTime(), pg(), t.queries()
+	lat, elapsed := load(tb, t.client, t.url, tokens, benchClients, d)
+	t.cpu += cpuTime() - c0
+	t.pg += pg() - p0
+	t.stmts += t.queries() - q0
+	t.lat = append(t.lat, lat...)
+	t.elapsed += elapsed
+}
+
 type loadResult struct {
 	requests int
 	rps      float64
 	p50, p99 time.Duration
+	cpu, pg  time.Duration // per request
+	stmts    float64       // per request
+}
+
+func (t *target) result(tb testing.TB) loadResult {
+	tb.Helper()
+	require.NotEmpty(tb, t.lat)
+	slices.Sort(t.lat)
+	n := len(t.lat)
+	return loadResult{
+		requests: n,
+		rps:      float64(n) / t.elapsed.Seconds(),
+		p50:      t.lat[n*50/100],
+		p99:      t.lat[n*99/100],
+		cpu:      t.cpu / time.Duration(n),
+		pg:       t.pg / time.Duration(n),
+		stmts:    float64(t.stmts) / float64(n),
+	}
 }
 
 // load sends benchQuery from clients goroutines for d, each with a token
-// of its own, and measures every request.
-func load(tb testing.TB, url string, tokens []string, clients int, d time.Duration) loadResult {
+// of its own, and returns the latency of every request and how long the
+// load took.
+func load(tb testing.TB, client *http.Client, url string, tokens []string, clients int, d time.Duration) ([]time.Duration, time.Duration) {
 	tb.Helper()
 	body, _ := json.Marshal(map[string]string{"query": benchQuery})
-	tr := &http.Transport{MaxIdleConns: clients * 2, MaxIdleConnsPerHost: clients * 2}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	var (
 		mu     sync.Mutex
 		lat    []time.Duration
@@ -200,14 +253,7 @@ func load(tb testing.TB, url string, tokens []string, clients int, d time.Durati
 	wg.Wait()
 	elapsed := time.Since(start)
 	require.Zero(tb, failed.Load(), "failed requests")
-	require.NotEmpty(tb, lat)
-	slices.Sort(lat)
-	return loadResult{
-		requests: len(lat),
-		rps:      float64(len(lat)) / elapsed.Seconds(),
-		p50:      lat[len(lat)*50/100],
-		p99:      lat[len(lat)*99/100],
-	}
+	return lat, elapsed
 }
 
 // Targets on two cores: at least 5,000 requests/s, p99 within 20 ms, and at
@@ -219,8 +265,9 @@ const (
 )
 
 // BenchmarkMeQuery loads benchQuery over loopback at 50 concurrent
-// clients, through the GraphQL handler and through the bare handler, over
-// the same 10,000 users, and reports both and their ratio. Run it once:
+// clients, through the GraphQL handler and through the bare handler in
+// turns, over the same 10,000 users, and reports both and their ratio.
+// Run it once:
 // go test -run XXX -bench MeQuery -benchtime 1x ./graph/graphtest
 func BenchmarkMeQuery(b *testing.B) {
 	db := testenv.Postgres(b)
@@ -250,23 +297,28 @@ func BenchmarkMeQuery(b *testing.B) {
 	require.Contains(b, string(probe.Data), "members")
 
 	// A pool like the server's: 20 connections.
-	barePool, _ := db.CountingPool(b, 20)
+	barePool, bareQueries := db.CountingPool(b, 20)
 	bare := httptest.NewServer(bareHandler(barePool))
 	b.Cleanup(bare.Close)
+	pg := postgresCPU(b, db.URL)
 
-	const warm, run = time.Second, 5 * time.Second
+	// The handlers take turns, benchSlices slices of benchSlice each, so
+	// that both meet the same load from whatever else the machine runs.
+	graphqlTarget, bareTarget := newTarget(b, e.Server.URL, e.Queries), newTarget(b, bare.URL, bareQueries.Count)
 	b.ResetTimer()
-	load(b, e.Server.URL, tokens, benchClients, warm)
-	c0 := cpuTime()
-	gql := load(b, e.Server.URL, tokens, benchClients, run)
-	c1 := cpuTime()
-	load(b, bare.URL, tokens, benchClients, warm)
-	c2 := cpuTime()
-	ref := load(b, bare.URL, tokens, benchClients, run)
-	c3 := cpuTime()
-	b.Logf("process CPU per request (server and client): graphql %s, bare %s",
-		(c1-c0)/time.Duration(gql.requests), (c3-c2)/time.Duration(ref.requests))
+	for _, t := range []*target{graphqlTarget, bareTarget} {
+		load(b, t.client, t.url, tokens, benchClients, benchWarmUp)
+	}
+	for range benchSlices {
+		for _, t := range []*target{graphqlTarget, bareTarget} {
+			t.measure(b, tokens, pg, benchSlice)
+		}
+	}
 	b.StopTimer()
+	gql, ref := graphqlTarget.result(b), bareTarget.result(b)
+	b.Logf("process CPU per request (server and client): graphql %s, bare %s", gql.cpu, ref.cpu)
+	b.Logf("Postgres CPU per request: graphql %s, bare %s; statements per request: graphql %.2f, bare %.2f",
+		gql.pg, ref.pg, gql.stmts, ref.stmts)
 
 	ratio := gql.rps / ref.rps
 	b.ReportMetric(gql.rps, "graphql-req/s")
@@ -278,6 +330,51 @@ func BenchmarkMeQuery(b *testing.B) {
 		gql.requests, gql.rps, gql.p50, gql.p99, targetRPS, targetP99)
 	b.Logf("bare:    %d requests, %.0f req/s, p50 %s, p99 %s", ref.requests, ref.rps, ref.p50, ref.p99)
 	b.Logf("ratio graphql/bare: %.2f (target ≥ %.1f)", ratio, targetRatio)
+}
+
+// postgresCPU returns a function that tells the CPU time, user and
+// system, that the Postgres server listening on the port of url has used
+// so far, its postmaster and every process the postmaster started, as
+// /proc counts it (in clock ticks of 10 ms).
+func postgresCPU(tb testing.TB, dbURL string) func() time.Duration {
+	tb.Helper()
+	u, err := url.Parse(dbURL)
+	require.NoError(tb, err)
+	port := []byte("-p\x00" + u.Port() + "\x00")
+	return func() time.Duration {
+		entries, _ := os.ReadDir("/proc")
+		type proc struct {
+			ppid  string
+			ticks int64
+		}
+		procs := map[string]proc{}
+		postmaster := ""
+		for _, e := range entries {
+			stat, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+			if err != nil {
+				continue
+			}
+			// pid (comm) state ppid … utime stime: fields 4, 14 and 15.
+			end := bytes.LastIndexByte(stat, ')')
+			if end < 0 || !bytes.Contains(stat[:end], []byte("(postgres")) {
+				continue
+			}
+			f := strings.Fields(string(stat[end+2:]))
+			utime, _ := strconv.ParseInt(f[11], 10, 64)
+			stime, _ := strconv.ParseInt(f[12], 10, 64)
+			procs[e.Name()] = proc{ppid: f[1], ticks: utime + stime}
+			if cmd, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline"); bytes.Contains(cmd, port) {
+				postmaster = e.Name()
+			}
+		}
+		var ticks int64
+		for pid, p := range procs {
+			if pid == postmaster || p.ppid == postmaster {
+				ticks += p.ticks
+			}
+		}
+		return time.Duration(ticks) * 10 * time.Millisecond
+	}
 }
 
 // cpuTime is the CPU time this process has used, user and system.

@@ -4,16 +4,24 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/tenantplane/tenantplane/collectors/usage"
+	"github.com/tenantplane/tenantplane/collectors/usage/usagestore"
 	"github.com/tenantplane/tenantplane/graph"
 	"github.com/tenantplane/tenantplane/internal/testenv"
+	"github.com/tenantplane/tenantplane/isolation"
+	"github.com/tenantplane/tenantplane/isolation/isolationstore"
 	"github.com/tenantplane/tenantplane/tenancy"
 	"github.com/tenantplane/tenantplane/tenancy/authz"
 	"github.com/tenantplane/tenantplane/tenancy/authz/authzstore"
@@ -27,10 +35,15 @@ type Env struct {
 	DB         *testenv.DB
 	Service    *tenancy.Service
 	Authorizer *authz.Authorizer
-	Handler    http.Handler
-	Server     *httptest.Server
-	Client     *http.Client
-	queries    *testenv.QueryCounter
+	// Isolation is what the handler issues kubeconfigs, claims hosts and
+	// suspends with, on the shared Kubernetes control plane.
+	Isolation Isolation
+	// Usage is the usage store the handler's usage queries read.
+	Usage   *usagestore.Store
+	Handler http.Handler
+	Server  *httptest.Server
+	Client  *http.Client
+	queries *testenv.QueryCounter
 }
 
 // Option adjusts an Env's configuration before it starts.
@@ -76,16 +89,28 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	e.Service, err = tenancy.New(tenancystore.New(pool), tcfg, nil, nil)
 	require.NoError(t, err)
 
-	ad, err := authzstore.NewAdapter(pool)
+	// The authorizer has a pool of its own, so that Queries counts only
+	// what the handler sends: the listener's refreshes, set off by
+	// changes a test made a moment ago, come at any time.
+	authzPool, _ := db.CountingPool(t, 4)
+	ad, err := authzstore.NewAdapter(authzPool)
 	require.NoError(t, err)
 	e.Authorizer, err = authz.New(ctx, authz.Config{Adapter: ad})
 	require.NoError(t, err)
-	l, err := authzstore.NewListener(authzstore.ListenerConfig{Pool: pool, Enforcer: e.Authorizer, ReconnectDelay: 100 * time.Millisecond})
+	l, err := authzstore.NewListener(authzstore.ListenerConfig{Pool: authzPool, Enforcer: e.Authorizer, ReconnectDelay: 100 * time.Millisecond})
 	require.NoError(t, err)
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
 
-	e.Handler, err = graph.NewHandler(gcfg, graph.Deps{Tenancy: e.Service, Authorizer: e.Authorizer})
+	e.Isolation = newIsolation(ctx, t, isolationstore.New(pool), e.Service)
+	e.Usage = usagestore.New(pool)
+	usageQueries, err := usage.NewQueries(e.Usage, usage.QueryConfig{})
+	require.NoError(t, err)
+	e.Handler, err = graph.NewHandler(gcfg, graph.Deps{
+		Tenancy: e.Service, Authorizer: e.Authorizer,
+		Kubeconfigs: e.Isolation.Kubeconfigs, Suspender: e.Isolation.Suspension, Hosts: e.Isolation.Hosts,
+		Usage: usageQueries,
+	})
 	require.NoError(t, err)
 	e.Server = httptest.NewServer(e.Handler)
 	e.Client = e.Server.Client()
@@ -104,7 +129,45 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	return e
 }
 
-// Queries is how many statements the pool has sent so far.
+// Isolation is an isolation installation of an Env's own on the shared
+// control plane: its own instance name and users namespace, so that Envs
+// in parallel never share a ServiceAccount. No reconciler runs: tenants'
+// Kubernetes objects are not made, and suspension only records the state.
+type Isolation struct {
+	Config      isolation.Config
+	Store       *isolationstore.Store
+	Kubeconfigs *isolation.Kubeconfigs
+	Hosts       *isolation.Hosts
+	Suspension  *isolation.Suspension
+}
+
+var instanceSerial atomic.Int64
+
+func newIsolation(ctx context.Context, t testing.TB, store *isolationstore.Store, svc *tenancy.Service) Isolation {
+	t.Helper()
+	kc := testenv.Kube(t)
+	cfg := isolation.DefaultConfig()
+	cfg.Instance = fmt.Sprintf("graph%d", instanceSerial.Add(1))
+	cfg.UsersNamespace = cfg.Instance + "-users"
+	_, err := kc.Client().CoreV1().Namespaces().Create(ctx,
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: cfg.UsersNamespace}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		_ = kc.Client().CoreV1().Namespaces().Delete(context.Background(), cfg.UsersNamespace, metav1.DeleteOptions{})
+	})
+	out := Isolation{Config: cfg, Store: store}
+	rc := kc.Config()
+	out.Kubeconfigs, err = isolation.NewKubeconfigs(kc.Client(), out.Store, cfg,
+		isolation.ClusterAccess{Server: rc.Host, CAData: rc.CAData}, nil, nil)
+	require.NoError(t, err)
+	out.Hosts, err = isolation.NewHosts(out.Store, cfg, nil)
+	require.NoError(t, err)
+	out.Suspension, err = isolation.NewSuspension(svc, nil)
+	require.NoError(t, err)
+	return out
+}
+
+// Queries is how many statements the handler's pool has sent so far.
 func (e *Env) Queries() int64 { return e.queries.Count() }
 
 // SyncAuthz reloads the authorizer, so that membership changes made a

@@ -51,6 +51,38 @@ func UnmarshalID64(v any) (int64, error) {
 	return id, nil
 }
 
+// MarshalInt64String writes an Int64: a JSON string of decimal digits,
+// which no client's 53-bit numbers can round.
+func MarshalInt64String(v int64) graphql.Marshaler {
+	return graphql.WriterFunc(func(w io.Writer) {
+		_, _ = io.WriteString(w, strconv.Quote(strconv.FormatInt(v, 10)))
+	})
+}
+
+// UnmarshalInt64String reads an Int64: a string of decimal digits, or an
+// integer. Anything else is BAD_USER_INPUT.
+func UnmarshalInt64String(v any) (int64, error) {
+	switch v := v.(type) {
+	case string:
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, errcode.Invalid("int64", "must be a 64-bit integer in decimal digits")
+		}
+		return n, nil
+	case int:
+		return int64(v), nil
+	case int64:
+		return v, nil
+	case json.Number:
+		n, err := strconv.ParseInt(string(v), 10, 64)
+		if err != nil {
+			return 0, errcode.Invalid("int64", "must be a 64-bit integer in decimal digits")
+		}
+		return n, nil
+	}
+	return 0, errcode.Invalid("int64", "must be a 64-bit integer in decimal digits")
+}
+
 // User is a person who can log in.
 type User struct {
 	ID              int64
@@ -101,6 +133,9 @@ type Member struct {
 	UserID      int64
 	Role        Role
 	CreatedAt   time.Time
+	// User is the member's user when the list holding the member loaded
+	// it; the user field resolves it otherwise.
+	User *User
 }
 
 // Invitation invites an email address into a namespace.

@@ -56,6 +56,12 @@ type CreateOrgInput struct {
 	DisplayName *string `json:"displayName,omitempty"`
 }
 
+// A host name a namespace holds for its Ingresses and HTTPRoutes.
+type HostClaim struct {
+	Host      string    `json:"host"`
+	CreatedAt time.Time `json:"createdAt"`
+}
+
 type InvitationConnection struct {
 	Edges    []*InvitationEdge `json:"edges"`
 	Nodes    []*Invitation     `json:"nodes"`
@@ -80,6 +86,18 @@ type IssuedToken struct {
 	ID int64 `json:"id"`
 	// The bearer secret for the Authorization header.
 	Token     string    `json:"token"`
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// A kubeconfig for one namespace. Its token is short-lived and shown this once.
+type Kubeconfig struct {
+	// The kubeconfig file, YAML.
+	Yaml string `json:"yaml"`
+	// The Kubernetes namespace of its current context.
+	Namespace string `json:"namespace"`
+	// The identity it acts as: NAMESPACE/NAME of a ServiceAccount.
+	ServiceAccount string `json:"serviceAccount"`
+	// When its token stops working.
 	ExpiresAt time.Time `json:"expiresAt"`
 }
 
@@ -184,6 +202,48 @@ type SignUpInput struct {
 	DisplayName *string `json:"displayName,omitempty"`
 }
 
+// A time a collector could not observe.
+type UsageGap struct {
+	// The collector or meter.
+	Source string    `json:"source"`
+	Start  time.Time `json:"start"`
+	End    time.Time `json:"end"`
+	// e.g. not-observed
+	Reason string `json:"reason"`
+}
+
+// The usage of one step.
+type UsagePoint struct {
+	// The start of the step.
+	Start time.Time `json:"start"`
+	// In the series' unit.
+	Quantity int64 `json:"quantity"`
+}
+
+// What a namespace, or the namespaces of an org summed, used in a range of time.
+type UsageReport struct {
+	// The range, [from, to), in whole steps of the granularity.
+	From        time.Time   `json:"from"`
+	To          time.Time   `json:"to"`
+	Granularity Granularity `json:"granularity"`
+	// One series per resource and class, by resource, then class.
+	Series []*UsageSeries `json:"series"`
+	// Times the collectors could not observe in the range: usage there is a lower bound.
+	Gaps []*UsageGap `json:"gaps"`
+}
+
+// The usage of one resource and class over time.
+type UsageSeries struct {
+	// cpu, memory, gpu, storage, network.egress, network.ingress, or a meter's own.
+	Resource string `json:"resource"`
+	// The storage class, the GPU resource name, cluster or internet; empty when none applies.
+	Class string `json:"class"`
+	// e.g. millicore-minutes, MiB-minutes, bytes
+	Unit string `json:"unit"`
+	// The steps with usage, oldest first; steps without usage are left out.
+	Points []*UsagePoint `json:"points"`
+}
+
 // Where @auth finds the domain of its check.
 type AuthScope string
 
@@ -255,6 +315,64 @@ func (e *AuthScope) UnmarshalJSON(b []byte) error {
 }
 
 func (e AuthScope) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// The width of the points of a usage series.
+type Granularity string
+
+const (
+	GranularityMinute Granularity = "MINUTE"
+	GranularityHour   Granularity = "HOUR"
+	GranularityDay    Granularity = "DAY"
+)
+
+var AllGranularity = []Granularity{
+	GranularityMinute,
+	GranularityHour,
+	GranularityDay,
+}
+
+func (e Granularity) IsValid() bool {
+	switch e {
+	case GranularityMinute, GranularityHour, GranularityDay:
+		return true
+	}
+	return false
+}
+
+func (e Granularity) String() string {
+	return string(e)
+}
+
+func (e *Granularity) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = Granularity(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid Granularity", str)
+	}
+	return nil
+}
+
+func (e Granularity) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *Granularity) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e Granularity) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

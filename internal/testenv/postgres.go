@@ -140,7 +140,7 @@ func (c *PostgresCluster) run(ctx context.Context, prog string, args ...string) 
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("%s: %w: %s\nlast lines of postgres.log:\n%s", prog, err,
-			strings.TrimSpace(out.String()), tailLines(filepath.Join(c.dir, "postgres.log"), 30))
+			strings.TrimSpace(out.String()), tail(filepath.Join(c.dir, "postgres.log"), 30))
 	}
 	return nil
 }

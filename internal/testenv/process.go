@@ -80,7 +80,7 @@ func (p *process) failure() string {
 	if p.exited() {
 		state = fmt.Sprintf("exited (%v)", p.err)
 	}
-	return fmt.Sprintf("%s %s; last lines of %s:\n%s", p.name, state, p.logPath, tailLines(p.logPath, 30))
+	return fmt.Sprintf("%s %s; last lines of %s:\n%s", p.name, state, p.logPath, tail(p.logPath, 30))
 }
 
 // stop ends the process group: SIGTERM first, so programs may shut down
@@ -117,8 +117,8 @@ func stillRunning(procs ...*process) string {
 	return b.String()
 }
 
-// tailLines returns the last n lines of the file at path.
-func tailLines(path string, n int) string {
+// tail returns the last n lines of the file at path.
+func tail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Sprintf("(cannot read log: %v)", err)

@@ -40,6 +40,11 @@ type roleManager struct {
 	// other holds links that fit neither form (a subject that is not
 	// user:ID, a domain that is not ns:ID, org:ID or platform).
 	other map[[3]string]struct{}
+	// grants lists, per action ("namespace.read"), the roles that grant it
+	// directly or by inheritance, as the enforcer decided them for the
+	// current permissions and inheritance (see Authorizer.rebuildGrants);
+	// nil until then, and again whenever inheritance changes.
+	grants map[string][]uint16
 }
 
 type domainKind uint8
@@ -73,6 +78,7 @@ func (rm *roleManager) reset() {
 	rm.inherit = map[string][]string{}
 	rm.heirs = map[string][]uint16{}
 	rm.other = map[[3]string]struct{}{}
+	rm.grants = nil
 }
 
 func parseUser(s string) (int64, bool) {
@@ -161,6 +167,7 @@ func (rm *roleManager) AddLink(name1, name2 string, domain ...string) error {
 		if !slices.Contains(rm.inherit[name1], name2) {
 			rm.inherit[name1] = append(rm.inherit[name1], name2)
 			rm.rebuildHeirs()
+			rm.grants = nil
 		}
 		return nil
 	}
@@ -188,6 +195,7 @@ func (rm *roleManager) DeleteLink(name1, name2 string, domain ...string) error {
 	if _, isUser := parseUser(name1); !isUser && d == GlobalDomain {
 		rm.inherit[name1] = slices.DeleteFunc(rm.inherit[name1], func(s string) bool { return s == name2 })
 		rm.rebuildHeirs()
+		rm.grants = nil
 		return nil
 	}
 	if k, ok := rm.key(name1, name2, d, false); ok {
@@ -278,6 +286,70 @@ func (rm *roleManager) holds(k assignKey, role string) bool {
 		}
 	}
 	return false
+}
+
+// inheritingRoles returns every role named in an inheritance link.
+func (rm *roleManager) inheritingRoles() []string {
+	rm.mu.RLock()
+	defer rm.mu.RUnlock()
+	var out []string
+	for r, parents := range rm.inherit {
+		for _, x := range append([]string{r}, parents...) {
+			if !slices.Contains(out, x) {
+				out = append(out, x)
+			}
+		}
+	}
+	return out
+}
+
+// setGrants records, per action, the roles that grant it; nil forgets
+// them, so that every check goes to the enforcer.
+func (rm *roleManager) setGrants(grants map[string][]string) {
+	rm.mu.Lock()
+	defer rm.mu.Unlock()
+	if grants == nil {
+		rm.grants = nil
+		return
+	}
+	rm.grants = make(map[string][]uint16, len(grants))
+	for action, roles := range grants {
+		ids := make([]uint16, 0, len(roles))
+		for _, r := range roles {
+			id, _ := rm.role(r, true)
+			ids = append(ids, id)
+		}
+		rm.grants[action] = ids
+	}
+}
+
+// allows decides from the grants whether user holds, in domain or in
+// GlobalDomain, a role that grants action: one map probe per granting
+// role, no allocation. decided is false when the grants are not known or
+// the domain is not of a form the assignments index; the enforcer must
+// then decide.
+func (rm *roleManager) allows(user int64, domain, action string) (allowed, decided bool) {
+	kind, id, ok := parseDomain(domain)
+	if !ok {
+		return false, false
+	}
+	rm.mu.RLock()
+	defer rm.mu.RUnlock()
+	if rm.grants == nil {
+		return false, false
+	}
+	k := assignKey{user: user, dom: id, kind: kind}
+	g := assignKey{user: user, kind: kindGlobal}
+	for _, r := range rm.grants[action] {
+		k.role, g.role = r, r
+		if _, ok := rm.assign[k]; ok {
+			return true, true
+		}
+		if _, ok := rm.assign[g]; ok {
+			return true, true
+		}
+	}
+	return false, true
 }
 
 // GetRoles returns the roles name holds directly in the domain.

@@ -89,14 +89,19 @@ func (q *queries) OrgNamespaces(ctx context.Context, orgID int64, pq tenancy.Pag
 const nsByIDs = `SELECT ` + nsCols + ` FROM namespaces n WHERE n.id = ANY($1) ORDER BY n.id`
 
 func (q *queries) NamespacesByIDs(ctx context.Context, ids []int64) ([]tenancy.Namespace, error) {
-	rows, err := q.db.Query(ctx, nsByIDs, ids)
+	sql, arg := byKeys(ids, nsByID, nsByIDs)
+	rows, err := q.db.Query(ctx, sql, arg)
 	return collectNamespaces(rows, err, "loading namespaces")
 }
 
-const nsByOrgIDs = `SELECT ` + nsCols + ` FROM namespaces n WHERE n.org_id = ANY($1) ORDER BY n.org_id, n.id`
+const (
+	nsByOrgID  = `SELECT ` + nsCols + ` FROM namespaces n WHERE n.org_id = $1 ORDER BY n.id`
+	nsByOrgIDs = `SELECT ` + nsCols + ` FROM namespaces n WHERE n.org_id = ANY($1) ORDER BY n.org_id, n.id`
+)
 
 func (q *queries) NamespacesByOrgIDs(ctx context.Context, orgIDs []int64) ([]tenancy.Namespace, error) {
-	rows, err := q.db.Query(ctx, nsByOrgIDs, orgIDs)
+	sql, arg := byKeys(orgIDs, nsByOrgID, nsByOrgIDs)
+	rows, err := q.db.Query(ctx, sql, arg)
 	return collectNamespaces(rows, err, "loading namespaces of orgs")
 }
 
@@ -181,11 +186,16 @@ func (q *queries) Members(ctx context.Context, nsID int64, pq tenancy.PageQuery)
 	return collectMembers(rows, err, "listing members")
 }
 
-const membersByNamespaceIDs = `SELECT ` + memberCols + ` FROM namespace_members
+const (
+	membersByNamespaceID = `SELECT ` + memberCols + ` FROM namespace_members
+	WHERE namespace_id = $1 ORDER BY user_id`
+	membersByNamespaceIDs = `SELECT ` + memberCols + ` FROM namespace_members
 	WHERE namespace_id = ANY($1) ORDER BY namespace_id, user_id`
+)
 
 func (q *queries) MembersByNamespaceIDs(ctx context.Context, nsIDs []int64) ([]tenancy.Member, error) {
-	rows, err := q.db.Query(ctx, membersByNamespaceIDs, nsIDs)
+	sql, arg := byKeys(nsIDs, membersByNamespaceID, membersByNamespaceIDs)
+	rows, err := q.db.Query(ctx, sql, arg)
 	return collectMembers(rows, err, "loading members of namespaces")
 }
 
@@ -211,11 +221,17 @@ func (q *queries) UserNamespaces(ctx context.Context, userID int64, pq tenancy.P
 	return collectNamespaceMemberships(rows, err, "listing user namespaces")
 }
 
-const namespacesByUserIDs = `SELECT ` + nsCols + `, m.user_id, m.role
+const (
+	namespacesByUserID = `SELECT ` + nsCols + `, m.user_id, m.role
+	FROM namespace_members m JOIN namespaces n ON n.id = m.namespace_id
+	WHERE m.user_id = $1 ORDER BY m.namespace_id`
+	namespacesByUserIDs = `SELECT ` + nsCols + `, m.user_id, m.role
 	FROM namespace_members m JOIN namespaces n ON n.id = m.namespace_id
 	WHERE m.user_id = ANY($1) ORDER BY m.user_id, m.namespace_id`
+)
 
 func (q *queries) NamespacesByUserIDs(ctx context.Context, userIDs []int64) ([]tenancy.NamespaceMembership, error) {
-	rows, err := q.db.Query(ctx, namespacesByUserIDs, userIDs)
+	sql, arg := byKeys(userIDs, namespacesByUserID, namespacesByUserIDs)
+	rows, err := q.db.Query(ctx, sql, arg)
 	return collectNamespaceMemberships(rows, err, "loading namespaces of users")
 }

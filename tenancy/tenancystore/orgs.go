@@ -67,7 +67,8 @@ func (q *queries) UpdateOrg(ctx context.Context, id int64, name, displayName str
 const orgsByIDs = `SELECT ` + orgCols + ` FROM orgs o WHERE o.id = ANY($1) ORDER BY o.id`
 
 func (q *queries) OrgsByIDs(ctx context.Context, ids []int64) ([]tenancy.Org, error) {
-	rows, err := q.db.Query(ctx, orgsByIDs, ids)
+	sql, arg := byKeys(ids, orgByID, orgsByIDs)
+	rows, err := q.db.Query(ctx, sql, arg)
 	return collectOrgs(rows, err, "loading orgs")
 }
 
@@ -161,11 +162,17 @@ func (q *queries) UserOrgs(ctx context.Context, userID int64, pq tenancy.PageQue
 	return collectOrgMemberships(rows, err, "listing user orgs")
 }
 
-const orgsByUserIDs = `SELECT ` + orgCols + `, m.user_id, m.role
+const (
+	orgsByUserID = `SELECT ` + orgCols + `, m.user_id, m.role
+	FROM org_members m JOIN orgs o ON o.id = m.org_id
+	WHERE m.user_id = $1 ORDER BY m.org_id`
+	orgsByUserIDs = `SELECT ` + orgCols + `, m.user_id, m.role
 	FROM org_members m JOIN orgs o ON o.id = m.org_id
 	WHERE m.user_id = ANY($1) ORDER BY m.user_id, m.org_id`
+)
 
 func (q *queries) OrgsByUserIDs(ctx context.Context, userIDs []int64) ([]tenancy.OrgMembership, error) {
-	rows, err := q.db.Query(ctx, orgsByUserIDs, userIDs)
+	sql, arg := byKeys(userIDs, orgsByUserID, orgsByUserIDs)
+	rows, err := q.db.Query(ctx, sql, arg)
 	return collectOrgMemberships(rows, err, "loading orgs of users")
 }

@@ -87,6 +87,20 @@ func utcp(ts ...**time.Time) {
 	}
 }
 
+// byKeys picks the query of a batch load: one, with "= $1", for a single
+// key, and many, with "= ANY($1)", otherwise. Postgres plans ANY of a
+// parameter for ten keys when it prepares a generic plan, finds that
+// dearer than a custom plan for the one key it is given, and so plans the
+// statement afresh on every execution, which on a small machine costs
+// several times running it; "= $1" keeps its generic plan. Batches of one
+// key are the common case: a field outside any list asks for one.
+func byKeys(ids []int64, one, many string) (string, any) {
+	if len(ids) == 1 {
+		return one, ids[0]
+	}
+	return many, ids
+}
+
 // after returns the id of a page cursor, or nil for the first page.
 func after(q tenancy.PageQuery) *int64 {
 	if !q.HasAfter {

@@ -211,6 +211,64 @@ func TestBatchLoadersRunOneQueryAndReturnExactlyTheAskedRows(t *testing.T) {
 		}
 		require.Equal(t, []string{w.nss[1].Name, "shared-a", "shared-b"}, names)
 	})
+	t.Run("one key", func(t *testing.T) {
+		// A single key takes the "= $1" form of each query, which keeps
+		// a generic plan: the same rows.
+		single := func(t *testing.T, what string, call func() error) {
+			t.Helper()
+			one(t, what, call)
+			require.NotContains(t, f.queries.sql[0], "ANY(", what)
+		}
+		users, err := f.counted.UsersByIDs(ctx, []int64{u2, u0})
+		require.NoError(t, err)
+		var user map[int64]tenancy.User
+		single(t, "UsersByIDs", func() (err error) { user, err = f.counted.UsersByIDs(ctx, []int64{u2}); return })
+		require.Equal(t, map[int64]tenancy.User{u2: users[u2]}, user)
+		single(t, "UsersByIDs", func() (err error) { user, err = f.counted.UsersByIDs(ctx, []int64{missing}); return })
+		require.Empty(t, user)
+
+		var org map[int64]tenancy.Org
+		single(t, "OrgsByIDs", func() (err error) { org, err = f.counted.OrgsByIDs(ctx, []int64{w.shared.ID}); return })
+		require.Equal(t, map[int64]tenancy.Org{w.shared.ID: w.shared}, org)
+
+		var ns map[int64]tenancy.Namespace
+		single(t, "NamespacesByIDs", func() (err error) { ns, err = f.counted.NamespacesByIDs(ctx, []int64{w.nss[3].ID}); return })
+		require.Equal(t, map[int64]tenancy.Namespace{w.nss[3].ID: w.nss[3]}, ns)
+
+		var nss map[int64][]tenancy.Namespace
+		single(t, "NamespacesByOrgIDs", func() (err error) {
+			nss, err = f.counted.NamespacesByOrgIDs(ctx, []int64{w.shared.ID})
+			return
+		})
+		require.Equal(t, map[int64][]tenancy.Namespace{w.shared.ID: {w.nss[3], w.nss[4]}}, nss)
+
+		all, err := f.counted.MembersByNamespaceIDs(ctx, []int64{w.nss[3].ID, w.nss[1].ID})
+		require.NoError(t, err)
+		var members map[int64][]tenancy.Member
+		single(t, "MembersByNamespaceIDs", func() (err error) {
+			members, err = f.counted.MembersByNamespaceIDs(ctx, []int64{w.nss[3].ID})
+			return
+		})
+		require.Equal(t, map[int64][]tenancy.Member{w.nss[3].ID: all[w.nss[3].ID]}, members)
+		require.Len(t, members[w.nss[3].ID], 2)
+
+		allOrgs, err := f.counted.OrgsByUserIDs(ctx, []int64{u1, u2})
+		require.NoError(t, err)
+		var orgs map[int64][]tenancy.OrgMembership
+		single(t, "OrgsByUserIDs", func() (err error) { orgs, err = f.counted.OrgsByUserIDs(ctx, []int64{u1}); return })
+		require.Equal(t, map[int64][]tenancy.OrgMembership{u1: allOrgs[u1]}, orgs)
+		require.Len(t, orgs[u1], 2)
+
+		allNss, err := f.counted.NamespacesByUserIDs(ctx, []int64{u1, u0})
+		require.NoError(t, err)
+		var userNss map[int64][]tenancy.NamespaceMembership
+		single(t, "NamespacesByUserIDs", func() (err error) {
+			userNss, err = f.counted.NamespacesByUserIDs(ctx, []int64{u1})
+			return
+		})
+		require.Equal(t, map[int64][]tenancy.NamespaceMembership{u1: allNss[u1]}, userNss)
+		require.Len(t, userNss[u1], 3)
+	})
 	t.Run("no keys, no query", func(t *testing.T) {
 		f.queries.reset()
 		got, err := f.counted.UsersByIDs(ctx, nil)
@@ -335,4 +393,99 @@ func TestRateLimitWindows(t *testing.T) {
 	var n int
 	require.NoError(t, f.db.Pool.QueryRow(ctx, `SELECT count(*) FROM rate_limits`).Scan(&n))
 	require.Equal(t, 1, n, "only the key with a recent window stays")
+}
+
+// TestOrgTreeMatchesTheBatchLoaders reads the tree below a user's orgs
+// in one query and checks every level against the batch loaders, for
+// users with an org shared with another, an org without namespaces and a
+// namespace without members.
+func TestOrgTreeMatchesTheBatchLoaders(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	w := f.world(t)
+	ctx := context.Background()
+	u0, u1, u2 := w.users[0].ID, w.users[1].ID, w.users[2].ID
+	empty, err := f.svc.CreateOrg(as(u2), "empty", "")
+	require.NoError(t, err)
+	lonelyOrg, err := f.svc.CreateOrg(as(u2), "lonely", "")
+	require.NoError(t, err)
+	lonely, err := f.svc.CreateNamespace(as(u2), lonelyOrg.ID, "lonely")
+	require.NoError(t, err)
+	_, err = f.db.Pool.Exec(ctx, `DELETE FROM namespace_members WHERE namespace_id = $1`, lonely.ID)
+	require.NoError(t, err)
+	const missing = 999999
+
+	for _, user := range []int64{u0, u1, u2, missing} {
+		orgs, err := f.svc.OrgsByUserIDs(ctx, []int64{user})
+		require.NoError(t, err)
+		var orgIDs []int64
+		for _, m := range orgs[user] {
+			orgIDs = append(orgIDs, m.Org.ID)
+		}
+		nss, err := f.svc.NamespacesByOrgIDs(ctx, orgIDs)
+		require.NoError(t, err)
+		var nsIDs []int64
+		for _, id := range orgIDs {
+			for _, n := range nss[id] {
+				nsIDs = append(nsIDs, n.ID)
+			}
+		}
+		members, err := f.svc.MembersByNamespaceIDs(ctx, nsIDs)
+		require.NoError(t, err)
+		var memberIDs []int64
+		for _, ms := range members {
+			for _, m := range ms {
+				memberIDs = append(memberIDs, m.UserID)
+			}
+		}
+		memberUsers, err := f.svc.UsersByIDs(ctx, memberIDs)
+		require.NoError(t, err)
+
+		for _, depth := range []tenancy.OrgTreeDepth{tenancy.TreeNamespaces, tenancy.TreeMembers} {
+			f.queries.reset()
+			tree, err := f.counted.OrgTree(ctx, user, depth)
+			require.NoError(t, err)
+			require.Equal(t, int64(1), f.queries.n.Load(), "%v", f.queries.sql)
+
+			require.Equal(t, orgs[user], tree.Orgs, "orgs of user %d", user)
+			require.Len(t, tree.Namespaces, len(orgIDs))
+			for _, id := range orgIDs {
+				require.Contains(t, tree.Namespaces, id)
+				require.Equal(t, len(nss[id]), len(tree.Namespaces[id]), "namespaces of org %d", id)
+				if len(nss[id]) > 0 {
+					require.Equal(t, nss[id], tree.Namespaces[id], "namespaces of org %d", id)
+				}
+			}
+			if depth == tenancy.TreeNamespaces {
+				require.Empty(t, tree.Members)
+				require.Empty(t, tree.Users)
+				continue
+			}
+			require.Len(t, tree.Members, len(nsIDs))
+			for _, id := range nsIDs {
+				require.Contains(t, tree.Members, id)
+				require.Equal(t, len(members[id]), len(tree.Members[id]), "members of namespace %d", id)
+				if len(members[id]) > 0 {
+					require.Equal(t, members[id], tree.Members[id], "members of namespace %d", id)
+				}
+			}
+			require.Equal(t, memberUsers, tree.Users)
+		}
+	}
+
+	tree, err := f.svc.OrgTree(ctx, u2, tenancy.TreeMembers)
+	require.NoError(t, err)
+	require.Len(t, tree.Orgs, 3)
+	require.Empty(t, tree.Namespaces[empty.ID])
+	require.NotNil(t, tree.Namespaces[empty.ID])
+	require.Equal(t, []tenancy.Namespace{lonely}, tree.Namespaces[lonelyOrg.ID])
+	require.Empty(t, tree.Members[lonely.ID])
+	require.NotNil(t, tree.Members[lonely.ID])
+	tree, err = f.svc.OrgTree(ctx, u0, tenancy.TreeMembers)
+	require.NoError(t, err)
+	require.Len(t, tree.Members[w.nss[3].ID], 2, "a shared namespace with both its members")
+	require.Contains(t, tree.Users, u1)
+
+	_, err = f.svc.OrgTree(ctx, u0, 0)
+	require.Error(t, err, "unknown depth")
 }

@@ -25,9 +25,13 @@ const tokenByHash = `SELECT t.id, t.kind, t.expires_at, t.last_used_at, u.id, u.
 	WHERE t.hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND u.status <> 'disabled'`
 
 func (q *queries) TokenByHash(ctx context.Context, hash []byte, now time.Time) (tenancy.AuthTokenMatch, error) {
-	var m tenancy.AuthTokenMatch
-	err := q.db.QueryRow(ctx, tokenByHash, hash, now).Scan(&m.TokenID, &m.TokenKind, &m.ExpiresAt, &m.LastUsedAt,
-		&m.UserID, &m.Email, &m.Status, &m.PlatformAdmin)
+	var (
+		m            tenancy.AuthTokenMatch
+		kind, status string // plain strings: see OrgTree
+	)
+	err := q.db.QueryRow(ctx, tokenByHash, hash, now).Scan(&m.TokenID, &kind, &m.ExpiresAt, &m.LastUsedAt,
+		&m.UserID, &m.Email, &status, &m.PlatformAdmin)
+	m.TokenKind, m.Status = tenancy.TokenKind(kind), tenancy.UserStatus(status)
 	utc(&m.ExpiresAt)
 	utcp(&m.LastUsedAt)
 	return m, storeErr("authenticating token", "token", err)

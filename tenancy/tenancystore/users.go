@@ -9,8 +9,9 @@ import (
 	"github.com/tenantplane/tenantplane/tenancy"
 )
 
-const userCols = `id, email, display_name, password_hash IS NOT NULL, status, platform_admin,
-	email_verified_at, disabled_at, created_at, updated_at`
+// userCols are the columns of a users row named u.
+const userCols = `u.id, u.email, u.display_name, u.password_hash IS NOT NULL, u.status, u.platform_admin,
+	u.email_verified_at, u.disabled_at, u.created_at, u.updated_at`
 
 func scanUser(row pgx.Row, extra ...any) (tenancy.User, error) {
 	var u tenancy.User
@@ -22,7 +23,7 @@ func scanUser(row pgx.Row, extra ...any) (tenancy.User, error) {
 	return u, err
 }
 
-const insertUser = `INSERT INTO users
+const insertUser = `INSERT INTO users AS u
 	(email, display_name, password_hash, status, email_verified_at, created_at, updated_at)
 	VALUES ($1, $2, NULLIF($3, ''), $4, $5, $6, $6)
 	RETURNING ` + userCols
@@ -33,7 +34,7 @@ func (q *queries) InsertUser(ctx context.Context, r tenancy.NewUserRow) (tenancy
 }
 
 const (
-	userByID          = `SELECT ` + userCols + ` FROM users WHERE id = $1`
+	userByID          = `SELECT ` + userCols + ` FROM users u WHERE u.id = $1`
 	userByIDForUpdate = userByID + ` FOR UPDATE`
 )
 
@@ -48,7 +49,7 @@ func (q *queries) UserByIDForUpdate(ctx context.Context, id int64) (tenancy.User
 }
 
 const (
-	userByEmail          = `SELECT ` + userCols + `, coalesce(password_hash, '') FROM users WHERE email = $1`
+	userByEmail          = `SELECT ` + userCols + `, coalesce(u.password_hash, '') FROM users u WHERE u.email = $1`
 	userByEmailForUpdate = userByEmail + ` FOR UPDATE`
 )
 
@@ -64,10 +65,11 @@ func (q *queries) UserByEmailForUpdate(ctx context.Context, email string) (tenan
 	return u, hash, storeErr("locking user by email", "user", err)
 }
 
-const usersByIDs = `SELECT ` + userCols + ` FROM users WHERE id = ANY($1) ORDER BY id`
+const usersByIDs = `SELECT ` + userCols + ` FROM users u WHERE u.id = ANY($1) ORDER BY u.id`
 
 func (q *queries) UsersByIDs(ctx context.Context, ids []int64) ([]tenancy.User, error) {
-	rows, err := q.db.Query(ctx, usersByIDs, ids)
+	sql, arg := byKeys(ids, userByID, usersByIDs)
+	rows, err := q.db.Query(ctx, sql, arg)
 	if err != nil {
 		return nil, storeErr("loading users", "user", err)
 	}
@@ -75,8 +77,8 @@ func (q *queries) UsersByIDs(ctx context.Context, ids []int64) ([]tenancy.User, 
 	return out, storeErr("loading users", "user", err)
 }
 
-const setUserStatus = `UPDATE users SET status = $2, email_verified_at = $3, disabled_at = $4, updated_at = $5
-	WHERE id = $1 RETURNING ` + userCols
+const setUserStatus = `UPDATE users u SET status = $2, email_verified_at = $3, disabled_at = $4, updated_at = $5
+	WHERE u.id = $1 RETURNING ` + userCols
 
 func (q *queries) SetUserStatus(ctx context.Context, id int64, status tenancy.UserStatus, verifiedAt, disabledAt *time.Time, now time.Time) (tenancy.User, error) {
 	u, err := scanUser(q.db.QueryRow(ctx, setUserStatus, id, status, verifiedAt, disabledAt, now))
@@ -93,7 +95,7 @@ func (q *queries) SetPasswordHash(ctx context.Context, id int64, hash string, no
 	return storeErr("setting password", "user", err)
 }
 
-const setPlatformAdmin = `UPDATE users SET platform_admin = $2, updated_at = $3 WHERE id = $1 RETURNING ` + userCols
+const setPlatformAdmin = `UPDATE users u SET platform_admin = $2, updated_at = $3 WHERE u.id = $1 RETURNING ` + userCols
 
 func (q *queries) SetPlatformAdmin(ctx context.Context, id int64, admin bool, now time.Time) (tenancy.User, error) {
 	u, err := scanUser(q.db.QueryRow(ctx, setPlatformAdmin, id, admin, now))

@@ -299,7 +299,7 @@ func TestRemovedMemberLosesAccessOnEveryReplicaWithinASecond(t *testing.T) {
 
 	f.exec(insertNamespaceMember, ns, u, "viewer")
 	within(t, time.Second, rs, can(u, authz.NamespaceRead, d), "added member gains access")
-	require.False(t, rs[0].a.Can(ctx, u, authz.NamespaceKubeconfig, d))
+	require.False(t, rs[0].a.Can(ctx, u, authz.MemberAdd, d))
 
 	f.exec(updateNamespaceRole, ns, u, "owner")
 	within(t, time.Second, rs, can(u, authz.NamespaceDelete, d), "promoted member gains the role")

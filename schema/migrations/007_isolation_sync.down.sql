@@ -1,0 +1,3 @@
+DROP TRIGGER outbox_notify ON outbox;
+DROP FUNCTION outbox_notify();
+DROP TABLE kube_namespace_deletions;
