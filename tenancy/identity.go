@@ -656,15 +656,9 @@ func (s *Service) APITokens(ctx context.Context, page PageArgs) (Connection[APIT
 	if err != nil {
 		return Connection[APIToken]{}, err
 	}
-	q, err := page.Query()
-	if err != nil {
-		return Connection[APIToken]{}, err
-	}
-	ts, err := s.store.APITokens(ctx, a.UserID, q)
-	if err != nil {
-		return Connection[APIToken]{}, fmt.Errorf("list api tokens: %w", err)
-	}
-	return NewConnection(q, ts, func(t APIToken) Cursor { return Cursor{ID: t.ID} }), nil
+	return listPage(page, "list api tokens", func(q PageQuery) ([]APIToken, error) {
+		return s.store.APITokens(ctx, a.UserID, q)
+	}, func(t APIToken) int64 { return t.ID })
 }
 
 // RevokeAPIToken revokes one of the acting user's live API tokens; another

@@ -228,13 +228,7 @@ func (s *Service) AcceptInvitation(ctx context.Context, token string) (Member, e
 
 // Invitations lists a namespace's invitations by ID, pending ones and past.
 func (s *Service) Invitations(ctx context.Context, nsID int64, page PageArgs) (Connection[Invitation], error) {
-	q, err := page.Query()
-	if err != nil {
-		return Connection[Invitation]{}, err
-	}
-	is, err := s.store.Invitations(ctx, nsID, q)
-	if err != nil {
-		return Connection[Invitation]{}, fmt.Errorf("list invitations: %w", err)
-	}
-	return NewConnection(q, is, func(i Invitation) Cursor { return Cursor{ID: i.ID} }), nil
+	return listPage(page, "list invitations", func(q PageQuery) ([]Invitation, error) {
+		return s.store.Invitations(ctx, nsID, q)
+	}, func(i Invitation) int64 { return i.ID })
 }

@@ -207,15 +207,9 @@ func (s *Service) adminSetState(ctx context.Context, nsID int64, state Namespace
 
 // OrgNamespaces lists an org's namespaces by ID.
 func (s *Service) OrgNamespaces(ctx context.Context, orgID int64, page PageArgs) (Connection[Namespace], error) {
-	q, err := page.Query()
-	if err != nil {
-		return Connection[Namespace]{}, err
-	}
-	ns, err := s.store.OrgNamespaces(ctx, orgID, q)
-	if err != nil {
-		return Connection[Namespace]{}, fmt.Errorf("list org namespaces: %w", err)
-	}
-	return NewConnection(q, ns, func(n Namespace) Cursor { return Cursor{ID: n.ID} }), nil
+	return listPage(page, "list org namespaces", func(q PageQuery) ([]Namespace, error) {
+		return s.store.OrgNamespaces(ctx, orgID, q)
+	}, func(n Namespace) int64 { return n.ID })
 }
 
 // MyNamespaces lists the namespaces the acting user is a member of, with
@@ -225,28 +219,16 @@ func (s *Service) MyNamespaces(ctx context.Context, page PageArgs) (Connection[N
 	if err != nil {
 		return Connection[NamespaceMembership]{}, err
 	}
-	q, err := page.Query()
-	if err != nil {
-		return Connection[NamespaceMembership]{}, err
-	}
-	ms, err := s.store.UserNamespaces(ctx, a.UserID, q)
-	if err != nil {
-		return Connection[NamespaceMembership]{}, fmt.Errorf("list my namespaces: %w", err)
-	}
-	return NewConnection(q, ms, func(m NamespaceMembership) Cursor { return Cursor{ID: m.Namespace.ID} }), nil
+	return listPage(page, "list my namespaces", func(q PageQuery) ([]NamespaceMembership, error) {
+		return s.store.UserNamespaces(ctx, a.UserID, q)
+	}, func(m NamespaceMembership) int64 { return m.Namespace.ID })
 }
 
 // Members lists a namespace's members by user ID.
 func (s *Service) Members(ctx context.Context, nsID int64, page PageArgs) (Connection[Member], error) {
-	q, err := page.Query()
-	if err != nil {
-		return Connection[Member]{}, err
-	}
-	ms, err := s.store.Members(ctx, nsID, q)
-	if err != nil {
-		return Connection[Member]{}, fmt.Errorf("list members: %w", err)
-	}
-	return NewConnection(q, ms, func(m Member) Cursor { return Cursor{ID: m.UserID} }), nil
+	return listPage(page, "list members", func(q PageQuery) ([]Member, error) {
+		return s.store.Members(ctx, nsID, q)
+	}, func(m Member) int64 { return m.UserID })
 }
 
 // checkMemberLimit is CONFLICT when adding adding more members or pending

@@ -149,28 +149,16 @@ func (s *Service) MyOrgs(ctx context.Context, page PageArgs) (Connection[OrgMemb
 	if err != nil {
 		return Connection[OrgMembership]{}, err
 	}
-	q, err := page.Query()
-	if err != nil {
-		return Connection[OrgMembership]{}, err
-	}
-	ms, err := s.store.UserOrgs(ctx, a.UserID, q)
-	if err != nil {
-		return Connection[OrgMembership]{}, fmt.Errorf("list my orgs: %w", err)
-	}
-	return NewConnection(q, ms, func(m OrgMembership) Cursor { return Cursor{ID: m.Org.ID} }), nil
+	return listPage(page, "list my orgs", func(q PageQuery) ([]OrgMembership, error) {
+		return s.store.UserOrgs(ctx, a.UserID, q)
+	}, func(m OrgMembership) int64 { return m.Org.ID })
 }
 
 // OrgMembers lists an org's members by user ID.
 func (s *Service) OrgMembers(ctx context.Context, orgID int64, page PageArgs) (Connection[OrgMember], error) {
-	q, err := page.Query()
-	if err != nil {
-		return Connection[OrgMember]{}, err
-	}
-	ms, err := s.store.OrgMembers(ctx, orgID, q)
-	if err != nil {
-		return Connection[OrgMember]{}, fmt.Errorf("list org members: %w", err)
-	}
-	return NewConnection(q, ms, func(m OrgMember) Cursor { return Cursor{ID: m.UserID} }), nil
+	return listPage(page, "list org members", func(q PageQuery) ([]OrgMember, error) {
+		return s.store.OrgMembers(ctx, orgID, q)
+	}, func(m OrgMember) int64 { return m.UserID })
 }
 
 // AddOrgMember adds a user to an org; org owners only.

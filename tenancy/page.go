@@ -146,3 +146,17 @@ func NewConnection[T any](q PageQuery, items []T, key func(T) Cursor) Connection
 	}
 	return c
 }
+
+// listPage is every keyset-paged list: check the page arguments, fetch one
+// page and wrap it as a connection whose cursors are the items' IDs.
+func listPage[T any](page PageArgs, what string, fetch func(PageQuery) ([]T, error), id func(T) int64) (Connection[T], error) {
+	q, err := page.Query()
+	if err != nil {
+		return Connection[T]{}, err
+	}
+	items, err := fetch(q)
+	if err != nil {
+		return Connection[T]{}, fmt.Errorf("%s: %w", what, err)
+	}
+	return NewConnection(q, items, func(v T) Cursor { return Cursor{ID: id(v)} }), nil
+}
