@@ -86,8 +86,15 @@ func TestAgentFollowsPods(t *testing.T) {
 		}
 		return nil
 	})
-	require.Equal(t, 2.0, r.metric("tenantplane_netmeter_endpoints", "state", "attached"))
-	require.Equal(t, 1.0, r.metric("tenantplane_netmeter_endpoints", "state", "unresolved"))
+	// The gauges follow the state at the end of each interval.
+	netlab.Eventually(t, 30*time.Second, func() error {
+		attached := r.metric("tenantplane_netmeter_endpoints", "state", "attached")
+		unresolved := r.metric("tenantplane_netmeter_endpoints", "state", "unresolved")
+		if attached != 2 || unresolved != 1 {
+			return fmt.Errorf("endpoint gauges attached=%v unresolved=%v, want 2 and 1", attached, unresolved)
+		}
+		return nil
+	})
 
 	// a sends over IPv4 only (the internet host counts by source, and d
 	// will send from a's IPv6 address).
@@ -191,8 +198,12 @@ func TestPendingIsBoundedWhileTheIngestAPIIsDown(t *testing.T) {
 		}
 		return nil
 	})
-	require.Equal(t, 2.0, r.metric("tenantplane_netmeter_pending_batches"))
-	require.Positive(t, r.metric("tenantplane_netmeter_pending_bytes"))
+	netlab.Eventually(t, 30*time.Second, func() error { // gauges follow at the end of an interval
+		if n, b := r.metric("tenantplane_netmeter_pending_batches"), r.metric("tenantplane_netmeter_pending_bytes"); n != 2 || b <= 0 {
+			return fmt.Errorf("pending gauges batches=%v bytes=%v, want 2 and some", n, b)
+		}
+		return nil
+	})
 	require.Positive(t, r.metric("tenantplane_netmeter_push_errors_total"))
 	// More traffic while the bound holds: it waits in the kernel.
 	tcp(t, a.ns, w.inet, inetAddr4, 100<<10, nil)
