@@ -2,15 +2,11 @@ package graph
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -27,6 +23,7 @@ import (
 	"github.com/tenantplane/tenantplane/collectors/usage"
 	"github.com/tenantplane/tenantplane/graph/generated"
 	"github.com/tenantplane/tenantplane/internal/errcode"
+	"github.com/tenantplane/tenantplane/internal/reqmeta"
 	"github.com/tenantplane/tenantplane/isolation"
 	"github.com/tenantplane/tenantplane/tenancy"
 	"github.com/tenantplane/tenantplane/tenancy/authz"
@@ -150,8 +147,8 @@ type Deps struct {
 }
 
 // RequestIDHeader carries the request id, set by the server's middleware
-// or the client; the handler makes one up when it is absent.
-const RequestIDHeader = "X-Request-Id"
+// or the client; the handler makes one up when it is absent or malformed.
+const RequestIDHeader = reqmeta.Header
 
 // NewHandler returns the GraphQL endpoint: queries over POST and GET,
 // mutations over POST, GraphiQL for browsers in dev mode. It authenticates
@@ -194,10 +191,7 @@ type httpHandler struct {
 }
 
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	reqID := r.Header.Get(RequestIDHeader)
-	if reqID == "" || len(reqID) > 128 {
-		reqID = newRequestID()
-	}
+	reqID := reqmeta.RequestID(r.Header.Get(RequestIDHeader))
 	w.Header().Set(RequestIDHeader, reqID)
 	if h.graphiql != nil && r.Method == http.MethodGet && r.URL.Query().Get("query") == "" &&
 		strings.Contains(r.Header.Get("Accept"), "text/html") {
@@ -239,7 +233,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // token the actor is anonymous. A token that does not authenticate is an
 // UNAUTHENTICATED error.
 func Authenticate(ctx context.Context, svc *tenancy.Service, r *http.Request, requestID string) (context.Context, error) {
-	ip := remoteIP(r.RemoteAddr)
+	ip := reqmeta.ClientIP(r.RemoteAddr)
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
 		return tenancy.WithActor(ctx, tenancy.Actor{IP: ip, RequestID: requestID}), nil
@@ -264,18 +258,6 @@ func PrincipalFrom(ctx context.Context) (tenancy.Principal, bool) {
 	return p, ok
 }
 
-func remoteIP(addr string) netip.Addr {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ip.Unmap()
-}
-
 // onlyQueries reports whether a document parses and holds queries only;
 // a document that does not parse is left for the executor to report.
 func onlyQueries(doc string) bool {
@@ -289,12 +271,6 @@ func onlyQueries(doc string) bool {
 		}
 	}
 	return true
-}
-
-func newRequestID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // requestIDFrom returns the request id of the actor in ctx.

@@ -2,15 +2,12 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,11 +17,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/tenantplane/tenantplane/internal/reqmeta"
 )
 
 // RequestIDHeader carries the request id in and out. A valid incoming id
 // (from a trusted proxy) is kept; otherwise a new one is made.
-const RequestIDHeader = "X-Request-Id"
+const RequestIDHeader = reqmeta.Header
 
 type requestIDKey struct{}
 
@@ -182,32 +181,11 @@ func (s *httpServer) readyz(w http.ResponseWriter, r *http.Request) {
 // it in the context and echoes it in the response.
 func withRequestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.Header.Get(RequestIDHeader)
-		if !validRequestID(id) {
-			id = newRequestID()
-			r.Header.Set(RequestIDHeader, id)
-		}
+		id := reqmeta.RequestID(r.Header.Get(RequestIDHeader))
+		r.Header.Set(RequestIDHeader, id)
 		w.Header().Set(RequestIDHeader, id)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey{}, id)))
 	})
-}
-
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	for _, c := range id {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
-			return false
-		}
-	}
-	return true
-}
-
-func newRequestID() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // observe logs each request and records it in the metrics under the route
@@ -340,13 +318,4 @@ func writeError(w http.ResponseWriter, status int, code, message, requestID stri
 	writeJSON(w, status, map[string]any{"error": map[string]string{
 		"code": code, "message": strings.TrimSpace(message), "requestId": requestID,
 	}})
-}
-
-// netipAddrPort parses a RemoteAddr ("ip:port") into its address.
-func netipAddrPort(remote string) (netip.Addr, error) {
-	ap, err := netip.ParseAddrPort(remote)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf("parsing client address %q: %w", remote, err)
-	}
-	return ap.Addr().Unmap(), nil
 }

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/tenantplane/tenantplane/graph"
+	"github.com/tenantplane/tenantplane/internal/reqmeta"
 	"github.com/tenantplane/tenantplane/schema/dbmigrate"
 	"github.com/tenantplane/tenantplane/tenancy"
 	"github.com/tenantplane/tenantplane/tenancy/authz"
@@ -256,10 +257,7 @@ func newMailer(cfg IdentityConfig, log *slog.Logger) (mail.Mailer, error) {
 // and rate limits.
 func withAnonymousActor(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a := tenancy.Actor{RequestID: RequestID(r.Context())}
-		if ap, err := netipAddrPort(r.RemoteAddr); err == nil {
-			a.IP = ap
-		}
+		a := tenancy.Actor{RequestID: RequestID(r.Context()), IP: reqmeta.ClientIP(r.RemoteAddr)}
 		next.ServeHTTP(w, r.WithContext(tenancy.WithActor(r.Context(), a)))
 	})
 }
