@@ -22,7 +22,7 @@ func TestRequestID(t *testing.T) {
 		{strings.Repeat("x", 65), false},
 		{"", false},
 		{"bad id", false},
-		{"inj\"ect<script>", false},
+		{"x\"<script>", false},
 		{"línea", false},
 	} {
 		got := reqmeta.RequestID(tc.in)
