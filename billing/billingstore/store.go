@@ -1,0 +1,93 @@
+package billingstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tenantplane/tenantplane/internal/errcode"
+)
+
+// dbtx is what a pool and a transaction have in common.
+type dbtx interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// Store is billing's storage over a pgx pool.
+type Store struct {
+	pool *pgxpool.Pool
+	now  func() time.Time
+}
+
+// New returns a Store over pool; now stamps created_at and updated_at.
+func New(pool *pgxpool.Pool, now func() time.Time) *Store {
+	return &Store{pool: pool, now: func() time.Time { return now().UTC() }}
+}
+
+// storeErr turns a storage error into a domain error: no rows →
+// NOT_FOUND, unique violation → CONFLICT, foreign key violation →
+// NOT_FOUND; anything else is wrapped with op and stays internal.
+func storeErr(op, what string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return errcode.New(errcode.NotFound, what+" not found")
+	}
+	if pe, ok := errors.AsType[*pgconn.PgError](err); ok {
+		switch pe.Code {
+		case "23505":
+			return errcode.New(errcode.Conflict, what+" already exists")
+		case "23503":
+			return errcode.New(errcode.NotFound, "a referenced object was not found")
+		}
+	}
+	if _, ok := errcode.As(err); ok {
+		return err
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// AuditEntry is one row of the audit log, written by a billing change in
+// its own transaction.
+type AuditEntry struct {
+	At        time.Time
+	Actor     string // "user:42", "system:billing", "stripe"
+	Action    string // "billing.adjust", "billing.export", ...
+	Target    string // "org:7", "ns:3", ...
+	IP        netip.Addr
+	RequestID string
+	Detail    map[string]any
+}
+
+const insertAudit = `INSERT INTO audit_log (at, actor, action, target, ip, request_id, detail)
+	VALUES ($1, $2, $3, $4, $5, $6, $7)`
+
+// writeAudit adds e to the audit log through db, a transaction of the
+// change it records.
+func writeAudit(ctx context.Context, db dbtx, e AuditEntry) error {
+	var ip *netip.Addr
+	if e.IP.IsValid() {
+		a := e.IP
+		ip = &a
+	}
+	detail := []byte(`{}`)
+	if len(e.Detail) > 0 {
+		b, err := json.Marshal(e.Detail)
+		if err != nil {
+			return fmt.Errorf("encoding audit detail: %w", err)
+		}
+		detail = b
+	}
+	_, err := db.Exec(ctx, insertAudit, e.At.UTC(), e.Actor, e.Action, e.Target, ip, e.RequestID, detail)
+	return storeErr("writing audit log", "audit entry", err)
+}
