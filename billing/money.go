@@ -67,7 +67,7 @@ func signed(q uint64, neg bool) (int64, error) {
 		if q > uint64(math.MaxInt64)+1 {
 			return 0, errcode.New(errcode.BadUserInput, "amount out of range")
 		}
-		return -int64(q - 1) - 1, nil
+		return -int64(q-1) - 1, nil
 	}
 	if q > math.MaxInt64 {
 		return 0, errcode.New(errcode.BadUserInput, "amount out of range")
