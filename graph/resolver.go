@@ -15,6 +15,8 @@ type Resolver struct {
 	suspender   Suspender
 	hosts       Hosts
 	usage       Usage
+	ledger      BillingLedger
+	giftCodes   GiftCodes
 	now         func() time.Time
 	log         *slog.Logger
 }

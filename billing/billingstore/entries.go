@@ -68,3 +68,21 @@ func (s *Store) CreditGrants(ctx context.Context, orgID int64, all bool, limit i
 	})
 	return out, storeErr("listing credit grants", "credit grant", err)
 }
+
+// qPlanCurrency is the currency of the price book of org's plan.
+const qPlanCurrency = `SELECT b.currency FROM orgs o JOIN plans p ON p.name = o.plan
+	JOIN price_books b ON b.id = p.price_book_id WHERE o.id = $1`
+
+// OrgBalance is Balance with credit usable at now; before the org's first
+// entry it is zero in the currency of its plan's price book, and an org
+// that does not exist is NOT_FOUND.
+func (s *Store) OrgBalance(ctx context.Context, orgID int64, now time.Time) (billing.Balance, error) {
+	b, err := balance(ctx, s.pool, orgID, now, "")
+	if err != nil || b.Currency != "" {
+		return b, err
+	}
+	if err := s.pool.QueryRow(ctx, qPlanCurrency, orgID).Scan(&b.Currency); err != nil {
+		return billing.Balance{}, storeErr("reading org's currency", "org", err)
+	}
+	return b, nil
+}

@@ -30,6 +30,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
 	Invitation() InvitationResolver
+	Invoice() InvoiceResolver
 	Member() MemberResolver
 	Mutation() MutationResolver
 	Namespace() NamespaceResolver
@@ -86,6 +87,50 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	CreatedGiftCode struct {
+		Code     func(childComplexity int) int
+		GiftCode func(childComplexity int) int
+	}
+
+	CreditGrant struct {
+		AmountMicros    func(childComplexity int) int
+		CreatedAt       func(childComplexity int) int
+		ExpiresAt       func(childComplexity int) int
+		ID              func(childComplexity int) int
+		Reference       func(childComplexity int) int
+		RemainingMicros func(childComplexity int) int
+		Source          func(childComplexity int) int
+	}
+
+	GiftCode struct {
+		AmountMicros          func(childComplexity int) int
+		CreatedAt             func(childComplexity int) int
+		CreatedBy             func(childComplexity int) int
+		CreditValidForSeconds func(childComplexity int) int
+		Currency              func(childComplexity int) int
+		ExpiresAt             func(childComplexity int) int
+		ID                    func(childComplexity int) int
+		MaxRedemptions        func(childComplexity int) int
+		Note                  func(childComplexity int) int
+		Redemptions           func(childComplexity int) int
+	}
+
+	GiftCodeConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	GiftCodeEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	GiftCodeRedemption struct {
+		Balance     func(childComplexity int) int
+		CreditGrant func(childComplexity int) int
+		Reference   func(childComplexity int) int
+	}
+
 	HostClaim struct {
 		CreatedAt func(childComplexity int) int
 		Host      func(childComplexity int) int
@@ -113,6 +158,46 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	Invoice struct {
+		BillingMode    func(childComplexity int) int
+		CreatedAt      func(childComplexity int) int
+		Currency       func(childComplexity int) int
+		FinalizedAt    func(childComplexity int) int
+		HTML           func(childComplexity int) int
+		ID             func(childComplexity int) int
+		Lines          func(childComplexity int) int
+		Number         func(childComplexity int) int
+		OrgID          func(childComplexity int) int
+		PaidAt         func(childComplexity int) int
+		PeriodEnd      func(childComplexity int) int
+		PeriodStart    func(childComplexity int) int
+		Status         func(childComplexity int) int
+		SubtotalMicros func(childComplexity int) int
+		TaxMicros      func(childComplexity int) int
+		TaxRateBps     func(childComplexity int) int
+		TotalMicros    func(childComplexity int) int
+		VoidReason     func(childComplexity int) int
+		VoidedAt       func(childComplexity int) int
+	}
+
+	InvoiceConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	InvoiceEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	InvoiceLine struct {
+		AmountMicros func(childComplexity int) int
+		Namespace    func(childComplexity int) int
+		NamespaceID  func(childComplexity int) int
+		Quantity     func(childComplexity int) int
+		Resource     func(childComplexity int) int
+	}
+
 	IssuedToken struct {
 		ExpiresAt func(childComplexity int) int
 		ID        func(childComplexity int) int
@@ -124,6 +209,30 @@ type ComplexityRoot struct {
 		Namespace      func(childComplexity int) int
 		ServiceAccount func(childComplexity int) int
 		Yaml           func(childComplexity int) int
+	}
+
+	LedgerEntry struct {
+		Account       func(childComplexity int) int
+		Actor         func(childComplexity int) int
+		AmountMicros  func(childComplexity int) int
+		CreatedAt     func(childComplexity int) int
+		CreditGrantID func(childComplexity int) int
+		Currency      func(childComplexity int) int
+		Description   func(childComplexity int) int
+		ID            func(childComplexity int) int
+		Kind          func(childComplexity int) int
+		OccurredAt    func(childComplexity int) int
+		Reference     func(childComplexity int) int
+	}
+
+	LedgerEntryConnection struct {
+		Edges    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	LedgerEntryEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	Member struct {
@@ -152,6 +261,7 @@ type ComplexityRoot struct {
 		ChangeRole            func(childComplexity int, input model.MemberInput) int
 		ClaimHost             func(childComplexity int, namespaceID int64, host string) int
 		CreateAPIToken        func(childComplexity int, input model.CreateAPITokenInput) int
+		CreateGiftCode        func(childComplexity int, input model.CreateGiftCodeInput) int
 		CreateNamespace       func(childComplexity int, input model.CreateNamespaceInput) int
 		CreateOrg             func(childComplexity int, input model.CreateOrgInput) int
 		DeleteNamespace       func(childComplexity int, id int64) int
@@ -163,6 +273,7 @@ type ComplexityRoot struct {
 		LeaveOrg              func(childComplexity int, orgID int64) int
 		LogIn                 func(childComplexity int, input model.LogInInput) int
 		LogOut                func(childComplexity int) int
+		RedeemGiftCode        func(childComplexity int, orgID int64, code string) int
 		ReleaseHost           func(childComplexity int, namespaceID int64, host string) int
 		RemoveMember          func(childComplexity int, input model.MemberRefInput) int
 		RemoveOrgMember       func(childComplexity int, input model.OrgMemberRefInput) int
@@ -218,6 +329,16 @@ type ComplexityRoot struct {
 		ViewerRole  func(childComplexity int) int
 	}
 
+	OrgBalance struct {
+		CashMicros         func(childComplexity int) int
+		CreditMicros       func(childComplexity int) int
+		Currency           func(childComplexity int) int
+		OrgID              func(childComplexity int) int
+		UpdatedAt          func(childComplexity int) int
+		UsableCreditMicros func(childComplexity int) int
+		UsableMicros       func(childComplexity int) int
+	}
+
 	OrgConnection struct {
 		Edges    func(childComplexity int) int
 		Nodes    func(childComplexity int) int
@@ -254,18 +375,24 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		APITokens   func(childComplexity int, first *int, after *string) int
-		AuditLog    func(childComplexity int, filter *model.AuditFilter, first *int, after *string) int
-		Invitations func(childComplexity int, namespaceID int64, first *int, after *string) int
-		Me          func(childComplexity int) int
-		Members     func(childComplexity int, namespaceID int64, first *int, after *string) int
-		Namespace   func(childComplexity int, id int64) int
-		Namespaces  func(childComplexity int, first *int, after *string) int
-		Org         func(childComplexity int, id int64) int
-		OrgUsage    func(childComplexity int, orgID int64, from time.Time, to time.Time, granularity model.Granularity) int
-		Orgs        func(childComplexity int, first *int, after *string) int
-		Usage       func(childComplexity int, namespaceID int64, from time.Time, to time.Time, granularity model.Granularity) int
-		User        func(childComplexity int, id int64) int
+		APITokens     func(childComplexity int, first *int, after *string) int
+		AuditLog      func(childComplexity int, filter *model.AuditFilter, first *int, after *string) int
+		CreditGrants  func(childComplexity int, orgID int64, all *bool) int
+		GiftCodes     func(childComplexity int, first *int, after *string) int
+		Invitations   func(childComplexity int, namespaceID int64, first *int, after *string) int
+		Invoice       func(childComplexity int, orgID int64, id int64) int
+		Invoices      func(childComplexity int, orgID int64, first *int, after *string) int
+		LedgerEntries func(childComplexity int, orgID int64, first *int, after *string) int
+		Me            func(childComplexity int) int
+		Members       func(childComplexity int, namespaceID int64, first *int, after *string) int
+		Namespace     func(childComplexity int, id int64) int
+		Namespaces    func(childComplexity int, first *int, after *string) int
+		Org           func(childComplexity int, id int64) int
+		OrgBalance    func(childComplexity int, orgID int64) int
+		OrgUsage      func(childComplexity int, orgID int64, from time.Time, to time.Time, granularity model.Granularity) int
+		Orgs          func(childComplexity int, first *int, after *string) int
+		Usage         func(childComplexity int, namespaceID int64, from time.Time, to time.Time, granularity model.Granularity) int
+		User          func(childComplexity int, id int64) int
 	}
 
 	UsageGap struct {
@@ -316,6 +443,9 @@ type InvitationResolver interface {
 	Namespace(ctx context.Context, obj *model.Invitation) (*model.Namespace, error)
 	InvitedBy(ctx context.Context, obj *model.Invitation) (*model.User, error)
 }
+type InvoiceResolver interface {
+	HTML(ctx context.Context, obj *model.Invoice) (string, error)
+}
 type MemberResolver interface {
 	User(ctx context.Context, obj *model.Member) (*model.User, error)
 	Namespace(ctx context.Context, obj *model.Member) (*model.Namespace, error)
@@ -340,6 +470,8 @@ type MutationResolver interface {
 	RemoveMember(ctx context.Context, input model.MemberRefInput) (bool, error)
 	LeaveNamespace(ctx context.Context, namespaceID int64) (bool, error)
 	TransferOwnership(ctx context.Context, input model.MemberRefInput) (bool, error)
+	CreateGiftCode(ctx context.Context, input model.CreateGiftCodeInput) (*model.CreatedGiftCode, error)
+	RedeemGiftCode(ctx context.Context, orgID int64, code string) (*model.GiftCodeRedemption, error)
 	SignUp(ctx context.Context, input model.SignUpInput) (*model.User, error)
 	VerifyEmail(ctx context.Context, token string) (*model.User, error)
 	ResendVerification(ctx context.Context) (bool, error)
@@ -384,6 +516,12 @@ type QueryResolver interface {
 	Invitations(ctx context.Context, namespaceID int64, first *int, after *string) (*model.InvitationConnection, error)
 	APITokens(ctx context.Context, first *int, after *string) (*model.APITokenConnection, error)
 	AuditLog(ctx context.Context, filter *model.AuditFilter, first *int, after *string) (*model.AuditEntryConnection, error)
+	OrgBalance(ctx context.Context, orgID int64) (*model.OrgBalance, error)
+	LedgerEntries(ctx context.Context, orgID int64, first *int, after *string) (*model.LedgerEntryConnection, error)
+	CreditGrants(ctx context.Context, orgID int64, all *bool) ([]*model.CreditGrant, error)
+	Invoices(ctx context.Context, orgID int64, first *int, after *string) (*model.InvoiceConnection, error)
+	Invoice(ctx context.Context, orgID int64, id int64) (*model.Invoice, error)
+	GiftCodes(ctx context.Context, first *int, after *string) (*model.GiftCodeConnection, error)
 	Usage(ctx context.Context, namespaceID int64, from time.Time, to time.Time, granularity model.Granularity) (*model.UsageReport, error)
 	OrgUsage(ctx context.Context, orgID int64, from time.Time, to time.Time, granularity model.Granularity) (*model.UsageReport, error)
 }
@@ -564,6 +702,168 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.AuditEntryEdge.Node(childComplexity), true
 
+	case "CreatedGiftCode.code":
+		if e.ComplexityRoot.CreatedGiftCode.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreatedGiftCode.Code(childComplexity), true
+	case "CreatedGiftCode.giftCode":
+		if e.ComplexityRoot.CreatedGiftCode.GiftCode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreatedGiftCode.GiftCode(childComplexity), true
+
+	case "CreditGrant.amountMicros":
+		if e.ComplexityRoot.CreditGrant.AmountMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditGrant.AmountMicros(childComplexity), true
+	case "CreditGrant.createdAt":
+		if e.ComplexityRoot.CreditGrant.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditGrant.CreatedAt(childComplexity), true
+	case "CreditGrant.expiresAt":
+		if e.ComplexityRoot.CreditGrant.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditGrant.ExpiresAt(childComplexity), true
+	case "CreditGrant.id":
+		if e.ComplexityRoot.CreditGrant.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditGrant.ID(childComplexity), true
+	case "CreditGrant.reference":
+		if e.ComplexityRoot.CreditGrant.Reference == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditGrant.Reference(childComplexity), true
+	case "CreditGrant.remainingMicros":
+		if e.ComplexityRoot.CreditGrant.RemainingMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditGrant.RemainingMicros(childComplexity), true
+	case "CreditGrant.source":
+		if e.ComplexityRoot.CreditGrant.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreditGrant.Source(childComplexity), true
+
+	case "GiftCode.amountMicros":
+		if e.ComplexityRoot.GiftCode.AmountMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCode.AmountMicros(childComplexity), true
+	case "GiftCode.createdAt":
+		if e.ComplexityRoot.GiftCode.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCode.CreatedAt(childComplexity), true
+	case "GiftCode.createdBy":
+		if e.ComplexityRoot.GiftCode.CreatedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCode.CreatedBy(childComplexity), true
+	case "GiftCode.creditValidForSeconds":
+		if e.ComplexityRoot.GiftCode.CreditValidForSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCode.CreditValidForSeconds(childComplexity), true
+	case "GiftCode.currency":
+		if e.ComplexityRoot.GiftCode.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCode.Currency(childComplexity), true
+	case "GiftCode.expiresAt":
+		if e.ComplexityRoot.GiftCode.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCode.ExpiresAt(childComplexity), true
+	case "GiftCode.id":
+		if e.ComplexityRoot.GiftCode.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCode.ID(childComplexity), true
+	case "GiftCode.maxRedemptions":
+		if e.ComplexityRoot.GiftCode.MaxRedemptions == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCode.MaxRedemptions(childComplexity), true
+	case "GiftCode.note":
+		if e.ComplexityRoot.GiftCode.Note == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCode.Note(childComplexity), true
+	case "GiftCode.redemptions":
+		if e.ComplexityRoot.GiftCode.Redemptions == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCode.Redemptions(childComplexity), true
+
+	case "GiftCodeConnection.edges":
+		if e.ComplexityRoot.GiftCodeConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCodeConnection.Edges(childComplexity), true
+	case "GiftCodeConnection.pageInfo":
+		if e.ComplexityRoot.GiftCodeConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCodeConnection.PageInfo(childComplexity), true
+
+	case "GiftCodeEdge.cursor":
+		if e.ComplexityRoot.GiftCodeEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCodeEdge.Cursor(childComplexity), true
+	case "GiftCodeEdge.node":
+		if e.ComplexityRoot.GiftCodeEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCodeEdge.Node(childComplexity), true
+
+	case "GiftCodeRedemption.balance":
+		if e.ComplexityRoot.GiftCodeRedemption.Balance == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCodeRedemption.Balance(childComplexity), true
+	case "GiftCodeRedemption.creditGrant":
+		if e.ComplexityRoot.GiftCodeRedemption.CreditGrant == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCodeRedemption.CreditGrant(childComplexity), true
+	case "GiftCodeRedemption.reference":
+		if e.ComplexityRoot.GiftCodeRedemption.Reference == nil {
+			break
+		}
+
+		return e.ComplexityRoot.GiftCodeRedemption.Reference(childComplexity), true
+
 	case "HostClaim.createdAt":
 		if e.ComplexityRoot.HostClaim.CreatedAt == nil {
 			break
@@ -658,6 +958,178 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.InvitationEdge.Node(childComplexity), true
 
+	case "Invoice.billingMode":
+		if e.ComplexityRoot.Invoice.BillingMode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.BillingMode(childComplexity), true
+	case "Invoice.createdAt":
+		if e.ComplexityRoot.Invoice.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.CreatedAt(childComplexity), true
+	case "Invoice.currency":
+		if e.ComplexityRoot.Invoice.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.Currency(childComplexity), true
+	case "Invoice.finalizedAt":
+		if e.ComplexityRoot.Invoice.FinalizedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.FinalizedAt(childComplexity), true
+	case "Invoice.html":
+		if e.ComplexityRoot.Invoice.HTML == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.HTML(childComplexity), true
+	case "Invoice.id":
+		if e.ComplexityRoot.Invoice.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.ID(childComplexity), true
+	case "Invoice.lines":
+		if e.ComplexityRoot.Invoice.Lines == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.Lines(childComplexity), true
+	case "Invoice.number":
+		if e.ComplexityRoot.Invoice.Number == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.Number(childComplexity), true
+	case "Invoice.orgId":
+		if e.ComplexityRoot.Invoice.OrgID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.OrgID(childComplexity), true
+	case "Invoice.paidAt":
+		if e.ComplexityRoot.Invoice.PaidAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.PaidAt(childComplexity), true
+	case "Invoice.periodEnd":
+		if e.ComplexityRoot.Invoice.PeriodEnd == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.PeriodEnd(childComplexity), true
+	case "Invoice.periodStart":
+		if e.ComplexityRoot.Invoice.PeriodStart == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.PeriodStart(childComplexity), true
+	case "Invoice.status":
+		if e.ComplexityRoot.Invoice.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.Status(childComplexity), true
+	case "Invoice.subtotalMicros":
+		if e.ComplexityRoot.Invoice.SubtotalMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.SubtotalMicros(childComplexity), true
+	case "Invoice.taxMicros":
+		if e.ComplexityRoot.Invoice.TaxMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.TaxMicros(childComplexity), true
+	case "Invoice.taxRateBps":
+		if e.ComplexityRoot.Invoice.TaxRateBps == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.TaxRateBps(childComplexity), true
+	case "Invoice.totalMicros":
+		if e.ComplexityRoot.Invoice.TotalMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.TotalMicros(childComplexity), true
+	case "Invoice.voidReason":
+		if e.ComplexityRoot.Invoice.VoidReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.VoidReason(childComplexity), true
+	case "Invoice.voidedAt":
+		if e.ComplexityRoot.Invoice.VoidedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.VoidedAt(childComplexity), true
+
+	case "InvoiceConnection.edges":
+		if e.ComplexityRoot.InvoiceConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceConnection.Edges(childComplexity), true
+	case "InvoiceConnection.pageInfo":
+		if e.ComplexityRoot.InvoiceConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceConnection.PageInfo(childComplexity), true
+
+	case "InvoiceEdge.cursor":
+		if e.ComplexityRoot.InvoiceEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceEdge.Cursor(childComplexity), true
+	case "InvoiceEdge.node":
+		if e.ComplexityRoot.InvoiceEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceEdge.Node(childComplexity), true
+
+	case "InvoiceLine.amountMicros":
+		if e.ComplexityRoot.InvoiceLine.AmountMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceLine.AmountMicros(childComplexity), true
+	case "InvoiceLine.namespace":
+		if e.ComplexityRoot.InvoiceLine.Namespace == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceLine.Namespace(childComplexity), true
+	case "InvoiceLine.namespaceId":
+		if e.ComplexityRoot.InvoiceLine.NamespaceID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceLine.NamespaceID(childComplexity), true
+	case "InvoiceLine.quantity":
+		if e.ComplexityRoot.InvoiceLine.Quantity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceLine.Quantity(childComplexity), true
+	case "InvoiceLine.resource":
+		if e.ComplexityRoot.InvoiceLine.Resource == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceLine.Resource(childComplexity), true
+
 	case "IssuedToken.expiresAt":
 		if e.ComplexityRoot.IssuedToken.ExpiresAt == nil {
 			break
@@ -701,6 +1173,99 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Kubeconfig.Yaml(childComplexity), true
+
+	case "LedgerEntry.account":
+		if e.ComplexityRoot.LedgerEntry.Account == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LedgerEntry.Account(childComplexity), true
+	case "LedgerEntry.actor":
+		if e.ComplexityRoot.LedgerEntry.Actor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LedgerEntry.Actor(childComplexity), true
+	case "LedgerEntry.amountMicros":
+		if e.ComplexityRoot.LedgerEntry.AmountMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LedgerEntry.AmountMicros(childComplexity), true
+	case "LedgerEntry.createdAt":
+		if e.ComplexityRoot.LedgerEntry.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LedgerEntry.CreatedAt(childComplexity), true
+	case "LedgerEntry.creditGrantId":
+		if e.ComplexityRoot.LedgerEntry.CreditGrantID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LedgerEntry.CreditGrantID(childComplexity), true
+	case "LedgerEntry.currency":
+		if e.ComplexityRoot.LedgerEntry.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LedgerEntry.Currency(childComplexity), true
+	case "LedgerEntry.description":
+		if e.ComplexityRoot.LedgerEntry.Description == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LedgerEntry.Description(childComplexity), true
+	case "LedgerEntry.id":
+		if e.ComplexityRoot.LedgerEntry.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LedgerEntry.ID(childComplexity), true
+	case "LedgerEntry.kind":
+		if e.ComplexityRoot.LedgerEntry.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LedgerEntry.Kind(childComplexity), true
+	case "LedgerEntry.occurredAt":
+		if e.ComplexityRoot.LedgerEntry.OccurredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LedgerEntry.OccurredAt(childComplexity), true
+	case "LedgerEntry.reference":
+		if e.ComplexityRoot.LedgerEntry.Reference == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LedgerEntry.Reference(childComplexity), true
+
+	case "LedgerEntryConnection.edges":
+		if e.ComplexityRoot.LedgerEntryConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LedgerEntryConnection.Edges(childComplexity), true
+	case "LedgerEntryConnection.pageInfo":
+		if e.ComplexityRoot.LedgerEntryConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LedgerEntryConnection.PageInfo(childComplexity), true
+
+	case "LedgerEntryEdge.cursor":
+		if e.ComplexityRoot.LedgerEntryEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LedgerEntryEdge.Cursor(childComplexity), true
+	case "LedgerEntryEdge.node":
+		if e.ComplexityRoot.LedgerEntryEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LedgerEntryEdge.Node(childComplexity), true
 
 	case "Member.createdAt":
 		if e.ComplexityRoot.Member.CreatedAt == nil {
@@ -836,6 +1401,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateAPIToken(childComplexity, args["input"].(model.CreateAPITokenInput)), true
+	case "Mutation.createGiftCode":
+		if e.ComplexityRoot.Mutation.CreateGiftCode == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createGiftCode_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateGiftCode(childComplexity, args["input"].(model.CreateGiftCodeInput)), true
 	case "Mutation.createNamespace":
 		if e.ComplexityRoot.Mutation.CreateNamespace == nil {
 			break
@@ -952,6 +1528,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.LogOut(childComplexity), true
+	case "Mutation.redeemGiftCode":
+		if e.ComplexityRoot.Mutation.RedeemGiftCode == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_redeemGiftCode_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RedeemGiftCode(childComplexity, args["orgId"].(int64), args["code"].(string)), true
 	case "Mutation.releaseHost":
 		if e.ComplexityRoot.Mutation.ReleaseHost == nil {
 			break
@@ -1298,6 +1885,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Org.ViewerRole(childComplexity), true
 
+	case "OrgBalance.cashMicros":
+		if e.ComplexityRoot.OrgBalance.CashMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgBalance.CashMicros(childComplexity), true
+	case "OrgBalance.creditMicros":
+		if e.ComplexityRoot.OrgBalance.CreditMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgBalance.CreditMicros(childComplexity), true
+	case "OrgBalance.currency":
+		if e.ComplexityRoot.OrgBalance.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgBalance.Currency(childComplexity), true
+	case "OrgBalance.orgId":
+		if e.ComplexityRoot.OrgBalance.OrgID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgBalance.OrgID(childComplexity), true
+	case "OrgBalance.updatedAt":
+		if e.ComplexityRoot.OrgBalance.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgBalance.UpdatedAt(childComplexity), true
+	case "OrgBalance.usableCreditMicros":
+		if e.ComplexityRoot.OrgBalance.UsableCreditMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgBalance.UsableCreditMicros(childComplexity), true
+	case "OrgBalance.usableMicros":
+		if e.ComplexityRoot.OrgBalance.UsableMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgBalance.UsableMicros(childComplexity), true
+
 	case "OrgConnection.edges":
 		if e.ComplexityRoot.OrgConnection.Edges == nil {
 			break
@@ -1428,6 +2058,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.AuditLog(childComplexity, args["filter"].(*model.AuditFilter), args["first"].(*int), args["after"].(*string)), true
+	case "Query.creditGrants":
+		if e.ComplexityRoot.Query.CreditGrants == nil {
+			break
+		}
+
+		args, err := ec.field_Query_creditGrants_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.CreditGrants(childComplexity, args["orgId"].(int64), args["all"].(*bool)), true
+	case "Query.giftCodes":
+		if e.ComplexityRoot.Query.GiftCodes == nil {
+			break
+		}
+
+		args, err := ec.field_Query_giftCodes_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.GiftCodes(childComplexity, args["first"].(*int), args["after"].(*string)), true
 
 	case "Query.invitations":
 		if e.ComplexityRoot.Query.Invitations == nil {
@@ -1440,6 +2092,39 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Invitations(childComplexity, args["namespaceId"].(int64), args["first"].(*int), args["after"].(*string)), true
+	case "Query.invoice":
+		if e.ComplexityRoot.Query.Invoice == nil {
+			break
+		}
+
+		args, err := ec.field_Query_invoice_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Invoice(childComplexity, args["orgId"].(int64), args["id"].(int64)), true
+	case "Query.invoices":
+		if e.ComplexityRoot.Query.Invoices == nil {
+			break
+		}
+
+		args, err := ec.field_Query_invoices_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Invoices(childComplexity, args["orgId"].(int64), args["first"].(*int), args["after"].(*string)), true
+	case "Query.ledgerEntries":
+		if e.ComplexityRoot.Query.LedgerEntries == nil {
+			break
+		}
+
+		args, err := ec.field_Query_ledgerEntries_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.LedgerEntries(childComplexity, args["orgId"].(int64), args["first"].(*int), args["after"].(*string)), true
 	case "Query.me":
 		if e.ComplexityRoot.Query.Me == nil {
 			break
@@ -1490,6 +2175,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Org(childComplexity, args["id"].(int64)), true
+	case "Query.orgBalance":
+		if e.ComplexityRoot.Query.OrgBalance == nil {
+			break
+		}
+
+		args, err := ec.field_Query_orgBalance_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.OrgBalance(childComplexity, args["orgId"].(int64)), true
 	case "Query.orgUsage":
 		if e.ComplexityRoot.Query.OrgUsage == nil {
 			break
@@ -1705,6 +2401,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("AuditFilter", ec.unmarshalInputAuditFilter),
 			graphql.NewInputUnmarshaler("CreateApiTokenInput", ec.unmarshalInputCreateApiTokenInput),
+			graphql.NewInputUnmarshaler("CreateGiftCodeInput", ec.unmarshalInputCreateGiftCodeInput),
 			graphql.NewInputUnmarshaler("CreateNamespaceInput", ec.unmarshalInputCreateNamespaceInput),
 			graphql.NewInputUnmarshaler("CreateOrgInput", ec.unmarshalInputCreateOrgInput),
 			graphql.NewInputUnmarshaler("InviteInput", ec.unmarshalInputInviteInput),
@@ -1792,6 +2489,204 @@ func newExecutionContext(
 }
 
 var sources = []*ast.Source{
+	{Name: "../../schema/graphql/billing_ledger.graphqls", Input: `"An org's money at one moment, in micro-units (millionths) of its currency."
+type OrgBalance {
+  orgId: ID! @auth(scope: PARENT)
+  "ISO 4217 code, e.g. USD."
+  currency: String! @auth(scope: PARENT)
+  "Money paid in less what it paid for; negative in debt."
+  cashMicros: Int64! @auth(scope: PARENT)
+  "What the credit grants have left, expired or not yet written off."
+  creditMicros: Int64! @auth(scope: PARENT)
+  "The part of the credit not expired."
+  usableCreditMicros: Int64! @auth(scope: PARENT)
+  "What the org can still spend: cash plus usable credit."
+  usableMicros: Int64! @auth(scope: PARENT)
+  "When the balance last moved; null before its first entry."
+  updatedAt: Time @auth(scope: PARENT)
+}
+
+"One append-only entry of the ledger: a change of an org's balance."
+type LedgerEntry {
+  id: ID! @auth(scope: PARENT)
+  "charge, top_up, payment, credit, gift_code, credit_expiry, refund, dispute or adjustment."
+  kind: String! @auth(scope: PARENT)
+  "cash or credit: which part of the balance it moved."
+  account: String! @auth(scope: PARENT)
+  "The credit grant it created or used, for credit entries."
+  creditGrantId: ID @auth(scope: PARENT)
+  "Signed: positive adds to the balance."
+  amountMicros: Int64! @auth(scope: PARENT)
+  currency: String! @auth(scope: PARENT)
+  "Unique to the posting, e.g. a charge key or a payment event."
+  reference: String! @auth(scope: PARENT)
+  description: String! @auth(scope: PARENT)
+  "Who caused it: user:ID, system:billing, stripe."
+  actor: String! @auth(scope: PARENT)
+  "When the money moved."
+  occurredAt: Time! @auth(scope: PARENT)
+  createdAt: Time! @auth(scope: PARENT)
+}
+
+type LedgerEntryEdge {
+  node: LedgerEntry! @auth(scope: PARENT)
+  cursor: String! @auth(scope: PARENT)
+}
+
+type LedgerEntryConnection {
+  edges: [LedgerEntryEdge!]! @auth(scope: PARENT)
+  pageInfo: PageInfo! @auth(scope: PARENT)
+}
+
+"Credit held apart from cash, used before it, earliest expiry first."
+type CreditGrant {
+  id: ID! @auth(scope: PARENT)
+  "credit or gift_code."
+  source: String! @auth(scope: PARENT)
+  amountMicros: Int64! @auth(scope: PARENT)
+  remainingMicros: Int64! @auth(scope: PARENT)
+  "Null: it never expires."
+  expiresAt: Time @auth(scope: PARENT)
+  reference: String! @auth(scope: PARENT)
+  createdAt: Time! @auth(scope: PARENT)
+}
+
+"Where an invoice is in its life: draft, then finalized, then paid or void."
+enum InvoiceStatus {
+  DRAFT
+  FINALIZED
+  PAID
+  VOID
+}
+
+"One org's invoice for one period: a bill for postpaid orgs, a statement for prepaid ones."
+type Invoice {
+  id: ID! @auth(scope: PARENT)
+  orgId: ID! @auth(scope: PARENT)
+  "e.g. INV-000042; sequential across the platform, null for a draft."
+  number: String @auth(scope: PARENT)
+  "The period, [periodStart, periodEnd), UTC."
+  periodStart: Time! @auth(scope: PARENT)
+  periodEnd: Time! @auth(scope: PARENT)
+  "prepaid (a statement of what the balance paid) or postpaid (a bill)."
+  billingMode: String! @auth(scope: PARENT)
+  status: InvoiceStatus! @auth(scope: PARENT)
+  currency: String! @auth(scope: PARENT)
+  "The sum of the lines."
+  subtotalMicros: Int64! @auth(scope: PARENT)
+  "Basis points: 1950 is 19.50%."
+  taxRateBps: Int! @auth(scope: PARENT)
+  "The subtotal times the rate, rounded half to even once."
+  taxMicros: Int64! @auth(scope: PARENT)
+  "subtotal + tax"
+  totalMicros: Int64! @auth(scope: PARENT)
+  "Per namespace and resource, by namespace name."
+  lines: [InvoiceLine!]! @auth(scope: PARENT)
+  createdAt: Time! @auth(scope: PARENT)
+  finalizedAt: Time @auth(scope: PARENT)
+  paidAt: Time @auth(scope: PARENT)
+  voidedAt: Time @auth(scope: PARENT)
+  voidReason: String! @auth(scope: PARENT)
+  "A standalone, printable HTML page of the invoice."
+  html: String! @auth(scope: PARENT)
+}
+
+"What one namespace used of one resource in an invoice's period."
+type InvoiceLine {
+  namespaceId: ID! @auth(scope: PARENT)
+  "The namespace's name when the invoice was made."
+  namespace: String! @auth(scope: PARENT)
+  resource: String! @auth(scope: PARENT)
+  "In the resource's usage units, e.g. millicore-minutes."
+  quantity: Int64! @auth(scope: PARENT)
+  amountMicros: Int64! @auth(scope: PARENT)
+}
+
+type InvoiceEdge {
+  node: Invoice! @auth(scope: PARENT)
+  cursor: String! @auth(scope: PARENT)
+}
+
+type InvoiceConnection {
+  edges: [InvoiceEdge!]! @auth(scope: PARENT)
+  pageInfo: PageInfo! @auth(scope: PARENT)
+}
+
+"A code that grants credit to each org that redeems it; only its hash is kept."
+type GiftCode {
+  id: ID! @auth(scope: PARENT)
+  amountMicros: Int64! @auth(scope: PARENT)
+  currency: String! @auth(scope: PARENT)
+  "After this the code cannot be redeemed."
+  expiresAt: Time! @auth(scope: PARENT)
+  "How long the credit of a redemption lasts; null: it never expires."
+  creditValidForSeconds: Int64 @auth(scope: PARENT)
+  maxRedemptions: Int! @auth(scope: PARENT)
+  redemptions: Int! @auth(scope: PARENT)
+  note: String! @auth(scope: PARENT)
+  createdBy: String! @auth(scope: PARENT)
+  createdAt: Time! @auth(scope: PARENT)
+}
+
+type GiftCodeEdge {
+  node: GiftCode! @auth(scope: PARENT)
+  cursor: String! @auth(scope: PARENT)
+}
+
+type GiftCodeConnection {
+  edges: [GiftCodeEdge!]! @auth(scope: PARENT)
+  pageInfo: PageInfo! @auth(scope: PARENT)
+}
+
+"A new gift code. amount is in micro-units; the credit lasts creditValidForSeconds from each redemption, or forever when absent."
+input CreateGiftCodeInput {
+  amountMicros: Int64!
+  currency: String!
+  expiresAt: Time!
+  creditValidForSeconds: Int64
+  maxRedemptions: Int!
+  note: String
+}
+
+"A gift code just created, with the code in clear: shown this once only."
+type CreatedGiftCode {
+  code: String! @auth(scope: PARENT)
+  giftCode: GiftCode! @auth(scope: PARENT)
+}
+
+"A redeemed gift code."
+type GiftCodeRedemption {
+  "The ledger reference of the credit."
+  reference: String! @auth(scope: PARENT)
+  "The credit grant it created."
+  creditGrant: CreditGrant! @auth(scope: PARENT)
+  balance: OrgBalance! @auth(scope: PARENT)
+}
+
+extend type Query {
+  "An org's balance, for its owners and billing members and platform admins."
+  orgBalance(orgId: ID!): OrgBalance! @auth(scope: ORG, action: "org.ledger", id: "orgId")
+  "An org's ledger entries, newest first."
+  ledgerEntries(orgId: ID!, first: Int, after: String): LedgerEntryConnection!
+    @auth(scope: ORG, action: "org.ledger", id: "orgId")
+  "An org's credit grants with credit left, in the order charges use them; with all, every grant, newest first."
+  creditGrants(orgId: ID!, all: Boolean): [CreditGrant!]! @auth(scope: ORG, action: "org.ledger", id: "orgId")
+  "An org's invoices, newest first."
+  invoices(orgId: ID!, first: Int, after: String): InvoiceConnection!
+    @auth(scope: ORG, action: "org.ledger", id: "orgId")
+  "One invoice of an org."
+  invoice(orgId: ID!, id: ID!): Invoice! @auth(scope: ORG, action: "org.ledger", id: "orgId")
+  "Gift codes, newest first, for platform admins."
+  giftCodes(first: Int, after: String): GiftCodeConnection! @auth(scope: PLATFORM, action: "billing.giftcode")
+}
+
+extend type Mutation {
+  "Create a gift code; the code is in the answer and nowhere else."
+  createGiftCode(input: CreateGiftCodeInput!): CreatedGiftCode! @auth(scope: PLATFORM, action: "billing.giftcode")
+  "Redeem a gift code for an org, once per org. Attempts are rate-limited."
+  redeemGiftCode(orgId: ID!, code: String!): GiftCodeRedemption! @auth(scope: ORG, action: "org.billing", id: "orgId")
+}
+`, BuiltIn: false},
 	{Name: "../../schema/graphql/identity.graphqls", Input: `"Where a user stands."
 enum UserStatus {
   "signed up, email not verified yet"
@@ -2450,6 +3345,94 @@ func (ec *executionContext) childFields_AuditEntryEdge(ctx context.Context, fiel
 	return nil, fmt.Errorf("no field named %q was found under type AuditEntryEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_CreatedGiftCode(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "code":
+		return ec.fieldContext_CreatedGiftCode_code(ctx, field)
+	case "giftCode":
+		return ec.fieldContext_CreatedGiftCode_giftCode(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreatedGiftCode", field.Name)
+}
+
+func (ec *executionContext) childFields_CreditGrant(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_CreditGrant_id(ctx, field)
+	case "source":
+		return ec.fieldContext_CreditGrant_source(ctx, field)
+	case "amountMicros":
+		return ec.fieldContext_CreditGrant_amountMicros(ctx, field)
+	case "remainingMicros":
+		return ec.fieldContext_CreditGrant_remainingMicros(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_CreditGrant_expiresAt(ctx, field)
+	case "reference":
+		return ec.fieldContext_CreditGrant_reference(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_CreditGrant_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreditGrant", field.Name)
+}
+
+func (ec *executionContext) childFields_GiftCode(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_GiftCode_id(ctx, field)
+	case "amountMicros":
+		return ec.fieldContext_GiftCode_amountMicros(ctx, field)
+	case "currency":
+		return ec.fieldContext_GiftCode_currency(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_GiftCode_expiresAt(ctx, field)
+	case "creditValidForSeconds":
+		return ec.fieldContext_GiftCode_creditValidForSeconds(ctx, field)
+	case "maxRedemptions":
+		return ec.fieldContext_GiftCode_maxRedemptions(ctx, field)
+	case "redemptions":
+		return ec.fieldContext_GiftCode_redemptions(ctx, field)
+	case "note":
+		return ec.fieldContext_GiftCode_note(ctx, field)
+	case "createdBy":
+		return ec.fieldContext_GiftCode_createdBy(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_GiftCode_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type GiftCode", field.Name)
+}
+
+func (ec *executionContext) childFields_GiftCodeConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_GiftCodeConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_GiftCodeConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type GiftCodeConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_GiftCodeEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_GiftCodeEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_GiftCodeEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type GiftCodeEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_GiftCodeRedemption(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "reference":
+		return ec.fieldContext_GiftCodeRedemption_reference(ctx, field)
+	case "creditGrant":
+		return ec.fieldContext_GiftCodeRedemption_creditGrant(ctx, field)
+	case "balance":
+		return ec.fieldContext_GiftCodeRedemption_balance(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type GiftCodeRedemption", field.Name)
+}
+
 func (ec *executionContext) childFields_HostClaim(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "host":
@@ -2504,6 +3487,86 @@ func (ec *executionContext) childFields_InvitationEdge(ctx context.Context, fiel
 	return nil, fmt.Errorf("no field named %q was found under type InvitationEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_Invoice(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Invoice_id(ctx, field)
+	case "orgId":
+		return ec.fieldContext_Invoice_orgId(ctx, field)
+	case "number":
+		return ec.fieldContext_Invoice_number(ctx, field)
+	case "periodStart":
+		return ec.fieldContext_Invoice_periodStart(ctx, field)
+	case "periodEnd":
+		return ec.fieldContext_Invoice_periodEnd(ctx, field)
+	case "billingMode":
+		return ec.fieldContext_Invoice_billingMode(ctx, field)
+	case "status":
+		return ec.fieldContext_Invoice_status(ctx, field)
+	case "currency":
+		return ec.fieldContext_Invoice_currency(ctx, field)
+	case "subtotalMicros":
+		return ec.fieldContext_Invoice_subtotalMicros(ctx, field)
+	case "taxRateBps":
+		return ec.fieldContext_Invoice_taxRateBps(ctx, field)
+	case "taxMicros":
+		return ec.fieldContext_Invoice_taxMicros(ctx, field)
+	case "totalMicros":
+		return ec.fieldContext_Invoice_totalMicros(ctx, field)
+	case "lines":
+		return ec.fieldContext_Invoice_lines(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Invoice_createdAt(ctx, field)
+	case "finalizedAt":
+		return ec.fieldContext_Invoice_finalizedAt(ctx, field)
+	case "paidAt":
+		return ec.fieldContext_Invoice_paidAt(ctx, field)
+	case "voidedAt":
+		return ec.fieldContext_Invoice_voidedAt(ctx, field)
+	case "voidReason":
+		return ec.fieldContext_Invoice_voidReason(ctx, field)
+	case "html":
+		return ec.fieldContext_Invoice_html(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Invoice", field.Name)
+}
+
+func (ec *executionContext) childFields_InvoiceConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_InvoiceConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_InvoiceConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type InvoiceConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_InvoiceEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_InvoiceEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_InvoiceEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type InvoiceEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_InvoiceLine(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "namespaceId":
+		return ec.fieldContext_InvoiceLine_namespaceId(ctx, field)
+	case "namespace":
+		return ec.fieldContext_InvoiceLine_namespace(ctx, field)
+	case "resource":
+		return ec.fieldContext_InvoiceLine_resource(ctx, field)
+	case "quantity":
+		return ec.fieldContext_InvoiceLine_quantity(ctx, field)
+	case "amountMicros":
+		return ec.fieldContext_InvoiceLine_amountMicros(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type InvoiceLine", field.Name)
+}
+
 func (ec *executionContext) childFields_IssuedToken(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -2528,6 +3591,54 @@ func (ec *executionContext) childFields_Kubeconfig(ctx context.Context, field gr
 		return ec.fieldContext_Kubeconfig_expiresAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Kubeconfig", field.Name)
+}
+
+func (ec *executionContext) childFields_LedgerEntry(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_LedgerEntry_id(ctx, field)
+	case "kind":
+		return ec.fieldContext_LedgerEntry_kind(ctx, field)
+	case "account":
+		return ec.fieldContext_LedgerEntry_account(ctx, field)
+	case "creditGrantId":
+		return ec.fieldContext_LedgerEntry_creditGrantId(ctx, field)
+	case "amountMicros":
+		return ec.fieldContext_LedgerEntry_amountMicros(ctx, field)
+	case "currency":
+		return ec.fieldContext_LedgerEntry_currency(ctx, field)
+	case "reference":
+		return ec.fieldContext_LedgerEntry_reference(ctx, field)
+	case "description":
+		return ec.fieldContext_LedgerEntry_description(ctx, field)
+	case "actor":
+		return ec.fieldContext_LedgerEntry_actor(ctx, field)
+	case "occurredAt":
+		return ec.fieldContext_LedgerEntry_occurredAt(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_LedgerEntry_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type LedgerEntry", field.Name)
+}
+
+func (ec *executionContext) childFields_LedgerEntryConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_LedgerEntryConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_LedgerEntryConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type LedgerEntryConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_LedgerEntryEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_LedgerEntryEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_LedgerEntryEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type LedgerEntryEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_Member(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2636,6 +3747,26 @@ func (ec *executionContext) childFields_Org(ctx context.Context, field graphql.C
 		return ec.fieldContext_Org_members(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Org", field.Name)
+}
+
+func (ec *executionContext) childFields_OrgBalance(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "orgId":
+		return ec.fieldContext_OrgBalance_orgId(ctx, field)
+	case "currency":
+		return ec.fieldContext_OrgBalance_currency(ctx, field)
+	case "cashMicros":
+		return ec.fieldContext_OrgBalance_cashMicros(ctx, field)
+	case "creditMicros":
+		return ec.fieldContext_OrgBalance_creditMicros(ctx, field)
+	case "usableCreditMicros":
+		return ec.fieldContext_OrgBalance_usableCreditMicros(ctx, field)
+	case "usableMicros":
+		return ec.fieldContext_OrgBalance_usableMicros(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_OrgBalance_updatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type OrgBalance", field.Name)
 }
 
 func (ec *executionContext) childFields_OrgConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3038,6 +4169,20 @@ func (ec *executionContext) field_Mutation_createApiToken_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_createGiftCode_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CreateGiftCodeInput, error) {
+			return ec.unmarshalNCreateGiftCodeInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreateGiftCodeInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_createNamespace_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3183,6 +4328,28 @@ func (ec *executionContext) field_Mutation_logIn_args(ctx context.Context, rawAr
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_redeemGiftCode_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "code",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["code"] = arg1
 	return args, nil
 }
 
@@ -3582,6 +4749,50 @@ func (ec *executionContext) field_Query_auditLog_args(ctx context.Context, rawAr
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_creditGrants_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "all",
+		func(ctx context.Context, v any) (*bool, error) {
+			return ec.unmarshalOBoolean2ᚖbool(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["all"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_giftCodes_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_invitations_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -3593,6 +4804,88 @@ func (ec *executionContext) field_Query_invitations_args(ctx context.Context, ra
 		return nil, err
 	}
 	args["namespaceId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_invoice_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_invoices_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_ledgerEntries_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
 	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
 		func(ctx context.Context, v any) (*int, error) {
 			return ec.unmarshalOInt2ᚖint(ctx, v)
@@ -3675,6 +4968,20 @@ func (ec *executionContext) field_Query_namespaces_args(ctx context.Context, raw
 		return nil, err
 	}
 	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_orgBalance_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
 	return args, nil
 }
 
@@ -4978,6 +6285,1126 @@ func (ec *executionContext) fieldContext_AuditEntryEdge_cursor(_ context.Context
 	return graphql.NewScalarFieldContext("AuditEntryEdge", field, false, false, "String")
 }
 
+func (ec *executionContext) _CreatedGiftCode_code(ctx context.Context, field graphql.CollectedField, obj *model.CreatedGiftCode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreatedGiftCode_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Code, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreatedGiftCode_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreatedGiftCode", field, false, false, "String")
+}
+
+func (ec *executionContext) _CreatedGiftCode_giftCode(ctx context.Context, field graphql.CollectedField, obj *model.CreatedGiftCode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreatedGiftCode_giftCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.GiftCode, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *model.GiftCode
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.GiftCode
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.GiftCode) graphql.Marshaler {
+			return ec.marshalNGiftCode2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGiftCode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreatedGiftCode_giftCode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "CreatedGiftCode",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_GiftCode(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _CreditGrant_id(ctx context.Context, field graphql.CollectedField, obj *model.CreditGrant) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditGrant_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditGrant_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditGrant", field, false, false, "ID")
+}
+
+func (ec *executionContext) _CreditGrant_source(ctx context.Context, field graphql.CollectedField, obj *model.CreditGrant) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditGrant_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Source, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditGrant_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditGrant", field, false, false, "String")
+}
+
+func (ec *executionContext) _CreditGrant_amountMicros(ctx context.Context, field graphql.CollectedField, obj *model.CreditGrant) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditGrant_amountMicros(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AmountMicros, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditGrant_amountMicros(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditGrant", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _CreditGrant_remainingMicros(ctx context.Context, field graphql.CollectedField, obj *model.CreditGrant) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditGrant_remainingMicros(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RemainingMicros, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditGrant_remainingMicros(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditGrant", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _CreditGrant_expiresAt(ctx context.Context, field graphql.CollectedField, obj *model.CreditGrant) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditGrant_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_CreditGrant_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditGrant", field, false, false, "Time")
+}
+
+func (ec *executionContext) _CreditGrant_reference(ctx context.Context, field graphql.CollectedField, obj *model.CreditGrant) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditGrant_reference(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reference, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditGrant_reference(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditGrant", field, false, false, "String")
+}
+
+func (ec *executionContext) _CreditGrant_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.CreditGrant) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_CreditGrant_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_CreditGrant_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("CreditGrant", field, false, false, "Time")
+}
+
+func (ec *executionContext) _GiftCode_id(ctx context.Context, field graphql.CollectedField, obj *model.GiftCode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCode_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCode_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GiftCode", field, false, false, "ID")
+}
+
+func (ec *executionContext) _GiftCode_amountMicros(ctx context.Context, field graphql.CollectedField, obj *model.GiftCode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCode_amountMicros(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AmountMicros, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCode_amountMicros(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GiftCode", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _GiftCode_currency(ctx context.Context, field graphql.CollectedField, obj *model.GiftCode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCode_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCode_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GiftCode", field, false, false, "String")
+}
+
+func (ec *executionContext) _GiftCode_expiresAt(ctx context.Context, field graphql.CollectedField, obj *model.GiftCode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCode_expiresAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ExpiresAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCode_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GiftCode", field, false, false, "Time")
+}
+
+func (ec *executionContext) _GiftCode_creditValidForSeconds(ctx context.Context, field graphql.CollectedField, obj *model.GiftCode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCode_creditValidForSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreditValidForSeconds, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *int64) graphql.Marshaler {
+			return ec.marshalOInt642ᚖint64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCode_creditValidForSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GiftCode", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _GiftCode_maxRedemptions(ctx context.Context, field graphql.CollectedField, obj *model.GiftCode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCode_maxRedemptions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MaxRedemptions, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCode_maxRedemptions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GiftCode", field, false, false, "Int")
+}
+
+func (ec *executionContext) _GiftCode_redemptions(ctx context.Context, field graphql.CollectedField, obj *model.GiftCode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCode_redemptions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Redemptions, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCode_redemptions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GiftCode", field, false, false, "Int")
+}
+
+func (ec *executionContext) _GiftCode_note(ctx context.Context, field graphql.CollectedField, obj *model.GiftCode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCode_note(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Note, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCode_note(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GiftCode", field, false, false, "String")
+}
+
+func (ec *executionContext) _GiftCode_createdBy(ctx context.Context, field graphql.CollectedField, obj *model.GiftCode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCode_createdBy(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedBy, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCode_createdBy(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GiftCode", field, false, false, "String")
+}
+
+func (ec *executionContext) _GiftCode_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.GiftCode) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCode_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCode_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GiftCode", field, false, false, "Time")
+}
+
+func (ec *executionContext) _GiftCodeConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.GiftCodeConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCodeConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal []*model.GiftCodeEdge
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.GiftCodeEdge
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.GiftCodeEdge) graphql.Marshaler {
+			return ec.marshalNGiftCodeEdge2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGiftCodeEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCodeConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "GiftCodeConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_GiftCodeEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _GiftCodeConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.GiftCodeConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCodeConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *model.PageInfo
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.PageInfo
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCodeConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "GiftCodeConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _GiftCodeEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.GiftCodeEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCodeEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *model.GiftCode
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.GiftCode
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.GiftCode) graphql.Marshaler {
+			return ec.marshalNGiftCode2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGiftCode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCodeEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "GiftCodeEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_GiftCode(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _GiftCodeEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.GiftCodeEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCodeEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCodeEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GiftCodeEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _GiftCodeRedemption_reference(ctx context.Context, field graphql.CollectedField, obj *model.GiftCodeRedemption) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCodeRedemption_reference(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reference, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCodeRedemption_reference(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("GiftCodeRedemption", field, false, false, "String")
+}
+
+func (ec *executionContext) _GiftCodeRedemption_creditGrant(ctx context.Context, field graphql.CollectedField, obj *model.GiftCodeRedemption) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCodeRedemption_creditGrant(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreditGrant, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *model.CreditGrant
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.CreditGrant
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CreditGrant) graphql.Marshaler {
+			return ec.marshalNCreditGrant2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreditGrant(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCodeRedemption_creditGrant(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "GiftCodeRedemption",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CreditGrant(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _GiftCodeRedemption_balance(ctx context.Context, field graphql.CollectedField, obj *model.GiftCodeRedemption) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_GiftCodeRedemption_balance(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Balance, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *model.OrgBalance
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.OrgBalance
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.OrgBalance) graphql.Marshaler {
+			return ec.marshalNOrgBalance2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrgBalance(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_GiftCodeRedemption_balance(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "GiftCodeRedemption",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OrgBalance(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _HostClaim_host(ctx context.Context, field graphql.CollectedField, obj *model.HostClaim) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5647,6 +8074,1190 @@ func (ec *executionContext) fieldContext_InvitationEdge_cursor(_ context.Context
 	return graphql.NewScalarFieldContext("InvitationEdge", field, false, false, "String")
 }
 
+func (ec *executionContext) _Invoice_id(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Invoice_orgId(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_orgId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OrgID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_orgId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Invoice_number(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_number(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Number, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_number(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "String")
+}
+
+func (ec *executionContext) _Invoice_periodStart(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_periodStart(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PeriodStart, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_periodStart(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Invoice_periodEnd(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_periodEnd(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PeriodEnd, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_periodEnd(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Invoice_billingMode(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_billingMode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BillingMode, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_billingMode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "String")
+}
+
+func (ec *executionContext) _Invoice_status(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal model.InvoiceStatus
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal model.InvoiceStatus
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v model.InvoiceStatus) graphql.Marshaler {
+			return ec.marshalNInvoiceStatus2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvoiceStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "InvoiceStatus")
+}
+
+func (ec *executionContext) _Invoice_currency(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "String")
+}
+
+func (ec *executionContext) _Invoice_subtotalMicros(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_subtotalMicros(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SubtotalMicros, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_subtotalMicros(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _Invoice_taxRateBps(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_taxRateBps(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TaxRateBps, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_taxRateBps(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Invoice_taxMicros(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_taxMicros(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TaxMicros, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_taxMicros(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _Invoice_totalMicros(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_totalMicros(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TotalMicros, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_totalMicros(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _Invoice_lines(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_lines(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Lines, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal []*model.InvoiceLine
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.InvoiceLine
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.InvoiceLine) graphql.Marshaler {
+			return ec.marshalNInvoiceLine2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvoiceLineᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_lines(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Invoice",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_InvoiceLine(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Invoice_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Invoice_finalizedAt(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_finalizedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.FinalizedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_finalizedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Invoice_paidAt(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_paidAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PaidAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_paidAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Invoice_voidedAt(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_voidedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.VoidedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_voidedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Invoice_voidReason(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_voidReason(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.VoidReason, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_voidReason(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, false, false, "String")
+}
+
+func (ec *executionContext) _Invoice_html(ctx context.Context, field graphql.CollectedField, obj *model.Invoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Invoice_html(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Invoice().HTML(ctx, obj)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Invoice_html(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Invoice", field, true, true, "String")
+}
+
+func (ec *executionContext) _InvoiceConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.InvoiceConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InvoiceConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal []*model.InvoiceEdge
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.InvoiceEdge
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.InvoiceEdge) graphql.Marshaler {
+			return ec.marshalNInvoiceEdge2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvoiceEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InvoiceConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "InvoiceConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_InvoiceEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _InvoiceConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.InvoiceConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InvoiceConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *model.PageInfo
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.PageInfo
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InvoiceConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "InvoiceConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _InvoiceEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.InvoiceEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InvoiceEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *model.Invoice
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.Invoice
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Invoice) graphql.Marshaler {
+			return ec.marshalNInvoice2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvoice(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InvoiceEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "InvoiceEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Invoice(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _InvoiceEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.InvoiceEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InvoiceEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InvoiceEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InvoiceEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _InvoiceLine_namespaceId(ctx context.Context, field graphql.CollectedField, obj *model.InvoiceLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InvoiceLine_namespaceId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NamespaceID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InvoiceLine_namespaceId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InvoiceLine", field, false, false, "ID")
+}
+
+func (ec *executionContext) _InvoiceLine_namespace(ctx context.Context, field graphql.CollectedField, obj *model.InvoiceLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InvoiceLine_namespace(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Namespace, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InvoiceLine_namespace(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InvoiceLine", field, false, false, "String")
+}
+
+func (ec *executionContext) _InvoiceLine_resource(ctx context.Context, field graphql.CollectedField, obj *model.InvoiceLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InvoiceLine_resource(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Resource, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InvoiceLine_resource(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InvoiceLine", field, false, false, "String")
+}
+
+func (ec *executionContext) _InvoiceLine_quantity(ctx context.Context, field graphql.CollectedField, obj *model.InvoiceLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InvoiceLine_quantity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Quantity, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InvoiceLine_quantity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InvoiceLine", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _InvoiceLine_amountMicros(ctx context.Context, field graphql.CollectedField, obj *model.InvoiceLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_InvoiceLine_amountMicros(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AmountMicros, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_InvoiceLine_amountMicros(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("InvoiceLine", field, false, false, "Int64")
+}
+
 func (ec *executionContext) _IssuedToken_id(ctx context.Context, field graphql.CollectedField, obj *model.IssuedToken) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5932,6 +9543,648 @@ func (ec *executionContext) _Kubeconfig_expiresAt(ctx context.Context, field gra
 }
 func (ec *executionContext) fieldContext_Kubeconfig_expiresAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Kubeconfig", field, false, false, "Time")
+}
+
+func (ec *executionContext) _LedgerEntry_id(ctx context.Context, field graphql.CollectedField, obj *model.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LedgerEntry_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LedgerEntry_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LedgerEntry", field, false, false, "ID")
+}
+
+func (ec *executionContext) _LedgerEntry_kind(ctx context.Context, field graphql.CollectedField, obj *model.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LedgerEntry_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LedgerEntry_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LedgerEntry", field, false, false, "String")
+}
+
+func (ec *executionContext) _LedgerEntry_account(ctx context.Context, field graphql.CollectedField, obj *model.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LedgerEntry_account(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Account, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LedgerEntry_account(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LedgerEntry", field, false, false, "String")
+}
+
+func (ec *executionContext) _LedgerEntry_creditGrantId(ctx context.Context, field graphql.CollectedField, obj *model.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LedgerEntry_creditGrantId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreditGrantID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *int64) graphql.Marshaler {
+			return ec.marshalOID2ᚖint64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_LedgerEntry_creditGrantId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LedgerEntry", field, false, false, "ID")
+}
+
+func (ec *executionContext) _LedgerEntry_amountMicros(ctx context.Context, field graphql.CollectedField, obj *model.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LedgerEntry_amountMicros(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AmountMicros, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LedgerEntry_amountMicros(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LedgerEntry", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _LedgerEntry_currency(ctx context.Context, field graphql.CollectedField, obj *model.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LedgerEntry_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LedgerEntry_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LedgerEntry", field, false, false, "String")
+}
+
+func (ec *executionContext) _LedgerEntry_reference(ctx context.Context, field graphql.CollectedField, obj *model.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LedgerEntry_reference(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reference, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LedgerEntry_reference(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LedgerEntry", field, false, false, "String")
+}
+
+func (ec *executionContext) _LedgerEntry_description(ctx context.Context, field graphql.CollectedField, obj *model.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LedgerEntry_description(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Description, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LedgerEntry_description(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LedgerEntry", field, false, false, "String")
+}
+
+func (ec *executionContext) _LedgerEntry_actor(ctx context.Context, field graphql.CollectedField, obj *model.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LedgerEntry_actor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Actor, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LedgerEntry_actor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LedgerEntry", field, false, false, "String")
+}
+
+func (ec *executionContext) _LedgerEntry_occurredAt(ctx context.Context, field graphql.CollectedField, obj *model.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LedgerEntry_occurredAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OccurredAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LedgerEntry_occurredAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LedgerEntry", field, false, false, "Time")
+}
+
+func (ec *executionContext) _LedgerEntry_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.LedgerEntry) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LedgerEntry_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LedgerEntry_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LedgerEntry", field, false, false, "Time")
+}
+
+func (ec *executionContext) _LedgerEntryConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.LedgerEntryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LedgerEntryConnection_edges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Edges, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal []*model.LedgerEntryEdge
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.LedgerEntryEdge
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.LedgerEntryEdge) graphql.Marshaler {
+			return ec.marshalNLedgerEntryEdge2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐLedgerEntryEdgeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LedgerEntryConnection_edges(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "LedgerEntryConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LedgerEntryEdge(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _LedgerEntryConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.LedgerEntryConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LedgerEntryConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *model.PageInfo
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.PageInfo
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LedgerEntryConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "LedgerEntryConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _LedgerEntryEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.LedgerEntryEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LedgerEntryEdge_node(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Node, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *model.LedgerEntry
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.LedgerEntry
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.LedgerEntry) graphql.Marshaler {
+			return ec.marshalNLedgerEntry2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐLedgerEntry(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LedgerEntryEdge_node(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "LedgerEntryEdge",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LedgerEntry(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _LedgerEntryEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *model.LedgerEntryEdge) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LedgerEntryEdge_cursor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cursor, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LedgerEntryEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LedgerEntryEdge", field, false, false, "String")
 }
 
 func (ec *executionContext) _Member_user(ctx context.Context, field graphql.CollectedField, obj *model.Member) (ret graphql.Marshaler) {
@@ -7689,6 +11942,145 @@ func (ec *executionContext) fieldContext_Mutation_transferOwnership(ctx context.
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_transferOwnership_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createGiftCode(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createGiftCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreateGiftCode(ctx, fc.Args["input"].(model.CreateGiftCodeInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal *model.CreatedGiftCode
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "billing.giftcode")
+				if err != nil {
+					var zeroVal *model.CreatedGiftCode
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.CreatedGiftCode
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.CreatedGiftCode) graphql.Marshaler {
+			return ec.marshalNCreatedGiftCode2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreatedGiftCode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createGiftCode(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CreatedGiftCode(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createGiftCode_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_redeemGiftCode(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_redeemGiftCode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RedeemGiftCode(ctx, fc.Args["orgId"].(int64), fc.Args["code"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal *model.GiftCodeRedemption
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.billing")
+				if err != nil {
+					var zeroVal *model.GiftCodeRedemption
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal *model.GiftCodeRedemption
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.GiftCodeRedemption
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.GiftCodeRedemption) graphql.Marshaler {
+			return ec.marshalNGiftCodeRedemption2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGiftCodeRedemption(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_redeemGiftCode(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_GiftCodeRedemption(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_redeemGiftCode_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -9816,6 +14208,293 @@ func (ec *executionContext) fieldContext_Org_members(ctx context.Context, field 
 	return fc, nil
 }
 
+func (ec *executionContext) _OrgBalance_orgId(ctx context.Context, field graphql.CollectedField, obj *model.OrgBalance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgBalance_orgId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OrgID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrgBalance_orgId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgBalance", field, false, false, "ID")
+}
+
+func (ec *executionContext) _OrgBalance_currency(ctx context.Context, field graphql.CollectedField, obj *model.OrgBalance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgBalance_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrgBalance_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgBalance", field, false, false, "String")
+}
+
+func (ec *executionContext) _OrgBalance_cashMicros(ctx context.Context, field graphql.CollectedField, obj *model.OrgBalance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgBalance_cashMicros(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CashMicros, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrgBalance_cashMicros(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgBalance", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _OrgBalance_creditMicros(ctx context.Context, field graphql.CollectedField, obj *model.OrgBalance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgBalance_creditMicros(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreditMicros, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrgBalance_creditMicros(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgBalance", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _OrgBalance_usableCreditMicros(ctx context.Context, field graphql.CollectedField, obj *model.OrgBalance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgBalance_usableCreditMicros(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UsableCreditMicros, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrgBalance_usableCreditMicros(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgBalance", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _OrgBalance_usableMicros(ctx context.Context, field graphql.CollectedField, obj *model.OrgBalance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgBalance_usableMicros(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UsableMicros, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrgBalance_usableMicros(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgBalance", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _OrgBalance_updatedAt(ctx context.Context, field graphql.CollectedField, obj *model.OrgBalance) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgBalance_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OrgBalance_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgBalance", field, false, false, "Time")
+}
+
 func (ec *executionContext) _OrgConnection_edges(ctx context.Context, field graphql.CollectedField, obj *model.OrgConnection) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -11255,6 +15934,433 @@ func (ec *executionContext) fieldContext_Query_auditLog(ctx context.Context, fie
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Query_auditLog_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_orgBalance(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_orgBalance(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().OrgBalance(ctx, fc.Args["orgId"].(int64))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal *model.OrgBalance
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.ledger")
+				if err != nil {
+					var zeroVal *model.OrgBalance
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal *model.OrgBalance
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.OrgBalance
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.OrgBalance) graphql.Marshaler {
+			return ec.marshalNOrgBalance2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrgBalance(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_orgBalance(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OrgBalance(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_orgBalance_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_ledgerEntries(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_ledgerEntries(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().LedgerEntries(ctx, fc.Args["orgId"].(int64), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal *model.LedgerEntryConnection
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.ledger")
+				if err != nil {
+					var zeroVal *model.LedgerEntryConnection
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal *model.LedgerEntryConnection
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.LedgerEntryConnection
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.LedgerEntryConnection) graphql.Marshaler {
+			return ec.marshalNLedgerEntryConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐLedgerEntryConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_ledgerEntries(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LedgerEntryConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_ledgerEntries_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_creditGrants(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_creditGrants(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().CreditGrants(ctx, fc.Args["orgId"].(int64), fc.Args["all"].(*bool))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal []*model.CreditGrant
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.ledger")
+				if err != nil {
+					var zeroVal []*model.CreditGrant
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal []*model.CreditGrant
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.CreditGrant
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.CreditGrant) graphql.Marshaler {
+			return ec.marshalNCreditGrant2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreditGrantᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_creditGrants(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_CreditGrant(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_creditGrants_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_invoices(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_invoices(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Invoices(ctx, fc.Args["orgId"].(int64), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal *model.InvoiceConnection
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.ledger")
+				if err != nil {
+					var zeroVal *model.InvoiceConnection
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal *model.InvoiceConnection
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.InvoiceConnection
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.InvoiceConnection) graphql.Marshaler {
+			return ec.marshalNInvoiceConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvoiceConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_invoices(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_InvoiceConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_invoices_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_invoice(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_invoice(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Invoice(ctx, fc.Args["orgId"].(int64), fc.Args["id"].(int64))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal *model.Invoice
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.ledger")
+				if err != nil {
+					var zeroVal *model.Invoice
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal *model.Invoice
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.Invoice
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Invoice) graphql.Marshaler {
+			return ec.marshalNInvoice2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvoice(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_invoice(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Invoice(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_invoice_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_giftCodes(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_giftCodes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().GiftCodes(ctx, fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal *model.GiftCodeConnection
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "billing.giftcode")
+				if err != nil {
+					var zeroVal *model.GiftCodeConnection
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.GiftCodeConnection
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.GiftCodeConnection) graphql.Marshaler {
+			return ec.marshalNGiftCodeConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGiftCodeConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_giftCodes(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_GiftCodeConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_giftCodes_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -13736,6 +18842,83 @@ func UnmarshalCreateApiTokenInput(ctx context.Context, raw any) (model.CreateAPI
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputCreateGiftCodeInput(ctx context.Context, obj any) (model.CreateGiftCodeInput, error) {
+	var it model.CreateGiftCodeInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"amountMicros", "currency", "expiresAt", "creditValidForSeconds", "maxRedemptions", "note"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "amountMicros":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("amountMicros"))
+			data, err := ec.unmarshalNInt642int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AmountMicros = data
+		case "currency":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("currency"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Currency = data
+		case "expiresAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expiresAt"))
+			data, err := ec.unmarshalNTime2timeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpiresAt = data
+		case "creditValidForSeconds":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("creditValidForSeconds"))
+			data, err := ec.unmarshalOInt642ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CreditValidForSeconds = data
+		case "maxRedemptions":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("maxRedemptions"))
+			data, err := ec.unmarshalNInt2int(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MaxRedemptions = data
+		case "note":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("note"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Note = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreateGiftCodeInput unmarshals raw into the CreateGiftCodeInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreateGiftCodeInput(ctx context.Context, raw any) (model.CreateGiftCodeInput, error) {
+	var out model.CreateGiftCodeInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreateGiftCodeInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputCreateNamespaceInput(ctx context.Context, obj any) (model.CreateNamespaceInput, error) {
 	var it model.CreateNamespaceInput
 	if obj == nil {
@@ -14613,6 +19796,304 @@ func (ec *executionContext) _AuditEntryEdge(ctx context.Context, sel ast.Selecti
 	return out
 }
 
+var createdGiftCodeImplementors = []string{"CreatedGiftCode"}
+
+func (ec *executionContext) _CreatedGiftCode(ctx context.Context, sel ast.SelectionSet, obj *model.CreatedGiftCode) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, createdGiftCodeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CreatedGiftCode")
+		case "code":
+			out.Values[i] = ec._CreatedGiftCode_code(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "giftCode":
+			out.Values[i] = ec._CreatedGiftCode_giftCode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var creditGrantImplementors = []string{"CreditGrant"}
+
+func (ec *executionContext) _CreditGrant(ctx context.Context, sel ast.SelectionSet, obj *model.CreditGrant) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, creditGrantImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("CreditGrant")
+		case "id":
+			out.Values[i] = ec._CreditGrant_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "source":
+			out.Values[i] = ec._CreditGrant_source(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "amountMicros":
+			out.Values[i] = ec._CreditGrant_amountMicros(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "remainingMicros":
+			out.Values[i] = ec._CreditGrant_remainingMicros(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expiresAt":
+			out.Values[i] = ec._CreditGrant_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "reference":
+			out.Values[i] = ec._CreditGrant_reference(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._CreditGrant_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var giftCodeImplementors = []string{"GiftCode"}
+
+func (ec *executionContext) _GiftCode(ctx context.Context, sel ast.SelectionSet, obj *model.GiftCode) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, giftCodeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("GiftCode")
+		case "id":
+			out.Values[i] = ec._GiftCode_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "amountMicros":
+			out.Values[i] = ec._GiftCode_amountMicros(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currency":
+			out.Values[i] = ec._GiftCode_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "expiresAt":
+			out.Values[i] = ec._GiftCode_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "creditValidForSeconds":
+			out.Values[i] = ec._GiftCode_creditValidForSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "maxRedemptions":
+			out.Values[i] = ec._GiftCode_maxRedemptions(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "redemptions":
+			out.Values[i] = ec._GiftCode_redemptions(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "note":
+			out.Values[i] = ec._GiftCode_note(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdBy":
+			out.Values[i] = ec._GiftCode_createdBy(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._GiftCode_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var giftCodeConnectionImplementors = []string{"GiftCodeConnection"}
+
+func (ec *executionContext) _GiftCodeConnection(ctx context.Context, sel ast.SelectionSet, obj *model.GiftCodeConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, giftCodeConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("GiftCodeConnection")
+		case "edges":
+			out.Values[i] = ec._GiftCodeConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._GiftCodeConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var giftCodeEdgeImplementors = []string{"GiftCodeEdge"}
+
+func (ec *executionContext) _GiftCodeEdge(ctx context.Context, sel ast.SelectionSet, obj *model.GiftCodeEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, giftCodeEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("GiftCodeEdge")
+		case "node":
+			out.Values[i] = ec._GiftCodeEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._GiftCodeEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var giftCodeRedemptionImplementors = []string{"GiftCodeRedemption"}
+
+func (ec *executionContext) _GiftCodeRedemption(ctx context.Context, sel ast.SelectionSet, obj *model.GiftCodeRedemption) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, giftCodeRedemptionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("GiftCodeRedemption")
+		case "reference":
+			out.Values[i] = ec._GiftCodeRedemption_reference(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "creditGrant":
+			out.Values[i] = ec._GiftCodeRedemption_creditGrant(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "balance":
+			out.Values[i] = ec._GiftCodeRedemption_balance(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var hostClaimImplementors = []string{"HostClaim"}
 
 func (ec *executionContext) _HostClaim(ctx context.Context, sel ast.SelectionSet, obj *model.HostClaim) graphql.Marshaler {
@@ -14802,6 +20283,259 @@ func (ec *executionContext) _InvitationEdge(ctx context.Context, sel ast.Selecti
 	return out
 }
 
+var invoiceImplementors = []string{"Invoice"}
+
+func (ec *executionContext) _Invoice(ctx context.Context, sel ast.SelectionSet, obj *model.Invoice) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, invoiceImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Invoice")
+		case "id":
+			out.Values[i] = ec._Invoice_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "orgId":
+			out.Values[i] = ec._Invoice_orgId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "number":
+			out.Values[i] = ec._Invoice_number(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "periodStart":
+			out.Values[i] = ec._Invoice_periodStart(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "periodEnd":
+			out.Values[i] = ec._Invoice_periodEnd(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "billingMode":
+			out.Values[i] = ec._Invoice_billingMode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "status":
+			out.Values[i] = ec._Invoice_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "currency":
+			out.Values[i] = ec._Invoice_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "subtotalMicros":
+			out.Values[i] = ec._Invoice_subtotalMicros(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "taxRateBps":
+			out.Values[i] = ec._Invoice_taxRateBps(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "taxMicros":
+			out.Values[i] = ec._Invoice_taxMicros(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "totalMicros":
+			out.Values[i] = ec._Invoice_totalMicros(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "lines":
+			out.Values[i] = ec._Invoice_lines(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._Invoice_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "finalizedAt":
+			out.Values[i] = ec._Invoice_finalizedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "paidAt":
+			out.Values[i] = ec._Invoice_paidAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "voidedAt":
+			out.Values[i] = ec._Invoice_voidedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "voidReason":
+			out.Values[i] = ec._Invoice_voidReason(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "html":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Invoice_html(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var invoiceConnectionImplementors = []string{"InvoiceConnection"}
+
+func (ec *executionContext) _InvoiceConnection(ctx context.Context, sel ast.SelectionSet, obj *model.InvoiceConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, invoiceConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("InvoiceConnection")
+		case "edges":
+			out.Values[i] = ec._InvoiceConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._InvoiceConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var invoiceEdgeImplementors = []string{"InvoiceEdge"}
+
+func (ec *executionContext) _InvoiceEdge(ctx context.Context, sel ast.SelectionSet, obj *model.InvoiceEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, invoiceEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("InvoiceEdge")
+		case "node":
+			out.Values[i] = ec._InvoiceEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._InvoiceEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var invoiceLineImplementors = []string{"InvoiceLine"}
+
+func (ec *executionContext) _InvoiceLine(ctx context.Context, sel ast.SelectionSet, obj *model.InvoiceLine) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, invoiceLineImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("InvoiceLine")
+		case "namespaceId":
+			out.Values[i] = ec._InvoiceLine_namespaceId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "namespace":
+			out.Values[i] = ec._InvoiceLine_namespace(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resource":
+			out.Values[i] = ec._InvoiceLine_resource(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "quantity":
+			out.Values[i] = ec._InvoiceLine_quantity(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "amountMicros":
+			out.Values[i] = ec._InvoiceLine_amountMicros(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var issuedTokenImplementors = []string{"IssuedToken"}
 
 func (ec *executionContext) _IssuedToken(ctx context.Context, sel ast.SelectionSet, obj *model.IssuedToken) graphql.Marshaler {
@@ -14873,6 +20607,165 @@ func (ec *executionContext) _Kubeconfig(ctx context.Context, sel ast.SelectionSe
 			}
 		case "expiresAt":
 			out.Values[i] = ec._Kubeconfig_expiresAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var ledgerEntryImplementors = []string{"LedgerEntry"}
+
+func (ec *executionContext) _LedgerEntry(ctx context.Context, sel ast.SelectionSet, obj *model.LedgerEntry) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, ledgerEntryImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("LedgerEntry")
+		case "id":
+			out.Values[i] = ec._LedgerEntry_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "kind":
+			out.Values[i] = ec._LedgerEntry_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "account":
+			out.Values[i] = ec._LedgerEntry_account(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "creditGrantId":
+			out.Values[i] = ec._LedgerEntry_creditGrantId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "amountMicros":
+			out.Values[i] = ec._LedgerEntry_amountMicros(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currency":
+			out.Values[i] = ec._LedgerEntry_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reference":
+			out.Values[i] = ec._LedgerEntry_reference(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "description":
+			out.Values[i] = ec._LedgerEntry_description(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "actor":
+			out.Values[i] = ec._LedgerEntry_actor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "occurredAt":
+			out.Values[i] = ec._LedgerEntry_occurredAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._LedgerEntry_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var ledgerEntryConnectionImplementors = []string{"LedgerEntryConnection"}
+
+func (ec *executionContext) _LedgerEntryConnection(ctx context.Context, sel ast.SelectionSet, obj *model.LedgerEntryConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, ledgerEntryConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("LedgerEntryConnection")
+		case "edges":
+			out.Values[i] = ec._LedgerEntryConnection_edges(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._LedgerEntryConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var ledgerEntryEdgeImplementors = []string{"LedgerEntryEdge"}
+
+func (ec *executionContext) _LedgerEntryEdge(ctx context.Context, sel ast.SelectionSet, obj *model.LedgerEntryEdge) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, ledgerEntryEdgeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("LedgerEntryEdge")
+		case "node":
+			out.Values[i] = ec._LedgerEntryEdge_node(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cursor":
+			out.Values[i] = ec._LedgerEntryEdge_cursor(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -15172,6 +21065,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "transferOwnership":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_transferOwnership(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createGiftCode":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createGiftCode(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "redeemGiftCode":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_redeemGiftCode(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -15545,6 +21452,69 @@ func (ec *executionContext) _Org(ctx context.Context, sel ast.SelectionSet, obj 
 	return out
 }
 
+var orgBalanceImplementors = []string{"OrgBalance"}
+
+func (ec *executionContext) _OrgBalance(ctx context.Context, sel ast.SelectionSet, obj *model.OrgBalance) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, orgBalanceImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OrgBalance")
+		case "orgId":
+			out.Values[i] = ec._OrgBalance_orgId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currency":
+			out.Values[i] = ec._OrgBalance_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cashMicros":
+			out.Values[i] = ec._OrgBalance_cashMicros(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "creditMicros":
+			out.Values[i] = ec._OrgBalance_creditMicros(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "usableCreditMicros":
+			out.Values[i] = ec._OrgBalance_usableCreditMicros(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "usableMicros":
+			out.Values[i] = ec._OrgBalance_usableMicros(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._OrgBalance_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var orgConnectionImplementors = []string{"OrgConnection"}
 
 func (ec *executionContext) _OrgConnection(ctx context.Context, sel ast.SelectionSet, obj *model.OrgConnection) graphql.Marshaler {
@@ -15878,6 +21848,42 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_auditLog(ctx, field)
+				})
+		case "orgBalance":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_orgBalance(ctx, field)
+				})
+		case "ledgerEntries":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_ledgerEntries(ctx, field)
+				})
+		case "creditGrants":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_creditGrants(ctx, field)
+				})
+		case "invoices":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_invoices(ctx, field)
+				})
+		case "invoice":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_invoice(ctx, field)
+				})
+		case "giftCodes":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_giftCodes(ctx, field)
 				})
 		case "usage":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
@@ -16690,6 +22696,11 @@ func (ec *executionContext) unmarshalNCreateApiTokenInput2githubᚗcomᚋtenantp
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalNCreateGiftCodeInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreateGiftCodeInput(ctx context.Context, v any) (model.CreateGiftCodeInput, error) {
+	res, err := ec.unmarshalInputCreateGiftCodeInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNCreateNamespaceInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreateNamespaceInput(ctx context.Context, v any) (model.CreateNamespaceInput, error) {
 	res, err := ec.unmarshalInputCreateNamespaceInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -16698,6 +22709,86 @@ func (ec *executionContext) unmarshalNCreateNamespaceInput2githubᚗcomᚋtenant
 func (ec *executionContext) unmarshalNCreateOrgInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreateOrgInput(ctx context.Context, v any) (model.CreateOrgInput, error) {
 	res, err := ec.unmarshalInputCreateOrgInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNCreatedGiftCode2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreatedGiftCode(ctx context.Context, sel ast.SelectionSet, v *model.CreatedGiftCode) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CreatedGiftCode!")
+		return graphql.Null
+	}
+	return ec._CreatedGiftCode(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNCreditGrant2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreditGrantᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.CreditGrant) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNCreditGrant2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreditGrant(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNCreditGrant2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreditGrant(ctx context.Context, sel ast.SelectionSet, v *model.CreditGrant) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "CreditGrant!")
+		return graphql.Null
+	}
+	return ec._CreditGrant(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNGiftCode2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGiftCode(ctx context.Context, sel ast.SelectionSet, v *model.GiftCode) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "GiftCode!")
+		return graphql.Null
+	}
+	return ec._GiftCode(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNGiftCodeConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGiftCodeConnection(ctx context.Context, sel ast.SelectionSet, v *model.GiftCodeConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "GiftCodeConnection!")
+		return graphql.Null
+	}
+	return ec._GiftCodeConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNGiftCodeEdge2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGiftCodeEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.GiftCodeEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNGiftCodeEdge2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGiftCodeEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNGiftCodeEdge2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGiftCodeEdge(ctx context.Context, sel ast.SelectionSet, v *model.GiftCodeEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "GiftCodeEdge!")
+		return graphql.Null
+	}
+	return ec._GiftCodeEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNGiftCodeRedemption2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGiftCodeRedemption(ctx context.Context, sel ast.SelectionSet, v *model.GiftCodeRedemption) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "GiftCodeRedemption!")
+		return graphql.Null
+	}
+	return ec._GiftCodeRedemption(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNGranularity2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGranularity(ctx context.Context, v any) (model.Granularity, error) {
@@ -16831,6 +22922,80 @@ func (ec *executionContext) unmarshalNInviteInput2githubᚗcomᚋtenantplaneᚋt
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalNInvoice2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvoice(ctx context.Context, sel ast.SelectionSet, v *model.Invoice) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Invoice!")
+		return graphql.Null
+	}
+	return ec._Invoice(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNInvoiceConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvoiceConnection(ctx context.Context, sel ast.SelectionSet, v *model.InvoiceConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "InvoiceConnection!")
+		return graphql.Null
+	}
+	return ec._InvoiceConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNInvoiceEdge2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvoiceEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.InvoiceEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNInvoiceEdge2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvoiceEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNInvoiceEdge2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvoiceEdge(ctx context.Context, sel ast.SelectionSet, v *model.InvoiceEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "InvoiceEdge!")
+		return graphql.Null
+	}
+	return ec._InvoiceEdge(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNInvoiceLine2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvoiceLineᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.InvoiceLine) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNInvoiceLine2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvoiceLine(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNInvoiceLine2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvoiceLine(ctx context.Context, sel ast.SelectionSet, v *model.InvoiceLine) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "InvoiceLine!")
+		return graphql.Null
+	}
+	return ec._InvoiceLine(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNInvoiceStatus2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvoiceStatus(ctx context.Context, v any) (model.InvoiceStatus, error) {
+	var res model.InvoiceStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNInvoiceStatus2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐInvoiceStatus(ctx context.Context, sel ast.SelectionSet, v model.InvoiceStatus) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) marshalNIssuedToken2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐIssuedToken(ctx context.Context, sel ast.SelectionSet, v *model.IssuedToken) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "IssuedToken!")
@@ -16845,6 +23010,46 @@ func (ec *executionContext) marshalNKubeconfig2ᚖgithubᚗcomᚋtenantplaneᚋt
 		return graphql.Null
 	}
 	return ec._Kubeconfig(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNLedgerEntry2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐLedgerEntry(ctx context.Context, sel ast.SelectionSet, v *model.LedgerEntry) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "LedgerEntry!")
+		return graphql.Null
+	}
+	return ec._LedgerEntry(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNLedgerEntryConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐLedgerEntryConnection(ctx context.Context, sel ast.SelectionSet, v *model.LedgerEntryConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "LedgerEntryConnection!")
+		return graphql.Null
+	}
+	return ec._LedgerEntryConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNLedgerEntryEdge2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐLedgerEntryEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.LedgerEntryEdge) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNLedgerEntryEdge2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐLedgerEntryEdge(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNLedgerEntryEdge2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐLedgerEntryEdge(ctx context.Context, sel ast.SelectionSet, v *model.LedgerEntryEdge) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "LedgerEntryEdge!")
+		return graphql.Null
+	}
+	return ec._LedgerEntryEdge(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNLogInInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐLogInInput(ctx context.Context, v any) (model.LogInInput, error) {
@@ -17006,6 +23211,14 @@ func (ec *executionContext) marshalNOrg2ᚖgithubᚗcomᚋtenantplaneᚋtenantpl
 		return graphql.Null
 	}
 	return ec._Org(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNOrgBalance2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrgBalance(ctx context.Context, sel ast.SelectionSet, v *model.OrgBalance) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "OrgBalance!")
+		return graphql.Null
+	}
+	return ec._OrgBalance(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNOrgConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrgConnection(ctx context.Context, sel ast.SelectionSet, v *model.OrgConnection) graphql.Marshaler {
@@ -17484,6 +23697,24 @@ func (ec *executionContext) marshalOHostClaim2ᚕᚖgithubᚗcomᚋtenantplane�
 	return ret
 }
 
+func (ec *executionContext) unmarshalOID2ᚖint64(ctx context.Context, v any) (*int64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := model.UnmarshalID64(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOID2ᚖint64(ctx context.Context, sel ast.SelectionSet, v *int64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := model.MarshalID64(*v)
+	return res
+}
+
 func (ec *executionContext) unmarshalOInt2ᚖint(ctx context.Context, v any) (*int, error) {
 	if v == nil {
 		return nil, nil
@@ -17499,6 +23730,24 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	_ = sel
 	_ = ctx
 	res := graphql.MarshalInt(*v)
+	return res
+}
+
+func (ec *executionContext) unmarshalOInt642ᚖint64(ctx context.Context, v any) (*int64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := model.UnmarshalInt64String(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOInt642ᚖint64(ctx context.Context, sel ast.SelectionSet, v *int64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := model.MarshalInt64String(*v)
 	return res
 }
 

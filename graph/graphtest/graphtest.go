@@ -16,6 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/tenantplane/tenantplane/billing"
+	"github.com/tenantplane/tenantplane/billing/billingstore"
 	"github.com/tenantplane/tenantplane/collectors/usage"
 	"github.com/tenantplane/tenantplane/collectors/usage/usagestore"
 	"github.com/tenantplane/tenantplane/graph"
@@ -39,11 +41,17 @@ type Env struct {
 	// suspends with, on the shared Kubernetes control plane.
 	Isolation Isolation
 	// Usage is the usage store the handler's usage queries read.
-	Usage   *usagestore.Store
-	Handler http.Handler
-	Server  *httptest.Server
-	Client  *http.Client
-	queries *testenv.QueryCounter
+	Usage *usagestore.Store
+	// Billing is the billing store the ledger and invoice queries read.
+	Billing *billingstore.Store
+	// GiftCodes is the gift code service of the handler, on the Env's
+	// clock: Clock, settable, starting at the real time.
+	GiftCodes *billing.GiftCodes
+	Clock     *Clock
+	Handler   http.Handler
+	Server    *httptest.Server
+	Client    *http.Client
+	queries   *testenv.QueryCounter
 }
 
 // Option adjusts an Env's configuration before it starts.
@@ -106,10 +114,14 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	e.Usage = usagestore.New(pool)
 	usageQueries, err := usage.NewQueries(e.Usage, usage.QueryConfig{})
 	require.NoError(t, err)
+	e.Clock = NewClock(time.Now())
+	e.Billing = billingstore.New(pool, e.Clock.Now)
+	e.GiftCodes, err = billing.NewGiftCodes(e.Billing, billing.DefaultGiftCodeConfig(), nil, nil, e.Clock.Now)
+	require.NoError(t, err)
 	e.Handler, err = graph.NewHandler(gcfg, graph.Deps{
 		Tenancy: e.Service, Authorizer: e.Authorizer,
 		Kubeconfigs: e.Isolation.Kubeconfigs, Suspender: e.Isolation.Suspension, Hosts: e.Isolation.Hosts,
-		Usage: usageQueries,
+		Usage: usageQueries, Ledger: e.Billing, GiftCodes: e.GiftCodes, Clock: e.Clock.Now,
 	})
 	require.NoError(t, err)
 	e.Server = httptest.NewServer(e.Handler)
@@ -166,6 +178,22 @@ func newIsolation(ctx context.Context, t testing.TB, store *isolationstore.Store
 	require.NoError(t, err)
 	return out
 }
+
+// Clock is a clock tests set; safe for concurrent use.
+type Clock struct{ ns atomic.Int64 }
+
+// NewClock returns a Clock at t.
+func NewClock(t time.Time) *Clock {
+	c := &Clock{}
+	c.Set(t)
+	return c
+}
+
+// Set moves the clock to t.
+func (c *Clock) Set(t time.Time) { c.ns.Store(t.UnixNano()) }
+
+// Now is the clock's time in UTC.
+func (c *Clock) Now() time.Time { return time.Unix(0, c.ns.Load()).UTC() }
 
 // Queries is how many statements the handler's pool has sent so far.
 func (e *Env) Queries() int64 { return e.queries.Count() }

@@ -46,6 +46,16 @@ type CreateAPITokenInput struct {
 	ExpiresInSeconds *int `json:"expiresInSeconds,omitempty"`
 }
 
+// A new gift code. amount is in micro-units; the credit lasts creditValidForSeconds from each redemption, or forever when absent.
+type CreateGiftCodeInput struct {
+	AmountMicros          int64     `json:"amountMicros"`
+	Currency              string    `json:"currency"`
+	ExpiresAt             time.Time `json:"expiresAt"`
+	CreditValidForSeconds *int64    `json:"creditValidForSeconds,omitempty"`
+	MaxRedemptions        int       `json:"maxRedemptions"`
+	Note                  *string   `json:"note,omitempty"`
+}
+
 type CreateNamespaceInput struct {
 	OrgID int64  `json:"orgId"`
 	Name  string `json:"name"`
@@ -54,6 +64,60 @@ type CreateNamespaceInput struct {
 type CreateOrgInput struct {
 	Name        string  `json:"name"`
 	DisplayName *string `json:"displayName,omitempty"`
+}
+
+// A gift code just created, with the code in clear: shown this once only.
+type CreatedGiftCode struct {
+	Code     string    `json:"code"`
+	GiftCode *GiftCode `json:"giftCode"`
+}
+
+// Credit held apart from cash, used before it, earliest expiry first.
+type CreditGrant struct {
+	ID int64 `json:"id"`
+	// credit or gift_code.
+	Source          string `json:"source"`
+	AmountMicros    int64  `json:"amountMicros"`
+	RemainingMicros int64  `json:"remainingMicros"`
+	// Null: it never expires.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	Reference string     `json:"reference"`
+	CreatedAt time.Time  `json:"createdAt"`
+}
+
+// A code that grants credit to each org that redeems it; only its hash is kept.
+type GiftCode struct {
+	ID           int64  `json:"id"`
+	AmountMicros int64  `json:"amountMicros"`
+	Currency     string `json:"currency"`
+	// After this the code cannot be redeemed.
+	ExpiresAt time.Time `json:"expiresAt"`
+	// How long the credit of a redemption lasts; null: it never expires.
+	CreditValidForSeconds *int64    `json:"creditValidForSeconds,omitempty"`
+	MaxRedemptions        int       `json:"maxRedemptions"`
+	Redemptions           int       `json:"redemptions"`
+	Note                  string    `json:"note"`
+	CreatedBy             string    `json:"createdBy"`
+	CreatedAt             time.Time `json:"createdAt"`
+}
+
+type GiftCodeConnection struct {
+	Edges    []*GiftCodeEdge `json:"edges"`
+	PageInfo *PageInfo       `json:"pageInfo"`
+}
+
+type GiftCodeEdge struct {
+	Node   *GiftCode `json:"node"`
+	Cursor string    `json:"cursor"`
+}
+
+// A redeemed gift code.
+type GiftCodeRedemption struct {
+	// The ledger reference of the credit.
+	Reference string `json:"reference"`
+	// The credit grant it created.
+	CreditGrant *CreditGrant `json:"creditGrant"`
+	Balance     *OrgBalance  `json:"balance"`
 }
 
 // A host name a namespace holds for its Ingresses and HTTPRoutes.
@@ -81,6 +145,59 @@ type InviteInput struct {
 	ExpiresInSeconds *int `json:"expiresInSeconds,omitempty"`
 }
 
+// One org's invoice for one period: a bill for postpaid orgs, a statement for prepaid ones.
+type Invoice struct {
+	ID    int64 `json:"id"`
+	OrgID int64 `json:"orgId"`
+	// e.g. INV-000042; sequential across the platform, null for a draft.
+	Number *string `json:"number,omitempty"`
+	// The period, [periodStart, periodEnd), UTC.
+	PeriodStart time.Time `json:"periodStart"`
+	PeriodEnd   time.Time `json:"periodEnd"`
+	// prepaid (a statement of what the balance paid) or postpaid (a bill).
+	BillingMode string        `json:"billingMode"`
+	Status      InvoiceStatus `json:"status"`
+	Currency    string        `json:"currency"`
+	// The sum of the lines.
+	SubtotalMicros int64 `json:"subtotalMicros"`
+	// Basis points: 1950 is 19.50%.
+	TaxRateBps int `json:"taxRateBps"`
+	// The subtotal times the rate, rounded half to even once.
+	TaxMicros int64 `json:"taxMicros"`
+	// subtotal + tax
+	TotalMicros int64 `json:"totalMicros"`
+	// Per namespace and resource, by namespace name.
+	Lines       []*InvoiceLine `json:"lines"`
+	CreatedAt   time.Time      `json:"createdAt"`
+	FinalizedAt *time.Time     `json:"finalizedAt,omitempty"`
+	PaidAt      *time.Time     `json:"paidAt,omitempty"`
+	VoidedAt    *time.Time     `json:"voidedAt,omitempty"`
+	VoidReason  string         `json:"voidReason"`
+	// A standalone, printable HTML page of the invoice.
+	HTML string `json:"html"`
+}
+
+type InvoiceConnection struct {
+	Edges    []*InvoiceEdge `json:"edges"`
+	PageInfo *PageInfo      `json:"pageInfo"`
+}
+
+type InvoiceEdge struct {
+	Node   *Invoice `json:"node"`
+	Cursor string   `json:"cursor"`
+}
+
+// What one namespace used of one resource in an invoice's period.
+type InvoiceLine struct {
+	NamespaceID int64 `json:"namespaceId"`
+	// The namespace's name when the invoice was made.
+	Namespace string `json:"namespace"`
+	Resource  string `json:"resource"`
+	// In the resource's usage units, e.g. millicore-minutes.
+	Quantity     int64 `json:"quantity"`
+	AmountMicros int64 `json:"amountMicros"`
+}
+
 // A session or API token just issued. The secret is shown this once.
 type IssuedToken struct {
 	ID int64 `json:"id"`
@@ -99,6 +216,38 @@ type Kubeconfig struct {
 	ServiceAccount string `json:"serviceAccount"`
 	// When its token stops working.
 	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// One append-only entry of the ledger: a change of an org's balance.
+type LedgerEntry struct {
+	ID int64 `json:"id"`
+	// charge, top_up, payment, credit, gift_code, credit_expiry, refund, dispute or adjustment.
+	Kind string `json:"kind"`
+	// cash or credit: which part of the balance it moved.
+	Account string `json:"account"`
+	// The credit grant it created or used, for credit entries.
+	CreditGrantID *int64 `json:"creditGrantId,omitempty"`
+	// Signed: positive adds to the balance.
+	AmountMicros int64  `json:"amountMicros"`
+	Currency     string `json:"currency"`
+	// Unique to the posting, e.g. a charge key or a payment event.
+	Reference   string `json:"reference"`
+	Description string `json:"description"`
+	// Who caused it: user:ID, system:billing, stripe.
+	Actor string `json:"actor"`
+	// When the money moved.
+	OccurredAt time.Time `json:"occurredAt"`
+	CreatedAt  time.Time `json:"createdAt"`
+}
+
+type LedgerEntryConnection struct {
+	Edges    []*LedgerEntryEdge `json:"edges"`
+	PageInfo *PageInfo          `json:"pageInfo"`
+}
+
+type LedgerEntryEdge struct {
+	Node   *LedgerEntry `json:"node"`
+	Cursor string       `json:"cursor"`
 }
 
 type LogInInput struct {
@@ -140,6 +289,23 @@ type NamespaceConnection struct {
 type NamespaceEdge struct {
 	Node   *Namespace `json:"node"`
 	Cursor string     `json:"cursor"`
+}
+
+// An org's money at one moment, in micro-units (millionths) of its currency.
+type OrgBalance struct {
+	OrgID int64 `json:"orgId"`
+	// ISO 4217 code, e.g. USD.
+	Currency string `json:"currency"`
+	// Money paid in less what it paid for; negative in debt.
+	CashMicros int64 `json:"cashMicros"`
+	// What the credit grants have left, expired or not yet written off.
+	CreditMicros int64 `json:"creditMicros"`
+	// The part of the credit not expired.
+	UsableCreditMicros int64 `json:"usableCreditMicros"`
+	// What the org can still spend: cash plus usable credit.
+	UsableMicros int64 `json:"usableMicros"`
+	// When the balance last moved; null before its first entry.
+	UpdatedAt *time.Time `json:"updatedAt,omitempty"`
 }
 
 type OrgConnection struct {
@@ -433,6 +599,66 @@ func (e *InvitationStatus) UnmarshalJSON(b []byte) error {
 }
 
 func (e InvitationStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// Where an invoice is in its life: draft, then finalized, then paid or void.
+type InvoiceStatus string
+
+const (
+	InvoiceStatusDraft     InvoiceStatus = "DRAFT"
+	InvoiceStatusFinalized InvoiceStatus = "FINALIZED"
+	InvoiceStatusPaid      InvoiceStatus = "PAID"
+	InvoiceStatusVoid      InvoiceStatus = "VOID"
+)
+
+var AllInvoiceStatus = []InvoiceStatus{
+	InvoiceStatusDraft,
+	InvoiceStatusFinalized,
+	InvoiceStatusPaid,
+	InvoiceStatusVoid,
+}
+
+func (e InvoiceStatus) IsValid() bool {
+	switch e {
+	case InvoiceStatusDraft, InvoiceStatusFinalized, InvoiceStatusPaid, InvoiceStatusVoid:
+		return true
+	}
+	return false
+}
+
+func (e InvoiceStatus) String() string {
+	return string(e)
+}
+
+func (e *InvoiceStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = InvoiceStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid InvoiceStatus", str)
+	}
+	return nil
+}
+
+func (e InvoiceStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *InvoiceStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e InvoiceStatus) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

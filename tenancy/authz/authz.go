@@ -42,6 +42,7 @@ const (
 	OrgRead               Action = "org.read"
 	OrgUpdate             Action = "org.update"
 	OrgBilling            Action = "org.billing"
+	OrgLedger             Action = "org.ledger"
 	OrgTransfer           Action = "org.transfer"
 	OrgMemberRead         Action = "orgmember.read"
 	OrgMemberAdd          Action = "orgmember.add"
@@ -51,6 +52,7 @@ const (
 	UserDisable           Action = "user.disable"
 	UserRevokeKubeconfigs Action = "user.revoke_kubeconfigs"
 	AuditRead             Action = "audit.read"
+	BillingGiftCode       Action = "billing.giftcode"
 )
 
 // Split returns the object type and the action proper.
@@ -75,6 +77,7 @@ var policyTypes = map[string]string{
 	"orgmember":  "p5",
 	"user":       "p6",
 	"audit":      "p7",
+	"billing":    "p8",
 }
 
 // PolicyType returns the policy type ("p", "p2", …) under which the

@@ -88,12 +88,12 @@ func TestPolicy(t *testing.T) {
 		authz.NamespaceDelete, authz.NamespaceTransfer,
 	}
 	orgActions := []authz.Action{
-		authz.OrgRead, authz.OrgMemberRead, authz.OrgBilling,
+		authz.OrgRead, authz.OrgMemberRead, authz.OrgBilling, authz.OrgLedger,
 		authz.OrgUpdate, authz.OrgTransfer, authz.OrgMemberAdd, authz.OrgMemberUpdate, authz.OrgMemberRemove, authz.NamespaceCreate,
 	}
-	platformActions := []authz.Action{authz.UserRead, authz.UserDisable, authz.UserRevokeKubeconfigs, authz.AuditRead, authz.NamespaceSuspend}
+	platformActions := []authz.Action{authz.UserRead, authz.UserDisable, authz.UserRevokeKubeconfigs, authz.AuditRead, authz.NamespaceSuspend, authz.BillingGiftCode}
 	pa := append([]authz.Action{authz.NamespaceRead, authz.MemberRead, authz.NamespaceUsage, authz.InvitationRead,
-		authz.OrgRead, authz.OrgMemberRead}, platformActions...)
+		authz.OrgRead, authz.OrgMemberRead, authz.OrgLedger}, platformActions...)
 	first := func(list []authz.Action, n int) []authz.Action { return list[:n] }
 	// What each role may do in its namespace, in its org (namespace
 	// actions asked in the org's domain included) and on the platform.
@@ -107,7 +107,7 @@ func TestPolicy(t *testing.T) {
 		{3, "developer", first(nsActions, 4), nil, nil},
 		{4, "viewer", first(nsActions, 4), nil, nil},
 		{5, "org_owner", nil, append(slices.Clone(orgActions), nsActions...), nil},
-		{6, "org_billing", nil, first(orgActions, 3), nil},
+		{6, "org_billing", nil, first(orgActions, 4), nil},
 		{7, "org_member", nil, first(orgActions, 2), nil},
 		{8, "platform_admin", pa, pa, pa}, // its role holds in every domain
 	}
