@@ -44,7 +44,8 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCommand(), newServeCommand(), newMigrateCommand(), newDevCommand(), newAgentCommand())
+	root.AddCommand(newVersionCommand(), newServeCommand(), newMigrateCommand(), newDevCommand(), newAgentCommand(),
+		newBillingCommand())
 	return root
 }
 

@@ -75,6 +75,7 @@ type app struct {
 	authz     *authz.Authorizer
 	isolation *isolationParts
 	metering  *meteringParts
+	invoicing *invoicingParts
 	http      *httpServer
 	// background runs until ctx is done, next to the HTTP server.
 	background []func(context.Context) error
@@ -159,6 +160,10 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		return nil, err
 	}
 
+	if a.invoicing, err = newInvoicing(cfg.Invoicing, pool, nil, nil, log); err != nil {
+		return nil, err
+	}
+
 	gql, err := graph.NewHandler(graph.Config{
 		Dev:           cfg.Dev,
 		Introspection: cfg.Dev || cfg.GraphQL.Introspection,
@@ -168,6 +173,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		Tenancy: a.tenancy, Authorizer: a.authz,
 		Kubeconfigs: a.isolation.kubeconfigs, Suspender: a.isolation.suspension,
 		Hosts: a.isolation.hosts, Usage: a.metering.queries,
+		Ledger: a.invoicing.store, GiftCodes: a.invoicing.giftCodes,
 		Logger: log, Clock: clock,
 	})
 	if err != nil {
@@ -212,6 +218,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		every(10*time.Minute, "pruning expired tokens and rate-limit windows", log, a.tenancy.Prune),
 		runIsolation(a.isolation, a.kube, cfg.Isolation, log),
 		a.metering.run(),
+		a.invoicing.run(a.kube, cfg.Isolation.LeaseNamespace, log),
 	)
 	return a, nil
 }
