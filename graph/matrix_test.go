@@ -6,10 +6,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"github.com/vektah/gqlparser/v2/ast"
 
+	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/graph"
 	"github.com/tenantplane/tenantplane/graph/graphtest"
 	"github.com/tenantplane/tenantplane/tenancy"
@@ -220,6 +222,36 @@ func specs() map[string]spec {
 			vars: orgVars, allow: []role{orgOwner, orgBilling}, padmin: forbidden},
 		"Query.invitations": {doc: `query($id: ID!) { invitations(namespaceId: $id) { nodes { id } } }`, vars: nsVars,
 			allow: nsManagers, padmin: ok},
+
+		"Query.orgBalance": {doc: `query($id: ID!) { orgBalance(orgId: $id) { usableMicros } }`, vars: orgVars,
+			allow: []role{orgOwner, orgBilling}, padmin: ok},
+		"Query.ledgerEntries": {doc: `query($id: ID!) { ledgerEntries(orgId: $id) { edges { node { id } } } }`, vars: orgVars,
+			allow: []role{orgOwner, orgBilling}, padmin: ok},
+		"Query.creditGrants": {doc: `query($id: ID!) { creditGrants(orgId: $id) { id } }`, vars: orgVars,
+			allow: []role{orgOwner, orgBilling}, padmin: ok},
+		"Query.invoices": {doc: `query($id: ID!) { invoices(orgId: $id) { edges { node { id } } } }`, vars: orgVars,
+			allow: []role{orgOwner, orgBilling}, padmin: ok},
+		"Query.invoice": {doc: `query($o: ID!, $id: ID!) { invoice(orgId: $o, id: $id) { id html } }`,
+			vars: func(c *cell) map[string]any {
+				p := billing.DefaultInvoiceConfig().PeriodOf(c.f.e.Clock.Now())
+				inv, err := c.f.e.Billing.GenerateInvoice(context.Background(), c.target.org, p, 0)
+				require.NoError(c.f.t, err)
+				return map[string]any{"o": id(c.target.org), "id": id(inv.ID)}
+			}, allow: []role{orgOwner, orgBilling}, padmin: ok},
+		"Query.giftCodes": {doc: `{ giftCodes { edges { node { id } } } }`, padmin: ok},
+		"Mutation.createGiftCode": {doc: `mutation { createGiftCode(input: {amountMicros: "1000000", currency: "USD",
+			expiresAt: "2100-01-01T00:00:00Z", maxRedemptions: 1}) { code } }`, padmin: ok},
+		"Mutation.redeemGiftCode": {doc: `mutation($id: ID!, $code: String!) { redeemGiftCode(orgId: $id, code: $code) { reference } }`,
+			vars: func(c *cell) map[string]any {
+				code, _, err := c.f.e.GiftCodes.Create(c.f.e.As(c.f.padmin.ID, true), billing.GiftCodeInput{
+					Amount: 1_000_000, Currency: "USD", ExpiresAt: c.f.e.Clock.Now().Add(time.Hour), MaxRedemptions: 1,
+				})
+				require.NoError(c.f.t, err)
+				return map[string]any{"id": id(c.target.org), "code": code}
+			},
+			// Platform admins create codes and see every ledger, but
+			// redeem for no org.
+			allow: []role{orgOwner, orgBilling}, padmin: forbidden},
 
 		"Mutation.signUp": {doc: `mutation($e: String!) { signUp(input: {email: $e, password: "correct horse battery"}) { id } }`,
 			vars: func(c *cell) map[string]any { return map[string]any{"e": c.f.unique("new") + "@example.com"} }},
