@@ -107,12 +107,12 @@ func NormalizeGiftCode(s string) string {
 	}
 	var b strings.Builder
 	for _, r := range strings.ToUpper(s) {
-		switch {
-		case r == '-' || r == ' ':
+		switch r {
+		case '-', ' ':
 			continue
-		case r == 'O':
+		case 'O':
 			r = '0'
-		case r == 'I' || r == 'L':
+		case 'I', 'L':
 			r = '1'
 		}
 		if !strings.ContainsRune(giftCodeAlphabet, r) {

@@ -2669,7 +2669,7 @@ extend type Query {
   "An org's ledger entries, newest first."
   ledgerEntries(orgId: ID!, first: Int, after: String): LedgerEntryConnection!
     @auth(scope: ORG, action: "org.ledger", id: "orgId")
-  "An org's credit grants with credit left, in the order charges use them; with all, every grant, newest first."
+  "An org's credit grants with credit left, in the order charges use them; with all, its newest 100 grants, spent or not."
   creditGrants(orgId: ID!, all: Boolean): [CreditGrant!]! @auth(scope: ORG, action: "org.ledger", id: "orgId")
   "An org's invoices, newest first."
   invoices(orgId: ID!, first: Int, after: String): InvoiceConnection!
