@@ -77,7 +77,7 @@ type LifecycleStore interface {
 	// DebtTransitions lists the org's transitions, newest first, with IDs
 	// below before (0: from the newest).
 	DebtTransitions(ctx context.Context, orgID int64, before int64, limit int) ([]DebtTransition, error)
-	// Charged is what the org's charge entries with a time in [from, to)
+	// Charged is what the org's charge entries with a time in (from, to]
 	// add up to, as a positive amount.
 	Charged(ctx context.Context, orgID int64, from, to time.Time) (Micros, error)
 

@@ -29,7 +29,7 @@ const (
 	// qNoticeRecipients are the org's owners and billing members who can
 	// receive mail.
 	qNoticeRecipients = `SELECT u.email FROM org_members m JOIN users u ON u.id = m.user_id
-	WHERE m.org_id = $1 AND m.role IN ('owner', 'billing') AND u.status = 'active' ORDER BY u.id`
+	WHERE m.org_id = $1 AND m.role IN ('owner', 'billing') AND u.status <> 'disabled' ORDER BY u.id`
 	qOrgName      = `SELECT name FROM orgs WHERE id = $1`
 	qNamespaceOrg = `SELECT org_id, name FROM namespaces WHERE id = $1`
 	// qEnqueueMail queues a notice in tenancy's mail outbox, which its
@@ -73,7 +73,7 @@ const (
 		currency, cause, at
 	FROM billing_debt_transitions WHERE org_id = $1 AND ($2::bigint = 0 OR id < $2) ORDER BY id DESC LIMIT $3`
 	qCharged = `SELECT coalesce(-sum(amount_micros), 0)::bigint FROM ledger_entries
-	WHERE org_id = $1 AND kind = 'charge' AND occurred_at >= $2 AND occurred_at < $3`
+	WHERE org_id = $1 AND kind = 'charge' AND occurred_at > $2 AND occurred_at <= $3`
 )
 
 // UpdateDebt implements billing.LifecycleStore. It locks the org's
@@ -516,8 +516,8 @@ const (
 	qUpsertWebhook = `INSERT INTO billing_webhooks (org_id, url, secret, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
 	ON CONFLICT (org_id) DO UPDATE SET url = EXCLUDED.url, secret = EXCLUDED.secret, updated_at = EXCLUDED.updated_at
 	RETURNING created_at, updated_at`
-	qDeleteWebhook        = `DELETE FROM billing_webhooks WHERE org_id = $1`
-	qGiveUpOrgDeliveries  = `UPDATE billing_webhook_deliveries SET failed_at = $2, last_error = 'webhook removed'
+	qDeleteWebhook       = `DELETE FROM billing_webhooks WHERE org_id = $1`
+	qGiveUpOrgDeliveries = `UPDATE billing_webhook_deliveries SET failed_at = $2, last_error = 'webhook removed'
 	WHERE org_id = $1 AND delivered_at IS NULL AND failed_at IS NULL`
 	qWebhook              = `SELECT url, created_at, updated_at FROM billing_webhooks WHERE org_id = $1`
 	qClaimWebhookDelivery = `UPDATE billing_webhook_deliveries d SET attempts = d.attempts + 1, next_attempt_at = $2
@@ -531,7 +531,7 @@ const (
 	qWebhookDelivered = `UPDATE billing_webhook_deliveries SET delivered_at = $3, last_status = $2, last_error = ''
 	WHERE id = $1`
 	qWebhookFailed = `UPDATE billing_webhook_deliveries SET last_status = nullif($2, 0), last_error = left($3, 1000),
-		next_attempt_at = coalesce($4, next_attempt_at), failed_at = CASE WHEN $4::timestamptz IS NULL THEN $5 END
+		next_attempt_at = coalesce($4, next_attempt_at), failed_at = CASE WHEN $4::timestamptz IS NULL THEN $5::timestamptz END
 	WHERE id = $1`
 )
 
