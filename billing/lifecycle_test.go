@@ -232,7 +232,9 @@ func TestLifecycleConfigValidate(t *testing.T) {
 	for name, change := range map[string]func(*billing.LifecycleConfig){
 		"low below critical": func(c *billing.LifecycleConfig) { c.Thresholds = billing.DebtThresholds{Low: 1, Critical: 2} },
 		"critical zero":      func(c *billing.LifecycleConfig) { c.Thresholds.Critical = 0 },
-		"bad currency":       func(c *billing.LifecycleConfig) { c.CurrencyThresholds = map[string]billing.DebtThresholds{"eur": c.Thresholds} },
+		"bad currency": func(c *billing.LifecycleConfig) {
+			c.CurrencyThresholds = map[string]billing.DebtThresholds{"eur": c.Thresholds}
+		},
 		"bad currency thresholds": func(c *billing.LifecycleConfig) {
 			c.CurrencyThresholds = map[string]billing.DebtThresholds{"EUR": {Low: 1, Critical: 1}}
 		},
