@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"time"
+
+	"github.com/robfig/cron/v3"
 )
 
 // DebtState is where an org stands in the debt lifecycle.
@@ -205,12 +207,13 @@ func (c LifecycleConfig) Validate() error {
 		return fmt.Errorf("lifecycle config: delete-workloads-after %s is not within 0..365 days", c.DeleteWorkloadsAfter)
 	case c.DeleteWorkloadsAfter > 0 && c.DeleteWorkloadsAfter < time.Hour:
 		return fmt.Errorf("lifecycle config: delete-workloads-after %s is shorter than an hour", c.DeleteWorkloadsAfter)
-	case c.Schedule == "":
-		return fmt.Errorf("lifecycle config: schedule is required")
 	case !ValidCurrency(c.DefaultCurrency):
 		return fmt.Errorf("lifecycle config: default currency %q is not a three-letter upper-case code", c.DefaultCurrency)
 	case c.BatchSize < 1 || c.BatchSize > 10_000:
 		return fmt.Errorf("lifecycle config: batch size %d is not within 1..10000", c.BatchSize)
+	}
+	if _, err := cron.ParseStandard(c.Schedule); err != nil {
+		return fmt.Errorf("lifecycle config: schedule %q: %w", c.Schedule, err)
 	}
 	if err := c.Webhook.Validate(); err != nil {
 		return fmt.Errorf("lifecycle config: %w", err)

@@ -57,6 +57,8 @@ type Config struct {
 	GraphQL   GraphQLConfig
 	Isolation IsolationConfig
 	Metering  MeteringConfig
+	// BillingLifecycle is the debt lifecycle (--billing-lifecycle-*).
+	BillingLifecycle BillingLifecycleConfig
 }
 
 // GraphQLConfig bounds what one GraphQL request may ask for.
@@ -83,10 +85,11 @@ func defaultConfig() Config {
 			ShutdownTimeout:   30 * time.Second,
 			MaxBodyBytes:      1 << 20,
 		},
-		Identity:  defaultIdentityConfig(),
-		Isolation: defaultIsolationConfig(),
-		Metering:  defaultMeteringConfig(),
-		GraphQL:   GraphQLConfig{MaxDepth: 12, MaxComplexity: 50000},
+		Identity:         defaultIdentityConfig(),
+		Isolation:        defaultIsolationConfig(),
+		Metering:         defaultMeteringConfig(),
+		BillingLifecycle: defaultBillingLifecycleConfig(),
+		GraphQL:          GraphQLConfig{MaxDepth: 12, MaxComplexity: 50000},
 	}
 }
 
@@ -111,6 +114,7 @@ func (c *Config) bindFlags(fs *pflag.FlagSet) {
 	c.Identity.bindFlags(fs)
 	c.Isolation.bindFlags(fs)
 	c.Metering.bindFlags(fs)
+	c.BillingLifecycle.bindFlags(fs)
 }
 
 // applyEnv sets every flag not given on the command line from its
@@ -172,6 +176,9 @@ func (c *Config) validate() error {
 		return err
 	}
 	if err := c.Isolation.validate(); err != nil {
+		return err
+	}
+	if err := c.BillingLifecycle.validate(); err != nil {
 		return err
 	}
 	return c.Metering.validate()

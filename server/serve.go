@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/graph"
 	"github.com/tenantplane/tenantplane/internal/reqmeta"
 	"github.com/tenantplane/tenantplane/schema/dbmigrate"
@@ -75,6 +76,7 @@ type app struct {
 	authz     *authz.Authorizer
 	isolation *isolationParts
 	metering  *meteringParts
+	lifecycle *billing.Lifecycle
 	http      *httpServer
 	// background runs until ctx is done, next to the HTTP server.
 	background []func(context.Context) error
@@ -158,6 +160,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	if a.metering, err = newMetering(ctx, cfg, restCfg, a.kube, a, reg); err != nil {
 		return nil, err
 	}
+	if a.lifecycle, err = newLifecycle(cfg.BillingLifecycle, a, clock); err != nil {
+		return nil, err
+	}
 
 	gql, err := graph.NewHandler(graph.Config{
 		Dev:           cfg.Dev,
@@ -212,6 +217,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		every(10*time.Minute, "pruning expired tokens and rate-limit windows", log, a.tenancy.Prune),
 		runIsolation(a.isolation, a.kube, cfg.Isolation, log),
 		a.metering.run(),
+		runLifecycle(a.lifecycle, a.kube, cfg.Isolation.LeaseNamespace, log),
 	)
 	return a, nil
 }
