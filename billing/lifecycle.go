@@ -351,7 +351,9 @@ type DebtForecast struct {
 }
 
 // ForecastDebt computes the forecast from the status, the usable balance,
-// what was charged in the last 24 hours (a positive amount) and now.
+// what was charged in the last 24 hours (a positive amount) and now. In
+// debt, the suspension is due at the end of the grace period whatever the
+// rate; otherwise only an org that spends has one.
 func ForecastDebt(st DebtStatus, usable, charged24h Micros, now time.Time, cfg LifecycleConfig) DebtForecast {
 	f := DebtForecast{}
 	if charged24h > 0 {
@@ -363,10 +365,12 @@ func ForecastDebt(st DebtStatus, usable, charged24h Micros, now time.Time, cfg L
 		return f
 	case usable <= 0 && st.DebtSince != nil:
 		at = st.DebtSince.Add(cfg.Grace)
+	case charged24h <= 0:
+		// Spends nothing: an org that was never billed, or one the
+		// lifecycle has not seen in debt yet and that stopped spending.
+		return f
 	case usable <= 0:
 		at = now.Add(cfg.Grace)
-	case charged24h <= 0:
-		return f
 	default:
 		// usable / (charged24h per 24h), in whole seconds, exact in 128 bits.
 		secs, err := MulDivRound(usable, 24*3600, charged24h)

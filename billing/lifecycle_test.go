@@ -179,6 +179,9 @@ func TestForecastDebt(t *testing.T) {
 			dur(14 * time.Hour), at(14)},
 		{"in debt past grace is zero", billing.DebtStatus{State: billing.DebtInDebt, DebtSince: at(-30)}, -unit, 0, 0,
 			dur(0), at(-6)},
+		{"never billed has none", billing.DebtStatus{State: billing.DebtNormal}, 0, 0, 0, nil, nil},
+		{"below zero, not yet seen in debt", billing.DebtStatus{State: billing.DebtCritical}, -unit, 24 * unit, unit,
+			dur(24 * time.Hour), at(24)},
 		{"suspended has none", billing.DebtStatus{State: billing.DebtSuspended, DebtSince: at(-30), SuspendedAt: at(-6)}, -unit, 24 * unit, unit, nil, nil},
 	}
 	for _, c := range cases {

@@ -284,4 +284,5 @@ func setComplexity(c *generated.ComplexityRoot) {
 	c.Query.AuditLog = func(child int, _ *model.AuditFilter, first *int, _ *string) int { return pageCost(child, first) }
 	c.Query.Invitations = func(child int, _ int64, first *int, _ *string) int { return pageCost(child, first) }
 	c.Query.Members = func(child int, _ int64, first *int, _ *string) int { return pageCost(child, first) }
+	c.Query.OrgDebtTransitions = func(child int, _ int64, first *int, _ *int64) int { return pageCost(child, first) }
 }

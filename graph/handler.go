@@ -140,6 +140,8 @@ type Deps struct {
 	Hosts Hosts
 	// Usage answers the usage queries. Required.
 	Usage Usage
+	// Debt answers the debt lifecycle's fields; nil answers them NOT_FOUND.
+	Debt Debt
 	// Logger receives internal errors with their request id; nil discards.
 	Logger *slog.Logger
 	// Clock tells the status of invitations; nil means time.Now in UTC.
@@ -304,7 +306,7 @@ func NewExecutableSchema(deps Deps) graphql.ExecutableSchema {
 	}
 	r := &Resolver{
 		tenancy: deps.Tenancy, authz: deps.Authorizer, kubeconfigs: deps.Kubeconfigs,
-		suspender: deps.Suspender, hosts: deps.Hosts, usage: deps.Usage, now: now, log: deps.Logger,
+		suspender: deps.Suspender, hosts: deps.Hosts, usage: deps.Usage, debt: deps.Debt, now: now, log: deps.Logger,
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)

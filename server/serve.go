@@ -172,7 +172,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	}, graph.Deps{
 		Tenancy: a.tenancy, Authorizer: a.authz,
 		Kubeconfigs: a.isolation.kubeconfigs, Suspender: a.isolation.suspension,
-		Hosts: a.isolation.hosts, Usage: a.metering.queries,
+		Hosts: a.isolation.hosts, Usage: a.metering.queries, Debt: a.lifecycle,
 		Logger: log, Clock: clock,
 	})
 	if err != nil {

@@ -16,6 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/tenantplane/tenantplane/billing"
+	"github.com/tenantplane/tenantplane/billing/billingstore"
 	"github.com/tenantplane/tenantplane/collectors/usage"
 	"github.com/tenantplane/tenantplane/collectors/usage/usagestore"
 	"github.com/tenantplane/tenantplane/graph"
@@ -39,7 +41,12 @@ type Env struct {
 	// suspends with, on the shared Kubernetes control plane.
 	Isolation Isolation
 	// Usage is the usage store the handler's usage queries read.
-	Usage   *usagestore.Store
+	Usage *usagestore.Store
+	// Debt is the debt lifecycle the handler's billing fields use, with
+	// webhooks allowed to loopback over http. No schedule runs.
+	Debt *billing.Lifecycle
+	// Billing is the billing store under Debt.
+	Billing *billingstore.Store
 	Handler http.Handler
 	Server  *httptest.Server
 	Client  *http.Client
@@ -106,10 +113,16 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	e.Usage = usagestore.New(pool)
 	usageQueries, err := usage.NewQueries(e.Usage, usage.QueryConfig{})
 	require.NoError(t, err)
+	e.Billing = billingstore.New(pool, func() time.Time { return time.Now().UTC() })
+	lcfg := billing.DefaultLifecycleConfig()
+	lcfg.Webhook.AllowHTTP = true
+	lcfg.Webhook.AllowedNets = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	e.Debt, err = billing.NewLifecycle(lcfg, billing.LifecycleDeps{Store: e.Billing, Suspender: e.Isolation.Suspension})
+	require.NoError(t, err)
 	e.Handler, err = graph.NewHandler(gcfg, graph.Deps{
 		Tenancy: e.Service, Authorizer: e.Authorizer,
 		Kubeconfigs: e.Isolation.Kubeconfigs, Suspender: e.Isolation.Suspension, Hosts: e.Isolation.Hosts,
-		Usage: usageQueries,
+		Usage: usageQueries, Debt: e.Debt,
 	})
 	require.NoError(t, err)
 	e.Server = httptest.NewServer(e.Handler)
