@@ -100,7 +100,9 @@ func TestDebtFields(t *testing.T) {
 	require.Equal(t, "0", lim.SetSpendingLimit.MonthSpendMicros)
 	require.Equal(t, "USD", lim.SetSpendingLimit.Currency)
 	require.False(t, lim.SetSpendingLimit.Reached)
-	var limits struct{ OrgSpendingLimits []struct{ NamespaceID string } }
+	var limits struct {
+		OrgSpendingLimits []struct{ NamespaceID string }
+	}
 	do(`query($org: ID!) { orgSpendingLimits(orgId: $org) { namespaceId } }`, &limits)
 	require.Equal(t, fmt.Sprint(owner.NamespaceID), limits.OrgSpendingLimits[0].NamespaceID)
 	do(`mutation($ns: ID!) { setSpendingLimit(namespaceId: $ns) { limitMicros } }`, &lim)
