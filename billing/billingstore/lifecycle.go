@@ -68,7 +68,12 @@ const (
 	qDropHold          = `DELETE FROM billing_namespace_holds WHERE namespace_id = $1 AND cause = $2 AND released_at IS NOT NULL`
 	qDebtHeldNamespace = `SELECT namespace_id FROM billing_namespace_holds
 	WHERE org_id = $1 AND cause = 'debt' AND released_at IS NULL AND owns ORDER BY namespace_id`
-	qDebtOrgs        = `SELECT org_id FROM billing_accounts WHERE org_id > $1 ORDER BY org_id LIMIT $2`
+	// qDebtOrgs lists the prepaid orgs with a billing account: postpaid
+	// orgs pay invoices and are not suspended for their balance.
+	qDebtOrgs = `SELECT a.org_id FROM billing_accounts a JOIN orgs o ON o.id = a.org_id
+		LEFT JOIN plans p ON p.name = o.plan
+	WHERE a.org_id > $1 AND coalesce(p.billing_mode, 'prepaid') = 'prepaid' ORDER BY a.org_id LIMIT $2`
+	qBillingMode     = `SELECT coalesce(p.billing_mode, 'prepaid') FROM orgs o LEFT JOIN plans p ON p.name = o.plan WHERE o.id = $1`
 	qDebtTransitions = `SELECT id, org_id, coalesce(namespace_id, 0), event, from_state, to_state, usable_micros,
 		currency, cause, at
 	FROM billing_debt_transitions WHERE org_id = $1 AND ($2::bigint = 0 OR id < $2) ORDER BY id DESC LIMIT $3`
@@ -79,7 +84,8 @@ const (
 // UpdateDebt implements billing.LifecycleStore. It locks the org's
 // billing account first, as every posting does, so the balance it reads
 // cannot change before the decision commits. An org without an account
-// has never had money and is left alone.
+// has never had money and is left alone, and so is an org on a postpaid
+// plan, which pays invoices instead.
 func (s *Store) UpdateDebt(ctx context.Context, orgID int64, now time.Time, defaultCurrency string,
 	decide func(billing.DebtStatus, billing.Balance) billing.DebtDecision,
 ) (billing.DebtDecision, error) {
@@ -91,6 +97,13 @@ func (s *Store) UpdateDebt(ctx context.Context, orgID int64, now time.Time, defa
 				return nil
 			}
 			return storeErr("locking billing account", "billing account", err)
+		}
+		var mode string
+		if err := tx.QueryRow(ctx, qBillingMode, orgID).Scan(&mode); err != nil {
+			return storeErr("reading billing mode", "org", err)
+		}
+		if mode == "postpaid" {
+			return nil
 		}
 		st, err := debtStatus(ctx, tx, qDebtStatusLock, orgID)
 		if err != nil {

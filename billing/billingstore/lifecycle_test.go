@@ -532,3 +532,19 @@ func filter(m map[string]int, prefix string) map[string]int {
 	}
 	return out
 }
+
+func TestPostpaidOrgsAreLeftToInvoices(t *testing.T) {
+	t.Parallel()
+	e := setupLifecycle(t, func(c *billing.LifecycleConfig) { c.Grace = 0 })
+	ctx := context.Background()
+	_, err := e.db.Pool.Exec(ctx, `INSERT INTO plans (name, billing_mode, price_book_id, created_at, updated_at)
+		SELECT 'business', 'postpaid', price_book_id, $1, $1 FROM plans WHERE name = 'free'`, t0)
+	require.NoError(t, err)
+	_, err = e.db.Pool.Exec(ctx, `UPDATE orgs SET plan = 'business' WHERE id = $1`, e.org)
+	require.NoError(t, err)
+	e.post(-50 * unit)
+	require.NoError(t, e.lc.Pass(ctx))
+	require.Equal(t, billing.DebtState(""), e.state())
+	require.Equal(t, []tenancy.NamespaceState{"active", "active", "active"}, e.nsStates())
+	require.Empty(t, e.mails())
+}
