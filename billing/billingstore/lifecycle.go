@@ -2,6 +2,7 @@ package billingstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -93,7 +94,7 @@ func (s *Store) UpdateDebt(ctx context.Context, orgID int64, now time.Time, defa
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var currency string
 		if err := tx.QueryRow(ctx, qLockAccount, orgID).Scan(&currency); err != nil {
-			if err == pgx.ErrNoRows {
+			if errors.Is(err, pgx.ErrNoRows) {
 				return nil
 			}
 			return storeErr("locking billing account", "billing account", err)
@@ -196,7 +197,7 @@ func debtStatus(ctx context.Context, db dbtx, q string, orgID int64) (billing.De
 	var state string
 	err := db.QueryRow(ctx, q, orgID).Scan(&state, &st.Since, &st.DebtSince, &st.SuspendedAt, &st.WorkloadsDeletedAt,
 		&st.Usable, &st.Currency, &st.EvaluatedAt)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return st, nil
 	}
 	if err != nil {
@@ -289,7 +290,7 @@ func (s *Store) DropHold(ctx context.Context, nsID int64, cause billing.HoldCaus
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var owns bool
 		if err := tx.QueryRow(ctx, qLockReleasedHold, nsID, string(cause)).Scan(&owns); err != nil {
-			if err == pgx.ErrNoRows {
+			if errors.Is(err, pgx.ErrNoRows) {
 				return nil // placed again meanwhile, or dropped already
 			}
 			return storeErr("locking hold", "namespace hold", err)
@@ -406,12 +407,12 @@ func (s *Store) UpdateSpend(ctx context.Context, nsID int64, now time.Time,
 		}
 		exists := true
 		err := tx.QueryRow(ctx, qLockSpendingLimit, nsID).Scan(&lim.Amount, &lim.Currency, &lim.UpdatedBy, &lim.UpdatedAt)
-		if err == pgx.ErrNoRows {
+		if errors.Is(err, pgx.ErrNoRows) {
 			exists = false
 		} else if err != nil {
 			return storeErr("locking spending limit", "spending limit", err)
 		}
-		if err := tx.QueryRow(ctx, qLockSpendHold, nsID).Scan(&lim.Held); err != nil && err != pgx.ErrNoRows {
+		if err := tx.QueryRow(ctx, qLockSpendHold, nsID).Scan(&lim.Held); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return storeErr("locking spending hold", "namespace hold", err)
 		}
 		if exists {
@@ -431,7 +432,7 @@ func (s *Store) UpdateSpend(ctx context.Context, nsID int64, now time.Time,
 			tr.From, tr.To, q = "suspended", "active", qReleaseSpendHold
 		}
 		if tr.Currency == "" {
-			if err := tx.QueryRow(ctx, qAccountCurrency, lim.OrgID).Scan(&tr.Currency); err != nil && err != pgx.ErrNoRows {
+			if err := tx.QueryRow(ctx, qAccountCurrency, lim.OrgID).Scan(&tr.Currency); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 				return storeErr("reading currency", "billing account", err)
 			}
 			if tr.Currency == "" {
@@ -465,7 +466,7 @@ func (s *Store) SetSpendingLimit(ctx context.Context, nsID int64, amount billing
 		action := "billing.spending_limit.remove"
 		if amount > 0 {
 			currency := defaultCurrency
-			if err := tx.QueryRow(ctx, qAccountCurrency, orgID).Scan(&currency); err != nil && err != pgx.ErrNoRows {
+			if err := tx.QueryRow(ctx, qAccountCurrency, orgID).Scan(&currency); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 				return storeErr("reading currency", "billing account", err)
 			}
 			if _, err := tx.Exec(ctx, qUpsertSpendLimit, nsID, orgID, amount, currency, by.Key, now.UTC()); err != nil {
