@@ -285,4 +285,5 @@ func setComplexity(c *generated.ComplexityRoot) {
 	c.Query.Invitations = func(child int, _ int64, first *int, _ *string) int { return pageCost(child, first) }
 	c.Query.Members = func(child int, _ int64, first *int, _ *string) int { return pageCost(child, first) }
 	setBillingComplexity(c)
+	c.Query.OrgDebtTransitions = func(child int, _ int64, first *int, _ *int64) int { return pageCost(child, first) }
 }

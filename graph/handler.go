@@ -144,6 +144,8 @@ type Deps struct {
 	Ledger BillingLedger
 	// GiftCodes creates and redeems gift codes. Required.
 	GiftCodes GiftCodes
+	// Debt answers the debt lifecycle's fields; nil answers them NOT_FOUND.
+	Debt Debt
 	// Logger receives internal errors with their request id; nil discards.
 	Logger *slog.Logger
 	// Clock tells the status of invitations; nil means time.Now in UTC.
@@ -309,7 +311,7 @@ func NewExecutableSchema(deps Deps) graphql.ExecutableSchema {
 	r := &Resolver{
 		tenancy: deps.Tenancy, authz: deps.Authorizer, kubeconfigs: deps.Kubeconfigs,
 		suspender: deps.Suspender, hosts: deps.Hosts, usage: deps.Usage, now: now, log: deps.Logger,
-		ledger: deps.Ledger, giftCodes: deps.GiftCodes,
+		ledger: deps.Ledger, giftCodes: deps.GiftCodes, debt: deps.Debt,
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)

@@ -220,6 +220,16 @@ func specs() map[string]spec {
 			vars: nsVars, allow: nsReaders, padmin: ok},
 		"Query.orgUsage": {doc: `query($id: ID!) { orgUsage(orgId: $id, from: "2030-01-01T00:00:00Z", to: "2030-01-02T00:00:00Z", granularity: DAY) { series { resource } } }`,
 			vars: orgVars, allow: []role{orgOwner, orgBilling}, padmin: forbidden},
+		"Query.orgDebt": {doc: `query($id: ID!) { orgDebt(orgId: $id) { state usableMicros } }`,
+			vars: orgVars, allow: []role{orgOwner, orgBilling}, padmin: forbidden},
+		"Query.orgDebtTransitions": {doc: `query($id: ID!) { orgDebtTransitions(orgId: $id, first: 5) { id event } }`,
+			vars: orgVars, allow: []role{orgOwner, orgBilling}, padmin: forbidden},
+		"Query.orgBillingWebhook": {doc: `query($id: ID!) { orgBillingWebhook(orgId: $id) { url } }`,
+			vars: orgVars, allow: []role{orgOwner, orgBilling}, padmin: forbidden},
+		"Query.orgSpendingLimits": {doc: `query($id: ID!) { orgSpendingLimits(orgId: $id) { namespaceId limitMicros } }`,
+			vars: orgVars, allow: []role{orgOwner, orgBilling}, padmin: forbidden},
+		"Query.namespaceSpendingLimit": {doc: `query($id: ID!) { namespaceSpendingLimit(namespaceId: $id) { limitMicros } }`,
+			vars: nsVars, allow: []role{orgOwner, orgBilling}, padmin: forbidden},
 		"Query.invitations": {doc: `query($id: ID!) { invitations(namespaceId: $id) { nodes { id } } }`, vars: nsVars,
 			allow: nsManagers, padmin: ok},
 
@@ -339,6 +349,20 @@ func specs() map[string]spec {
 				}
 				return v
 			}, padmin: ok},
+		// The org's owners configure its webhook; owners and billing
+		// members set spending limits.
+		"Mutation.setBillingWebhook": {doc: `mutation($id: ID!) { setBillingWebhook(orgId: $id, url: "https://hooks.example.com/billing") { secret } }`,
+			vars: orgVars, allow: []role{orgOwner}, padmin: forbidden},
+		"Mutation.removeBillingWebhook": {doc: `mutation($id: ID!) { removeBillingWebhook(orgId: $id) }`,
+			vars: func(c *cell) map[string]any {
+				if c.allowed() {
+					_, _, err := c.f.e.Debt.SetWebhook(context.Background(), c.target.org, "https://hooks.example.com/x", billing.LifecycleActor{})
+					require.NoError(c.f.t, err)
+				}
+				return orgVars(c)
+			}, allow: []role{orgOwner}, padmin: forbidden},
+		"Mutation.setSpendingLimit": {doc: `mutation($id: ID!) { setSpendingLimit(namespaceId: $id, limitMicros: "5000000") { limitMicros } }`,
+			vars: nsVars, allow: []role{orgOwner, orgBilling}, padmin: forbidden},
 		"Mutation.kubeconfig": {doc: `mutation($id: ID!) { kubeconfig(namespaceId: $id) { namespace expiresAt } }`,
 			vars: nsVars, allow: []role{viewer, developer, admin, owner},
 			// Org owners and platform admins may see main but are no

@@ -17,6 +17,7 @@ type Resolver struct {
 	usage       Usage
 	ledger      BillingLedger
 	giftCodes   GiftCodes
+	debt        Debt
 	now         func() time.Time
 	log         *slog.Logger
 }

@@ -58,6 +58,8 @@ type Config struct {
 	Isolation IsolationConfig
 	Metering  MeteringConfig
 	Invoicing InvoicingConfig
+	// BillingLifecycle is the debt lifecycle (--billing-lifecycle-*).
+	BillingLifecycle BillingLifecycleConfig
 }
 
 // GraphQLConfig bounds what one GraphQL request may ask for.
@@ -84,11 +86,12 @@ func defaultConfig() Config {
 			ShutdownTimeout:   30 * time.Second,
 			MaxBodyBytes:      1 << 20,
 		},
-		Identity:  defaultIdentityConfig(),
-		Isolation: defaultIsolationConfig(),
-		Metering:  defaultMeteringConfig(),
-		Invoicing: defaultInvoicingConfig(),
-		GraphQL:   GraphQLConfig{MaxDepth: 12, MaxComplexity: 50000},
+		Identity:         defaultIdentityConfig(),
+		Isolation:        defaultIsolationConfig(),
+		Metering:         defaultMeteringConfig(),
+		Invoicing:        defaultInvoicingConfig(),
+		BillingLifecycle: defaultBillingLifecycleConfig(),
+		GraphQL:          GraphQLConfig{MaxDepth: 12, MaxComplexity: 50000},
 	}
 }
 
@@ -114,6 +117,7 @@ func (c *Config) bindFlags(fs *pflag.FlagSet) {
 	c.Isolation.bindFlags(fs)
 	c.Metering.bindFlags(fs)
 	c.Invoicing.bindFlags(fs)
+	c.BillingLifecycle.bindFlags(fs)
 }
 
 // applyEnv sets every flag not given on the command line from its
@@ -180,7 +184,10 @@ func (c *Config) validate() error {
 	if err := c.Metering.validate(); err != nil {
 		return err
 	}
-	return c.Invoicing.validate()
+	if err := c.Invoicing.validate(); err != nil {
+		return err
+	}
+	return c.BillingLifecycle.validate()
 }
 
 func (h *HTTPConfig) validate() error {

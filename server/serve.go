@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/graph"
 	"github.com/tenantplane/tenantplane/internal/reqmeta"
 	"github.com/tenantplane/tenantplane/schema/dbmigrate"
@@ -76,6 +77,7 @@ type app struct {
 	isolation *isolationParts
 	metering  *meteringParts
 	invoicing *invoicingParts
+	lifecycle *billing.Lifecycle
 	http      *httpServer
 	// background runs until ctx is done, next to the HTTP server.
 	background []func(context.Context) error
@@ -159,6 +161,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	if a.metering, err = newMetering(ctx, cfg, restCfg, a.kube, a, reg); err != nil {
 		return nil, err
 	}
+	if a.lifecycle, err = newLifecycle(cfg.BillingLifecycle, a, clock); err != nil {
+		return nil, err
+	}
 
 	if a.invoicing, err = newInvoicing(cfg.Invoicing, pool, nil, nil, log); err != nil {
 		return nil, err
@@ -173,7 +178,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		Tenancy: a.tenancy, Authorizer: a.authz,
 		Kubeconfigs: a.isolation.kubeconfigs, Suspender: a.isolation.suspension,
 		Hosts: a.isolation.hosts, Usage: a.metering.queries,
-		Ledger: a.invoicing.store, GiftCodes: a.invoicing.giftCodes,
+		Ledger: a.invoicing.store, GiftCodes: a.invoicing.giftCodes, Debt: a.lifecycle,
 		Logger: log, Clock: clock,
 	})
 	if err != nil {
@@ -219,6 +224,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		runIsolation(a.isolation, a.kube, cfg.Isolation, log),
 		a.metering.run(),
 		a.invoicing.run(a.kube, cfg.Isolation.LeaseNamespace, log),
+		runLifecycle(a.lifecycle, a.kube, cfg.Isolation.LeaseNamespace, log),
 	)
 	return a, nil
 }

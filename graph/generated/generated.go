@@ -87,6 +87,17 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	BillingWebhook struct {
+		CreatedAt func(childComplexity int) int
+		URL       func(childComplexity int) int
+		UpdatedAt func(childComplexity int) int
+	}
+
+	BillingWebhookSecret struct {
+		Secret  func(childComplexity int) int
+		Webhook func(childComplexity int) int
+	}
+
 	CreatedGiftCode struct {
 		Code     func(childComplexity int) int
 		GiftCode func(childComplexity int) int
@@ -100,6 +111,18 @@ type ComplexityRoot struct {
 		Reference       func(childComplexity int) int
 		RemainingMicros func(childComplexity int) int
 		Source          func(childComplexity int) int
+	}
+
+	DebtTransition struct {
+		AmountMicros func(childComplexity int) int
+		At           func(childComplexity int) int
+		Cause        func(childComplexity int) int
+		Currency     func(childComplexity int) int
+		Event        func(childComplexity int) int
+		From         func(childComplexity int) int
+		ID           func(childComplexity int) int
+		NamespaceID  func(childComplexity int) int
+		To           func(childComplexity int) int
 	}
 
 	GiftCode struct {
@@ -275,6 +298,7 @@ type ComplexityRoot struct {
 		LogOut                func(childComplexity int) int
 		RedeemGiftCode        func(childComplexity int, orgID int64, code string) int
 		ReleaseHost           func(childComplexity int, namespaceID int64, host string) int
+		RemoveBillingWebhook  func(childComplexity int, orgID int64) int
 		RemoveMember          func(childComplexity int, input model.MemberRefInput) int
 		RemoveOrgMember       func(childComplexity int, input model.OrgMemberRefInput) int
 		RenameOrg             func(childComplexity int, input model.RenameOrgInput) int
@@ -286,6 +310,8 @@ type ComplexityRoot struct {
 		RevokeInvitation      func(childComplexity int, id int64) int
 		RevokeMyKubeconfigs   func(childComplexity int) int
 		RevokeUserKubeconfigs func(childComplexity int, userID int64, reason string) int
+		SetBillingWebhook     func(childComplexity int, orgID int64, url string) int
+		SetSpendingLimit      func(childComplexity int, namespaceID int64, limitMicros *int64) int
 		SignUp                func(childComplexity int, input model.SignUpInput) int
 		SuspendNamespace      func(childComplexity int, id int64, reason string) int
 		TransferOrgOwnership  func(childComplexity int, input model.OrgMemberRefInput) int
@@ -345,6 +371,19 @@ type ComplexityRoot struct {
 		PageInfo func(childComplexity int) int
 	}
 
+	OrgDebt struct {
+		BurnRateMicrosPerHour func(childComplexity int) int
+		Currency              func(childComplexity int) int
+		DebtSince             func(childComplexity int) int
+		OrgID                 func(childComplexity int) int
+		Since                 func(childComplexity int) int
+		State                 func(childComplexity int) int
+		SuspendedAt           func(childComplexity int) int
+		SuspensionAt          func(childComplexity int) int
+		TimeLeftSeconds       func(childComplexity int) int
+		UsableMicros          func(childComplexity int) int
+	}
+
 	OrgEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
@@ -375,24 +414,38 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		APITokens     func(childComplexity int, first *int, after *string) int
-		AuditLog      func(childComplexity int, filter *model.AuditFilter, first *int, after *string) int
-		CreditGrants  func(childComplexity int, orgID int64, all *bool) int
-		GiftCodes     func(childComplexity int, first *int, after *string) int
-		Invitations   func(childComplexity int, namespaceID int64, first *int, after *string) int
-		Invoice       func(childComplexity int, orgID int64, id int64) int
-		Invoices      func(childComplexity int, orgID int64, first *int, after *string) int
-		LedgerEntries func(childComplexity int, orgID int64, first *int, after *string) int
-		Me            func(childComplexity int) int
-		Members       func(childComplexity int, namespaceID int64, first *int, after *string) int
-		Namespace     func(childComplexity int, id int64) int
-		Namespaces    func(childComplexity int, first *int, after *string) int
-		Org           func(childComplexity int, id int64) int
-		OrgBalance    func(childComplexity int, orgID int64) int
-		OrgUsage      func(childComplexity int, orgID int64, from time.Time, to time.Time, granularity model.Granularity) int
-		Orgs          func(childComplexity int, first *int, after *string) int
-		Usage         func(childComplexity int, namespaceID int64, from time.Time, to time.Time, granularity model.Granularity) int
-		User          func(childComplexity int, id int64) int
+		APITokens              func(childComplexity int, first *int, after *string) int
+		AuditLog               func(childComplexity int, filter *model.AuditFilter, first *int, after *string) int
+		CreditGrants           func(childComplexity int, orgID int64, all *bool) int
+		GiftCodes              func(childComplexity int, first *int, after *string) int
+		Invitations            func(childComplexity int, namespaceID int64, first *int, after *string) int
+		Invoice                func(childComplexity int, orgID int64, id int64) int
+		Invoices               func(childComplexity int, orgID int64, first *int, after *string) int
+		LedgerEntries          func(childComplexity int, orgID int64, first *int, after *string) int
+		Me                     func(childComplexity int) int
+		Members                func(childComplexity int, namespaceID int64, first *int, after *string) int
+		Namespace              func(childComplexity int, id int64) int
+		NamespaceSpendingLimit func(childComplexity int, namespaceID int64) int
+		Namespaces             func(childComplexity int, first *int, after *string) int
+		Org                    func(childComplexity int, id int64) int
+		OrgBalance             func(childComplexity int, orgID int64) int
+		OrgBillingWebhook      func(childComplexity int, orgID int64) int
+		OrgDebt                func(childComplexity int, orgID int64) int
+		OrgDebtTransitions     func(childComplexity int, orgID int64, first *int, before *int64) int
+		OrgSpendingLimits      func(childComplexity int, orgID int64) int
+		OrgUsage               func(childComplexity int, orgID int64, from time.Time, to time.Time, granularity model.Granularity) int
+		Orgs                   func(childComplexity int, first *int, after *string) int
+		Usage                  func(childComplexity int, namespaceID int64, from time.Time, to time.Time, granularity model.Granularity) int
+		User                   func(childComplexity int, id int64) int
+	}
+
+	SpendingLimit struct {
+		Currency         func(childComplexity int) int
+		LimitMicros      func(childComplexity int) int
+		MonthSpendMicros func(childComplexity int) int
+		NamespaceID      func(childComplexity int) int
+		Reached          func(childComplexity int) int
+		UpdatedAt        func(childComplexity int) int
 	}
 
 	UsageGap struct {
@@ -470,6 +523,9 @@ type MutationResolver interface {
 	RemoveMember(ctx context.Context, input model.MemberRefInput) (bool, error)
 	LeaveNamespace(ctx context.Context, namespaceID int64) (bool, error)
 	TransferOwnership(ctx context.Context, input model.MemberRefInput) (bool, error)
+	SetBillingWebhook(ctx context.Context, orgID int64, url string) (*model.BillingWebhookSecret, error)
+	RemoveBillingWebhook(ctx context.Context, orgID int64) (bool, error)
+	SetSpendingLimit(ctx context.Context, namespaceID int64, limitMicros *int64) (*model.SpendingLimit, error)
 	CreateGiftCode(ctx context.Context, input model.CreateGiftCodeInput) (*model.CreatedGiftCode, error)
 	RedeemGiftCode(ctx context.Context, orgID int64, code string) (*model.GiftCodeRedemption, error)
 	SignUp(ctx context.Context, input model.SignUpInput) (*model.User, error)
@@ -516,6 +572,11 @@ type QueryResolver interface {
 	Invitations(ctx context.Context, namespaceID int64, first *int, after *string) (*model.InvitationConnection, error)
 	APITokens(ctx context.Context, first *int, after *string) (*model.APITokenConnection, error)
 	AuditLog(ctx context.Context, filter *model.AuditFilter, first *int, after *string) (*model.AuditEntryConnection, error)
+	OrgDebt(ctx context.Context, orgID int64) (*model.OrgDebt, error)
+	OrgDebtTransitions(ctx context.Context, orgID int64, first *int, before *int64) ([]*model.DebtTransition, error)
+	OrgBillingWebhook(ctx context.Context, orgID int64) (*model.BillingWebhook, error)
+	OrgSpendingLimits(ctx context.Context, orgID int64) ([]*model.SpendingLimit, error)
+	NamespaceSpendingLimit(ctx context.Context, namespaceID int64) (*model.SpendingLimit, error)
 	OrgBalance(ctx context.Context, orgID int64) (*model.OrgBalance, error)
 	LedgerEntries(ctx context.Context, orgID int64, first *int, after *string) (*model.LedgerEntryConnection, error)
 	CreditGrants(ctx context.Context, orgID int64, all *bool) ([]*model.CreditGrant, error)
@@ -702,6 +763,38 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.AuditEntryEdge.Node(childComplexity), true
 
+	case "BillingWebhook.createdAt":
+		if e.ComplexityRoot.BillingWebhook.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingWebhook.CreatedAt(childComplexity), true
+	case "BillingWebhook.url":
+		if e.ComplexityRoot.BillingWebhook.URL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingWebhook.URL(childComplexity), true
+	case "BillingWebhook.updatedAt":
+		if e.ComplexityRoot.BillingWebhook.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingWebhook.UpdatedAt(childComplexity), true
+
+	case "BillingWebhookSecret.secret":
+		if e.ComplexityRoot.BillingWebhookSecret.Secret == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingWebhookSecret.Secret(childComplexity), true
+	case "BillingWebhookSecret.webhook":
+		if e.ComplexityRoot.BillingWebhookSecret.Webhook == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingWebhookSecret.Webhook(childComplexity), true
+
 	case "CreatedGiftCode.code":
 		if e.ComplexityRoot.CreatedGiftCode.Code == nil {
 			break
@@ -757,6 +850,61 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CreditGrant.Source(childComplexity), true
+
+	case "DebtTransition.amountMicros":
+		if e.ComplexityRoot.DebtTransition.AmountMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DebtTransition.AmountMicros(childComplexity), true
+	case "DebtTransition.at":
+		if e.ComplexityRoot.DebtTransition.At == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DebtTransition.At(childComplexity), true
+	case "DebtTransition.cause":
+		if e.ComplexityRoot.DebtTransition.Cause == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DebtTransition.Cause(childComplexity), true
+	case "DebtTransition.currency":
+		if e.ComplexityRoot.DebtTransition.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DebtTransition.Currency(childComplexity), true
+	case "DebtTransition.event":
+		if e.ComplexityRoot.DebtTransition.Event == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DebtTransition.Event(childComplexity), true
+	case "DebtTransition.from":
+		if e.ComplexityRoot.DebtTransition.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DebtTransition.From(childComplexity), true
+	case "DebtTransition.id":
+		if e.ComplexityRoot.DebtTransition.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DebtTransition.ID(childComplexity), true
+	case "DebtTransition.namespaceId":
+		if e.ComplexityRoot.DebtTransition.NamespaceID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DebtTransition.NamespaceID(childComplexity), true
+	case "DebtTransition.to":
+		if e.ComplexityRoot.DebtTransition.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DebtTransition.To(childComplexity), true
 
 	case "GiftCode.amountMicros":
 		if e.ComplexityRoot.GiftCode.AmountMicros == nil {
@@ -1550,6 +1698,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ReleaseHost(childComplexity, args["namespaceId"].(int64), args["host"].(string)), true
+	case "Mutation.removeBillingWebhook":
+		if e.ComplexityRoot.Mutation.RemoveBillingWebhook == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_removeBillingWebhook_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RemoveBillingWebhook(childComplexity, args["orgId"].(int64)), true
 	case "Mutation.removeMember":
 		if e.ComplexityRoot.Mutation.RemoveMember == nil {
 			break
@@ -1661,6 +1820,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RevokeUserKubeconfigs(childComplexity, args["userId"].(int64), args["reason"].(string)), true
+	case "Mutation.setBillingWebhook":
+		if e.ComplexityRoot.Mutation.SetBillingWebhook == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setBillingWebhook_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetBillingWebhook(childComplexity, args["orgId"].(int64), args["url"].(string)), true
+	case "Mutation.setSpendingLimit":
+		if e.ComplexityRoot.Mutation.SetSpendingLimit == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setSpendingLimit_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetSpendingLimit(childComplexity, args["namespaceId"].(int64), args["limitMicros"].(*int64)), true
 	case "Mutation.signUp":
 		if e.ComplexityRoot.Mutation.SignUp == nil {
 			break
@@ -1947,6 +2128,67 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.OrgConnection.PageInfo(childComplexity), true
 
+	case "OrgDebt.burnRateMicrosPerHour":
+		if e.ComplexityRoot.OrgDebt.BurnRateMicrosPerHour == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgDebt.BurnRateMicrosPerHour(childComplexity), true
+	case "OrgDebt.currency":
+		if e.ComplexityRoot.OrgDebt.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgDebt.Currency(childComplexity), true
+	case "OrgDebt.debtSince":
+		if e.ComplexityRoot.OrgDebt.DebtSince == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgDebt.DebtSince(childComplexity), true
+	case "OrgDebt.orgId":
+		if e.ComplexityRoot.OrgDebt.OrgID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgDebt.OrgID(childComplexity), true
+	case "OrgDebt.since":
+		if e.ComplexityRoot.OrgDebt.Since == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgDebt.Since(childComplexity), true
+	case "OrgDebt.state":
+		if e.ComplexityRoot.OrgDebt.State == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgDebt.State(childComplexity), true
+	case "OrgDebt.suspendedAt":
+		if e.ComplexityRoot.OrgDebt.SuspendedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgDebt.SuspendedAt(childComplexity), true
+	case "OrgDebt.suspensionAt":
+		if e.ComplexityRoot.OrgDebt.SuspensionAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgDebt.SuspensionAt(childComplexity), true
+	case "OrgDebt.timeLeftSeconds":
+		if e.ComplexityRoot.OrgDebt.TimeLeftSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgDebt.TimeLeftSeconds(childComplexity), true
+	case "OrgDebt.usableMicros":
+		if e.ComplexityRoot.OrgDebt.UsableMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.OrgDebt.UsableMicros(childComplexity), true
+
 	case "OrgEdge.cursor":
 		if e.ComplexityRoot.OrgEdge.Cursor == nil {
 			break
@@ -2153,6 +2395,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Namespace(childComplexity, args["id"].(int64)), true
+	case "Query.namespaceSpendingLimit":
+		if e.ComplexityRoot.Query.NamespaceSpendingLimit == nil {
+			break
+		}
+
+		args, err := ec.field_Query_namespaceSpendingLimit_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.NamespaceSpendingLimit(childComplexity, args["namespaceId"].(int64)), true
 	case "Query.namespaces":
 		if e.ComplexityRoot.Query.Namespaces == nil {
 			break
@@ -2186,6 +2439,50 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.OrgBalance(childComplexity, args["orgId"].(int64)), true
+	case "Query.orgBillingWebhook":
+		if e.ComplexityRoot.Query.OrgBillingWebhook == nil {
+			break
+		}
+
+		args, err := ec.field_Query_orgBillingWebhook_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.OrgBillingWebhook(childComplexity, args["orgId"].(int64)), true
+	case "Query.orgDebt":
+		if e.ComplexityRoot.Query.OrgDebt == nil {
+			break
+		}
+
+		args, err := ec.field_Query_orgDebt_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.OrgDebt(childComplexity, args["orgId"].(int64)), true
+	case "Query.orgDebtTransitions":
+		if e.ComplexityRoot.Query.OrgDebtTransitions == nil {
+			break
+		}
+
+		args, err := ec.field_Query_orgDebtTransitions_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.OrgDebtTransitions(childComplexity, args["orgId"].(int64), args["first"].(*int), args["before"].(*int64)), true
+	case "Query.orgSpendingLimits":
+		if e.ComplexityRoot.Query.OrgSpendingLimits == nil {
+			break
+		}
+
+		args, err := ec.field_Query_orgSpendingLimits_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.OrgSpendingLimits(childComplexity, args["orgId"].(int64)), true
 	case "Query.orgUsage":
 		if e.ComplexityRoot.Query.OrgUsage == nil {
 			break
@@ -2230,6 +2527,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.User(childComplexity, args["id"].(int64)), true
+
+	case "SpendingLimit.currency":
+		if e.ComplexityRoot.SpendingLimit.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpendingLimit.Currency(childComplexity), true
+	case "SpendingLimit.limitMicros":
+		if e.ComplexityRoot.SpendingLimit.LimitMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpendingLimit.LimitMicros(childComplexity), true
+	case "SpendingLimit.monthSpendMicros":
+		if e.ComplexityRoot.SpendingLimit.MonthSpendMicros == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpendingLimit.MonthSpendMicros(childComplexity), true
+	case "SpendingLimit.namespaceId":
+		if e.ComplexityRoot.SpendingLimit.NamespaceID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpendingLimit.NamespaceID(childComplexity), true
+	case "SpendingLimit.reached":
+		if e.ComplexityRoot.SpendingLimit.Reached == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpendingLimit.Reached(childComplexity), true
+	case "SpendingLimit.updatedAt":
+		if e.ComplexityRoot.SpendingLimit.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SpendingLimit.UpdatedAt(childComplexity), true
 
 	case "UsageGap.end":
 		if e.ComplexityRoot.UsageGap.End == nil {
@@ -2489,6 +2823,110 @@ func newExecutionContext(
 }
 
 var sources = []*ast.Source{
+	{Name: "../../schema/graphql/billing_debt.graphqls", Input: `"Where an org stands in the debt lifecycle."
+enum DebtState {
+  "usable balance above the low-balance threshold"
+  NORMAL
+  "usable balance at or below the low-balance threshold"
+  LOW_BALANCE
+  "usable balance at or below the critical threshold"
+  CRITICAL
+  "usable balance zero or less, inside the grace period"
+  DEBT
+  "in debt past the grace period: every namespace of the org is suspended until paid"
+  SUSPENDED
+}
+
+"An org's place in the debt lifecycle, with its burn rate and the time left at that rate."
+type OrgDebt {
+  orgId: ID! @auth(scope: PARENT)
+  state: DebtState! @auth(scope: PARENT)
+  "When the org entered its state."
+  since: Time! @auth(scope: PARENT)
+  "When the usable balance fell to zero or below; set in DEBT and SUSPENDED."
+  debtSince: Time @auth(scope: PARENT)
+  "When the org's namespaces were suspended; set in SUSPENDED."
+  suspendedAt: Time @auth(scope: PARENT)
+  "Cash plus unexpired credit at the last evaluation, in micro-units (1000000 = 1 unit of currency)."
+  usableMicros: Int64! @auth(scope: PARENT)
+  currency: String! @auth(scope: PARENT)
+  "The average charged per hour over the last 24 hours, in micro-units."
+  burnRateMicrosPerHour: Int64! @auth(scope: PARENT)
+  "When the org will be suspended if it keeps spending at that rate; null when it spends nothing or is suspended already."
+  suspensionAt: Time @auth(scope: PARENT)
+  "Seconds until suspensionAt (0 when it is due); null with it."
+  timeLeftSeconds: Int64 @auth(scope: PARENT)
+}
+
+"One recorded change of the debt lifecycle, notified once by mail and webhook."
+type DebtTransition {
+  id: ID! @auth(scope: PARENT)
+  "low_balance, critical, debt, suspended, resumed, recovered, workloads_deleted, spending_limit_reached or spending_limit_lifted"
+  event: String! @auth(scope: PARENT)
+  "The org's state before and after (for spending-limit events, the namespace's: active or suspended)."
+  from: String! @auth(scope: PARENT)
+  to: String! @auth(scope: PARENT)
+  "The namespace of a spending-limit event."
+  namespaceId: ID @auth(scope: PARENT)
+  "The usable balance (for spending-limit events, the month's spend) at the time, in micro-units."
+  amountMicros: Int64! @auth(scope: PARENT)
+  currency: String! @auth(scope: PARENT)
+  "What caused it, in words."
+  cause: String! @auth(scope: PARENT)
+  at: Time! @auth(scope: PARENT)
+}
+
+"Where an org's debt events are posted, signed with HMAC-SHA256 (header Tenantplane-Signature: t=<unix>,v1=<hex of HMAC(secret, t + '.' + body)>)."
+type BillingWebhook {
+  url: String! @auth(scope: PARENT)
+  createdAt: Time! @auth(scope: PARENT)
+  updatedAt: Time! @auth(scope: PARENT)
+}
+
+"A webhook just configured, with its signing secret, shown this once."
+type BillingWebhookSecret {
+  webhook: BillingWebhook! @auth(scope: PARENT)
+  secret: String! @auth(scope: PARENT)
+}
+
+"The most a namespace may be charged in a calendar month (UTC); reaching it suspends that namespace alone until the limit is raised or the month ends."
+type SpendingLimit {
+  namespaceId: ID! @auth(scope: PARENT)
+  limitMicros: Int64! @auth(scope: PARENT)
+  currency: String! @auth(scope: PARENT)
+  "What the namespace was charged this month, in micro-units."
+  monthSpendMicros: Int64! @auth(scope: PARENT)
+  "True while the limit keeps the namespace suspended."
+  reached: Boolean! @auth(scope: PARENT)
+  updatedAt: Time! @auth(scope: PARENT)
+}
+
+extend type Query {
+  "An org's debt state, burn rate and time left until suspension, for its owners and billing members."
+  orgDebt(orgId: ID!): OrgDebt! @auth(scope: ORG, action: "org.billing", id: "orgId")
+  "An org's debt transitions, newest first: first (default 20, at most 100) of those with IDs below before."
+  orgDebtTransitions(orgId: ID!, first: Int, before: ID): [DebtTransition!]!
+    @auth(scope: ORG, action: "org.billing", id: "orgId")
+  "An org's webhook; null when it has none."
+  orgBillingWebhook(orgId: ID!): BillingWebhook @auth(scope: ORG, action: "org.billing", id: "orgId")
+  "The spending limits of an org's namespaces."
+  orgSpendingLimits(orgId: ID!): [SpendingLimit!]! @auth(scope: ORG, action: "org.billing", id: "orgId")
+  "A namespace's spending limit; null when it has none."
+  namespaceSpendingLimit(namespaceId: ID!): SpendingLimit
+    @auth(scope: NAMESPACE, action: "org.billing", id: "namespaceId")
+}
+
+extend type Mutation {
+  "Sets the org's webhook URL (https, public address) with a new signing secret, returned this once; for org owners."
+  setBillingWebhook(orgId: ID!, url: String!): BillingWebhookSecret!
+    @auth(scope: ORG, action: "org.update", id: "orgId")
+  "Removes the org's webhook; deliveries not made yet are given up."
+  removeBillingWebhook(orgId: ID!): Boolean! @auth(scope: ORG, action: "org.update", id: "orgId")
+  "Sets a namespace's monthly spending limit in micro-units of the org's currency, or removes it (null); applied at once."
+  setSpendingLimit(namespaceId: ID!, limitMicros: Int64): SpendingLimit
+    @auth(scope: NAMESPACE, action: "org.billing", id: "namespaceId")
+}
+`, BuiltIn: false},
 	{Name: "../../schema/graphql/billing_ledger.graphqls", Input: `"An org's money at one moment, in micro-units (millionths) of its currency."
 type OrgBalance {
   orgId: ID! @auth(scope: PARENT)
@@ -3345,6 +3783,28 @@ func (ec *executionContext) childFields_AuditEntryEdge(ctx context.Context, fiel
 	return nil, fmt.Errorf("no field named %q was found under type AuditEntryEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_BillingWebhook(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "url":
+		return ec.fieldContext_BillingWebhook_url(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_BillingWebhook_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_BillingWebhook_updatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BillingWebhook", field.Name)
+}
+
+func (ec *executionContext) childFields_BillingWebhookSecret(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "webhook":
+		return ec.fieldContext_BillingWebhookSecret_webhook(ctx, field)
+	case "secret":
+		return ec.fieldContext_BillingWebhookSecret_secret(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BillingWebhookSecret", field.Name)
+}
+
 func (ec *executionContext) childFields_CreatedGiftCode(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "code":
@@ -3373,6 +3833,30 @@ func (ec *executionContext) childFields_CreditGrant(ctx context.Context, field g
 		return ec.fieldContext_CreditGrant_createdAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreditGrant", field.Name)
+}
+
+func (ec *executionContext) childFields_DebtTransition(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_DebtTransition_id(ctx, field)
+	case "event":
+		return ec.fieldContext_DebtTransition_event(ctx, field)
+	case "from":
+		return ec.fieldContext_DebtTransition_from(ctx, field)
+	case "to":
+		return ec.fieldContext_DebtTransition_to(ctx, field)
+	case "namespaceId":
+		return ec.fieldContext_DebtTransition_namespaceId(ctx, field)
+	case "amountMicros":
+		return ec.fieldContext_DebtTransition_amountMicros(ctx, field)
+	case "currency":
+		return ec.fieldContext_DebtTransition_currency(ctx, field)
+	case "cause":
+		return ec.fieldContext_DebtTransition_cause(ctx, field)
+	case "at":
+		return ec.fieldContext_DebtTransition_at(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DebtTransition", field.Name)
 }
 
 func (ec *executionContext) childFields_GiftCode(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3781,6 +4265,32 @@ func (ec *executionContext) childFields_OrgConnection(ctx context.Context, field
 	return nil, fmt.Errorf("no field named %q was found under type OrgConnection", field.Name)
 }
 
+func (ec *executionContext) childFields_OrgDebt(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "orgId":
+		return ec.fieldContext_OrgDebt_orgId(ctx, field)
+	case "state":
+		return ec.fieldContext_OrgDebt_state(ctx, field)
+	case "since":
+		return ec.fieldContext_OrgDebt_since(ctx, field)
+	case "debtSince":
+		return ec.fieldContext_OrgDebt_debtSince(ctx, field)
+	case "suspendedAt":
+		return ec.fieldContext_OrgDebt_suspendedAt(ctx, field)
+	case "usableMicros":
+		return ec.fieldContext_OrgDebt_usableMicros(ctx, field)
+	case "currency":
+		return ec.fieldContext_OrgDebt_currency(ctx, field)
+	case "burnRateMicrosPerHour":
+		return ec.fieldContext_OrgDebt_burnRateMicrosPerHour(ctx, field)
+	case "suspensionAt":
+		return ec.fieldContext_OrgDebt_suspensionAt(ctx, field)
+	case "timeLeftSeconds":
+		return ec.fieldContext_OrgDebt_timeLeftSeconds(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type OrgDebt", field.Name)
+}
+
 func (ec *executionContext) childFields_OrgEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "node":
@@ -3837,6 +4347,24 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 		return ec.fieldContext_PageInfo_endCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_SpendingLimit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "namespaceId":
+		return ec.fieldContext_SpendingLimit_namespaceId(ctx, field)
+	case "limitMicros":
+		return ec.fieldContext_SpendingLimit_limitMicros(ctx, field)
+	case "currency":
+		return ec.fieldContext_SpendingLimit_currency(ctx, field)
+	case "monthSpendMicros":
+		return ec.fieldContext_SpendingLimit_monthSpendMicros(ctx, field)
+	case "reached":
+		return ec.fieldContext_SpendingLimit_reached(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_SpendingLimit_updatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SpendingLimit", field.Name)
 }
 
 func (ec *executionContext) childFields_UsageGap(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4375,6 +4903,20 @@ func (ec *executionContext) field_Mutation_releaseHost_args(ctx context.Context,
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_removeBillingWebhook_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_removeMember_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4514,6 +5056,50 @@ func (ec *executionContext) field_Mutation_revokeUserKubeconfigs_args(ctx contex
 		return nil, err
 	}
 	args["reason"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setBillingWebhook_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "url",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["url"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setSpendingLimit_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "namespaceId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["namespaceId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "limitMicros",
+		func(ctx context.Context, v any) (*int64, error) {
+			return ec.unmarshalOInt642ᚖint64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["limitMicros"] = arg1
 	return args, nil
 }
 
@@ -4935,6 +5521,20 @@ func (ec *executionContext) field_Query_members_args(ctx context.Context, rawArg
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_namespaceSpendingLimit_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "namespaceId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["namespaceId"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_namespace_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -4972,6 +5572,78 @@ func (ec *executionContext) field_Query_namespaces_args(ctx context.Context, raw
 }
 
 func (ec *executionContext) field_Query_orgBalance_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_orgBillingWebhook_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_orgDebtTransitions_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "before",
+		func(ctx context.Context, v any) (*int64, error) {
+			return ec.unmarshalOID2ᚖint64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["before"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_orgDebt_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_orgSpendingLimits_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
@@ -6285,6 +6957,220 @@ func (ec *executionContext) fieldContext_AuditEntryEdge_cursor(_ context.Context
 	return graphql.NewScalarFieldContext("AuditEntryEdge", field, false, false, "String")
 }
 
+func (ec *executionContext) _BillingWebhook_url(ctx context.Context, field graphql.CollectedField, obj *model.BillingWebhook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BillingWebhook_url(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.URL, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BillingWebhook_url(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BillingWebhook", field, false, false, "String")
+}
+
+func (ec *executionContext) _BillingWebhook_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.BillingWebhook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BillingWebhook_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BillingWebhook_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BillingWebhook", field, false, false, "Time")
+}
+
+func (ec *executionContext) _BillingWebhook_updatedAt(ctx context.Context, field graphql.CollectedField, obj *model.BillingWebhook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BillingWebhook_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BillingWebhook_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BillingWebhook", field, false, false, "Time")
+}
+
+func (ec *executionContext) _BillingWebhookSecret_webhook(ctx context.Context, field graphql.CollectedField, obj *model.BillingWebhookSecret) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BillingWebhookSecret_webhook(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Webhook, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *model.BillingWebhook
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.BillingWebhook
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.BillingWebhook) graphql.Marshaler {
+			return ec.marshalNBillingWebhook2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐBillingWebhook(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BillingWebhookSecret_webhook(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "BillingWebhookSecret",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BillingWebhook(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _BillingWebhookSecret_secret(ctx context.Context, field graphql.CollectedField, obj *model.BillingWebhookSecret) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BillingWebhookSecret_secret(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Secret, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BillingWebhookSecret_secret(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BillingWebhookSecret", field, false, false, "String")
+}
+
 func (ec *executionContext) _CreatedGiftCode_code(ctx context.Context, field graphql.CollectedField, obj *model.CreatedGiftCode) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6661,6 +7547,375 @@ func (ec *executionContext) _CreditGrant_createdAt(ctx context.Context, field gr
 }
 func (ec *executionContext) fieldContext_CreditGrant_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CreditGrant", field, false, false, "Time")
+}
+
+func (ec *executionContext) _DebtTransition_id(ctx context.Context, field graphql.CollectedField, obj *model.DebtTransition) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DebtTransition_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DebtTransition_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DebtTransition", field, false, false, "ID")
+}
+
+func (ec *executionContext) _DebtTransition_event(ctx context.Context, field graphql.CollectedField, obj *model.DebtTransition) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DebtTransition_event(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Event, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DebtTransition_event(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DebtTransition", field, false, false, "String")
+}
+
+func (ec *executionContext) _DebtTransition_from(ctx context.Context, field graphql.CollectedField, obj *model.DebtTransition) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DebtTransition_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DebtTransition_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DebtTransition", field, false, false, "String")
+}
+
+func (ec *executionContext) _DebtTransition_to(ctx context.Context, field graphql.CollectedField, obj *model.DebtTransition) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DebtTransition_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DebtTransition_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DebtTransition", field, false, false, "String")
+}
+
+func (ec *executionContext) _DebtTransition_namespaceId(ctx context.Context, field graphql.CollectedField, obj *model.DebtTransition) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DebtTransition_namespaceId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NamespaceID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *int64) graphql.Marshaler {
+			return ec.marshalOID2ᚖint64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_DebtTransition_namespaceId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DebtTransition", field, false, false, "ID")
+}
+
+func (ec *executionContext) _DebtTransition_amountMicros(ctx context.Context, field graphql.CollectedField, obj *model.DebtTransition) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DebtTransition_amountMicros(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AmountMicros, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DebtTransition_amountMicros(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DebtTransition", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _DebtTransition_currency(ctx context.Context, field graphql.CollectedField, obj *model.DebtTransition) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DebtTransition_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DebtTransition_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DebtTransition", field, false, false, "String")
+}
+
+func (ec *executionContext) _DebtTransition_cause(ctx context.Context, field graphql.CollectedField, obj *model.DebtTransition) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DebtTransition_cause(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cause, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DebtTransition_cause(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DebtTransition", field, false, false, "String")
+}
+
+func (ec *executionContext) _DebtTransition_at(ctx context.Context, field graphql.CollectedField, obj *model.DebtTransition) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DebtTransition_at(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.At, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DebtTransition_at(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DebtTransition", field, false, false, "Time")
 }
 
 func (ec *executionContext) _GiftCode_id(ctx context.Context, field graphql.CollectedField, obj *model.GiftCode) (ret graphql.Marshaler) {
@@ -11948,6 +13203,222 @@ func (ec *executionContext) fieldContext_Mutation_transferOwnership(ctx context.
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_setBillingWebhook(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setBillingWebhook(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetBillingWebhook(ctx, fc.Args["orgId"].(int64), fc.Args["url"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal *model.BillingWebhookSecret
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.update")
+				if err != nil {
+					var zeroVal *model.BillingWebhookSecret
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal *model.BillingWebhookSecret
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.BillingWebhookSecret
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.BillingWebhookSecret) graphql.Marshaler {
+			return ec.marshalNBillingWebhookSecret2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐBillingWebhookSecret(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setBillingWebhook(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BillingWebhookSecret(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setBillingWebhook_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_removeBillingWebhook(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_removeBillingWebhook(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().RemoveBillingWebhook(ctx, fc.Args["orgId"].(int64))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.update")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_removeBillingWebhook(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Boolean does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_removeBillingWebhook_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setSpendingLimit(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setSpendingLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetSpendingLimit(ctx, fc.Args["namespaceId"].(int64), fc.Args["limitMicros"].(*int64))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "NAMESPACE")
+				if err != nil {
+					var zeroVal *model.SpendingLimit
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.billing")
+				if err != nil {
+					var zeroVal *model.SpendingLimit
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "namespaceId")
+				if err != nil {
+					var zeroVal *model.SpendingLimit
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.SpendingLimit
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SpendingLimit) graphql.Marshaler {
+			return ec.marshalOSpendingLimit2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐSpendingLimit(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setSpendingLimit(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SpendingLimit(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setSpendingLimit_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_createGiftCode(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -14645,6 +16116,416 @@ func (ec *executionContext) fieldContext_OrgConnection_pageInfo(_ context.Contex
 	return fc, nil
 }
 
+func (ec *executionContext) _OrgDebt_orgId(ctx context.Context, field graphql.CollectedField, obj *model.OrgDebt) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgDebt_orgId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OrgID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrgDebt_orgId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgDebt", field, false, false, "ID")
+}
+
+func (ec *executionContext) _OrgDebt_state(ctx context.Context, field graphql.CollectedField, obj *model.OrgDebt) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgDebt_state(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.State, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal model.DebtState
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal model.DebtState
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v model.DebtState) graphql.Marshaler {
+			return ec.marshalNDebtState2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐDebtState(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrgDebt_state(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgDebt", field, false, false, "DebtState")
+}
+
+func (ec *executionContext) _OrgDebt_since(ctx context.Context, field graphql.CollectedField, obj *model.OrgDebt) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgDebt_since(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Since, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrgDebt_since(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgDebt", field, false, false, "Time")
+}
+
+func (ec *executionContext) _OrgDebt_debtSince(ctx context.Context, field graphql.CollectedField, obj *model.OrgDebt) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgDebt_debtSince(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DebtSince, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OrgDebt_debtSince(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgDebt", field, false, false, "Time")
+}
+
+func (ec *executionContext) _OrgDebt_suspendedAt(ctx context.Context, field graphql.CollectedField, obj *model.OrgDebt) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgDebt_suspendedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SuspendedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OrgDebt_suspendedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgDebt", field, false, false, "Time")
+}
+
+func (ec *executionContext) _OrgDebt_usableMicros(ctx context.Context, field graphql.CollectedField, obj *model.OrgDebt) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgDebt_usableMicros(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UsableMicros, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrgDebt_usableMicros(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgDebt", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _OrgDebt_currency(ctx context.Context, field graphql.CollectedField, obj *model.OrgDebt) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgDebt_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrgDebt_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgDebt", field, false, false, "String")
+}
+
+func (ec *executionContext) _OrgDebt_burnRateMicrosPerHour(ctx context.Context, field graphql.CollectedField, obj *model.OrgDebt) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgDebt_burnRateMicrosPerHour(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BurnRateMicrosPerHour, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_OrgDebt_burnRateMicrosPerHour(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgDebt", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _OrgDebt_suspensionAt(ctx context.Context, field graphql.CollectedField, obj *model.OrgDebt) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgDebt_suspensionAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.SuspensionAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OrgDebt_suspensionAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgDebt", field, false, false, "Time")
+}
+
+func (ec *executionContext) _OrgDebt_timeLeftSeconds(ctx context.Context, field graphql.CollectedField, obj *model.OrgDebt) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_OrgDebt_timeLeftSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TimeLeftSeconds, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *int64) graphql.Marshaler {
+			return ec.marshalOInt642ᚖint64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_OrgDebt_timeLeftSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("OrgDebt", field, false, false, "Int64")
+}
+
 func (ec *executionContext) _OrgEdge_node(ctx context.Context, field graphql.CollectedField, obj *model.OrgEdge) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -15940,6 +17821,366 @@ func (ec *executionContext) fieldContext_Query_auditLog(ctx context.Context, fie
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_orgDebt(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_orgDebt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().OrgDebt(ctx, fc.Args["orgId"].(int64))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal *model.OrgDebt
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.billing")
+				if err != nil {
+					var zeroVal *model.OrgDebt
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal *model.OrgDebt
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.OrgDebt
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.OrgDebt) graphql.Marshaler {
+			return ec.marshalNOrgDebt2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrgDebt(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_orgDebt(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_OrgDebt(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_orgDebt_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_orgDebtTransitions(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_orgDebtTransitions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().OrgDebtTransitions(ctx, fc.Args["orgId"].(int64), fc.Args["first"].(*int), fc.Args["before"].(*int64))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal []*model.DebtTransition
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.billing")
+				if err != nil {
+					var zeroVal []*model.DebtTransition
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal []*model.DebtTransition
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.DebtTransition
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.DebtTransition) graphql.Marshaler {
+			return ec.marshalNDebtTransition2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐDebtTransitionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_orgDebtTransitions(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DebtTransition(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_orgDebtTransitions_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_orgBillingWebhook(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_orgBillingWebhook(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().OrgBillingWebhook(ctx, fc.Args["orgId"].(int64))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal *model.BillingWebhook
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.billing")
+				if err != nil {
+					var zeroVal *model.BillingWebhook
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal *model.BillingWebhook
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.BillingWebhook
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.BillingWebhook) graphql.Marshaler {
+			return ec.marshalOBillingWebhook2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐBillingWebhook(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_orgBillingWebhook(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BillingWebhook(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_orgBillingWebhook_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_orgSpendingLimits(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_orgSpendingLimits(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().OrgSpendingLimits(ctx, fc.Args["orgId"].(int64))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal []*model.SpendingLimit
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.billing")
+				if err != nil {
+					var zeroVal []*model.SpendingLimit
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal []*model.SpendingLimit
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.SpendingLimit
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.SpendingLimit) graphql.Marshaler {
+			return ec.marshalNSpendingLimit2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐSpendingLimitᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_orgSpendingLimits(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SpendingLimit(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_orgSpendingLimits_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_namespaceSpendingLimit(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_namespaceSpendingLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().NamespaceSpendingLimit(ctx, fc.Args["namespaceId"].(int64))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "NAMESPACE")
+				if err != nil {
+					var zeroVal *model.SpendingLimit
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.billing")
+				if err != nil {
+					var zeroVal *model.SpendingLimit
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "namespaceId")
+				if err != nil {
+					var zeroVal *model.SpendingLimit
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.SpendingLimit
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SpendingLimit) graphql.Marshaler {
+			return ec.marshalOSpendingLimit2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐSpendingLimit(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_namespaceSpendingLimit(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_SpendingLimit(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_namespaceSpendingLimit_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_orgBalance(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -16585,6 +18826,252 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _SpendingLimit_namespaceId(ctx context.Context, field graphql.CollectedField, obj *model.SpendingLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpendingLimit_namespaceId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NamespaceID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpendingLimit_namespaceId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpendingLimit", field, false, false, "ID")
+}
+
+func (ec *executionContext) _SpendingLimit_limitMicros(ctx context.Context, field graphql.CollectedField, obj *model.SpendingLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpendingLimit_limitMicros(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LimitMicros, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpendingLimit_limitMicros(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpendingLimit", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _SpendingLimit_currency(ctx context.Context, field graphql.CollectedField, obj *model.SpendingLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpendingLimit_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpendingLimit_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpendingLimit", field, false, false, "String")
+}
+
+func (ec *executionContext) _SpendingLimit_monthSpendMicros(ctx context.Context, field graphql.CollectedField, obj *model.SpendingLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpendingLimit_monthSpendMicros(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MonthSpendMicros, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpendingLimit_monthSpendMicros(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpendingLimit", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _SpendingLimit_reached(ctx context.Context, field graphql.CollectedField, obj *model.SpendingLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpendingLimit_reached(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reached, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpendingLimit_reached(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpendingLimit", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _SpendingLimit_updatedAt(ctx context.Context, field graphql.CollectedField, obj *model.SpendingLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_SpendingLimit_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_SpendingLimit_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("SpendingLimit", field, false, false, "Time")
 }
 
 func (ec *executionContext) _UsageGap_source(ctx context.Context, field graphql.CollectedField, obj *model.UsageGap) (ret graphql.Marshaler) {
@@ -19796,6 +22283,87 @@ func (ec *executionContext) _AuditEntryEdge(ctx context.Context, sel ast.Selecti
 	return out
 }
 
+var billingWebhookImplementors = []string{"BillingWebhook"}
+
+func (ec *executionContext) _BillingWebhook(ctx context.Context, sel ast.SelectionSet, obj *model.BillingWebhook) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, billingWebhookImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BillingWebhook")
+		case "url":
+			out.Values[i] = ec._BillingWebhook_url(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._BillingWebhook_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._BillingWebhook_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var billingWebhookSecretImplementors = []string{"BillingWebhookSecret"}
+
+func (ec *executionContext) _BillingWebhookSecret(ctx context.Context, sel ast.SelectionSet, obj *model.BillingWebhookSecret) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, billingWebhookSecretImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BillingWebhookSecret")
+		case "webhook":
+			out.Values[i] = ec._BillingWebhookSecret_webhook(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "secret":
+			out.Values[i] = ec._BillingWebhookSecret_secret(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var createdGiftCodeImplementors = []string{"CreatedGiftCode"}
 
 func (ec *executionContext) _CreatedGiftCode(ctx context.Context, sel ast.SelectionSet, obj *model.CreatedGiftCode) graphql.Marshaler {
@@ -19877,6 +22445,79 @@ func (ec *executionContext) _CreditGrant(ctx context.Context, sel ast.SelectionS
 			}
 		case "createdAt":
 			out.Values[i] = ec._CreditGrant_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var debtTransitionImplementors = []string{"DebtTransition"}
+
+func (ec *executionContext) _DebtTransition(ctx context.Context, sel ast.SelectionSet, obj *model.DebtTransition) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, debtTransitionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DebtTransition")
+		case "id":
+			out.Values[i] = ec._DebtTransition_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "event":
+			out.Values[i] = ec._DebtTransition_event(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "from":
+			out.Values[i] = ec._DebtTransition_from(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "to":
+			out.Values[i] = ec._DebtTransition_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "namespaceId":
+			out.Values[i] = ec._DebtTransition_namespaceId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "amountMicros":
+			out.Values[i] = ec._DebtTransition_amountMicros(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currency":
+			out.Values[i] = ec._DebtTransition_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cause":
+			out.Values[i] = ec._DebtTransition_cause(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "at":
+			out.Values[i] = ec._DebtTransition_at(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -21069,6 +23710,27 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "setBillingWebhook":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setBillingWebhook(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "removeBillingWebhook":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_removeBillingWebhook(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setSpendingLimit":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setSpendingLimit(ctx, field)
+			})
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		case "createGiftCode":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_createGiftCode(ctx, field)
@@ -21558,6 +24220,84 @@ func (ec *executionContext) _OrgConnection(ctx context.Context, sel ast.Selectio
 	return out
 }
 
+var orgDebtImplementors = []string{"OrgDebt"}
+
+func (ec *executionContext) _OrgDebt(ctx context.Context, sel ast.SelectionSet, obj *model.OrgDebt) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, orgDebtImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("OrgDebt")
+		case "orgId":
+			out.Values[i] = ec._OrgDebt_orgId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "state":
+			out.Values[i] = ec._OrgDebt_state(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "since":
+			out.Values[i] = ec._OrgDebt_since(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "debtSince":
+			out.Values[i] = ec._OrgDebt_debtSince(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "suspendedAt":
+			out.Values[i] = ec._OrgDebt_suspendedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "usableMicros":
+			out.Values[i] = ec._OrgDebt_usableMicros(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currency":
+			out.Values[i] = ec._OrgDebt_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "burnRateMicrosPerHour":
+			out.Values[i] = ec._OrgDebt_burnRateMicrosPerHour(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "suspensionAt":
+			out.Values[i] = ec._OrgDebt_suspensionAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "timeLeftSeconds":
+			out.Values[i] = ec._OrgDebt_timeLeftSeconds(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var orgEdgeImplementors = []string{"OrgEdge"}
 
 func (ec *executionContext) _OrgEdge(ctx context.Context, sel ast.SelectionSet, obj *model.OrgEdge) graphql.Marshaler {
@@ -21849,6 +24589,36 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_auditLog(ctx, field)
 				})
+		case "orgDebt":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_orgDebt(ctx, field)
+				})
+		case "orgDebtTransitions":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_orgDebtTransitions(ctx, field)
+				})
+		case "orgBillingWebhook":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_orgBillingWebhook(ctx, field)
+				})
+		case "orgSpendingLimits":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_orgSpendingLimits(ctx, field)
+				})
+		case "namespaceSpendingLimit":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_namespaceSpendingLimit(ctx, field)
+				})
 		case "orgBalance":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
@@ -21910,6 +24680,64 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var spendingLimitImplementors = []string{"SpendingLimit"}
+
+func (ec *executionContext) _SpendingLimit(ctx context.Context, sel ast.SelectionSet, obj *model.SpendingLimit) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, spendingLimitImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("SpendingLimit")
+		case "namespaceId":
+			out.Values[i] = ec._SpendingLimit_namespaceId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "limitMicros":
+			out.Values[i] = ec._SpendingLimit_limitMicros(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currency":
+			out.Values[i] = ec._SpendingLimit_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "monthSpendMicros":
+			out.Values[i] = ec._SpendingLimit_monthSpendMicros(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "reached":
+			out.Values[i] = ec._SpendingLimit_reached(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._SpendingLimit_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -22677,6 +25505,22 @@ func (ec *executionContext) marshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenan
 	return v
 }
 
+func (ec *executionContext) marshalNBillingWebhook2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐBillingWebhook(ctx context.Context, sel ast.SelectionSet, v *model.BillingWebhook) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BillingWebhook!")
+		return graphql.Null
+	}
+	return ec._BillingWebhook(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNBillingWebhookSecret2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐBillingWebhookSecret(ctx context.Context, sel ast.SelectionSet, v *model.BillingWebhookSecret) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BillingWebhookSecret!")
+		return graphql.Null
+	}
+	return ec._BillingWebhookSecret(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -22741,6 +25585,40 @@ func (ec *executionContext) marshalNCreditGrant2ᚖgithubᚗcomᚋtenantplaneᚋ
 		return graphql.Null
 	}
 	return ec._CreditGrant(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNDebtState2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐDebtState(ctx context.Context, v any) (model.DebtState, error) {
+	var res model.DebtState
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNDebtState2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐDebtState(ctx context.Context, sel ast.SelectionSet, v model.DebtState) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNDebtTransition2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐDebtTransitionᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.DebtTransition) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNDebtTransition2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐDebtTransition(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNDebtTransition2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐDebtTransition(ctx context.Context, sel ast.SelectionSet, v *model.DebtTransition) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DebtTransition!")
+		return graphql.Null
+	}
+	return ec._DebtTransition(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNGiftCode2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGiftCode(ctx context.Context, sel ast.SelectionSet, v *model.GiftCode) graphql.Marshaler {
@@ -23229,6 +26107,14 @@ func (ec *executionContext) marshalNOrgConnection2ᚖgithubᚗcomᚋtenantplane�
 	return ec._OrgConnection(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNOrgDebt2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrgDebt(ctx context.Context, sel ast.SelectionSet, v *model.OrgDebt) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "OrgDebt!")
+		return graphql.Null
+	}
+	return ec._OrgDebt(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNOrgEdge2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrgEdgeᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.OrgEdge) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -23352,6 +26238,30 @@ func (ec *executionContext) marshalNRole2githubᚗcomᚋtenantplaneᚋtenantplan
 func (ec *executionContext) unmarshalNSignUpInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐSignUpInput(ctx context.Context, v any) (model.SignUpInput, error) {
 	res, err := ec.unmarshalInputSignUpInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNSpendingLimit2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐSpendingLimitᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.SpendingLimit) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNSpendingLimit2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐSpendingLimit(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNSpendingLimit2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐSpendingLimit(ctx context.Context, sel ast.SelectionSet, v *model.SpendingLimit) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "SpendingLimit!")
+		return graphql.Null
+	}
+	return ec._SpendingLimit(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNString2string(ctx context.Context, v any) (string, error) {
@@ -23648,6 +26558,13 @@ func (ec *executionContext) unmarshalOAuditFilter2ᚖgithubᚗcomᚋtenantplane�
 	return &res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) marshalOBillingWebhook2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐBillingWebhook(ctx context.Context, sel ast.SelectionSet, v *model.BillingWebhook) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._BillingWebhook(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalOBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -23816,6 +26733,13 @@ func (ec *executionContext) marshalORole2ᚖgithubᚗcomᚋtenantplaneᚋtenantp
 		return graphql.Null
 	}
 	return v
+}
+
+func (ec *executionContext) marshalOSpendingLimit2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐSpendingLimit(ctx context.Context, sel ast.SelectionSet, v *model.SpendingLimit) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._SpendingLimit(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {

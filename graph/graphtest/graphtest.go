@@ -51,7 +51,10 @@ type Env struct {
 	Handler   http.Handler
 	Server    *httptest.Server
 	Client    *http.Client
-	queries   *testenv.QueryCounter
+	// Debt is the debt lifecycle the handler's billing fields use, with
+	// webhooks allowed to loopback over http. No schedule runs.
+	Debt    *billing.Lifecycle
+	queries *testenv.QueryCounter
 }
 
 // Option adjusts an Env's configuration before it starts.
@@ -118,10 +121,15 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	e.Billing = billingstore.New(pool, e.Clock.Now)
 	e.GiftCodes, err = billing.NewGiftCodes(e.Billing, billing.DefaultGiftCodeConfig(), nil, nil, e.Clock.Now)
 	require.NoError(t, err)
+	lcfg := billing.DefaultLifecycleConfig()
+	lcfg.Webhook.AllowHTTP = true
+	lcfg.Webhook.AllowedNets = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
+	e.Debt, err = billing.NewLifecycle(lcfg, billing.LifecycleDeps{Store: e.Billing, Suspender: e.Isolation.Suspension, Clock: e.Clock.Now})
+	require.NoError(t, err)
 	e.Handler, err = graph.NewHandler(gcfg, graph.Deps{
 		Tenancy: e.Service, Authorizer: e.Authorizer,
 		Kubeconfigs: e.Isolation.Kubeconfigs, Suspender: e.Isolation.Suspension, Hosts: e.Isolation.Hosts,
-		Usage: usageQueries, Ledger: e.Billing, GiftCodes: e.GiftCodes, Clock: e.Clock.Now,
+		Usage: usageQueries, Ledger: e.Billing, GiftCodes: e.GiftCodes, Debt: e.Debt, Clock: e.Clock.Now,
 	})
 	require.NoError(t, err)
 	e.Server = httptest.NewServer(e.Handler)

@@ -40,6 +40,19 @@ type AuditFilter struct {
 	Until  *time.Time `json:"until,omitempty"`
 }
 
+// Where an org's debt events are posted, signed with HMAC-SHA256 (header Tenantplane-Signature: t=<unix>,v1=<hex of HMAC(secret, t + '.' + body)>).
+type BillingWebhook struct {
+	URL       string    `json:"url"`
+	CreatedAt time.Time `json:"createdAt"`
+	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// A webhook just configured, with its signing secret, shown this once.
+type BillingWebhookSecret struct {
+	Webhook *BillingWebhook `json:"webhook"`
+	Secret  string          `json:"secret"`
+}
+
 type CreateAPITokenInput struct {
 	Name string `json:"name"`
 	// Lifetime in seconds; the server's default when absent.
@@ -83,6 +96,24 @@ type CreditGrant struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 	Reference string     `json:"reference"`
 	CreatedAt time.Time  `json:"createdAt"`
+}
+
+// One recorded change of the debt lifecycle, notified once by mail and webhook.
+type DebtTransition struct {
+	ID int64 `json:"id"`
+	// low_balance, critical, debt, suspended, resumed, recovered, workloads_deleted, spending_limit_reached or spending_limit_lifted
+	Event string `json:"event"`
+	// The org's state before and after (for spending-limit events, the namespace's: active or suspended).
+	From string `json:"from"`
+	To   string `json:"to"`
+	// The namespace of a spending-limit event.
+	NamespaceID *int64 `json:"namespaceId,omitempty"`
+	// The usable balance (for spending-limit events, the month's spend) at the time, in micro-units.
+	AmountMicros int64  `json:"amountMicros"`
+	Currency     string `json:"currency"`
+	// What caused it, in words.
+	Cause string    `json:"cause"`
+	At    time.Time `json:"at"`
 }
 
 // A code that grants credit to each org that redeems it; only its hash is kept.
@@ -314,6 +345,27 @@ type OrgConnection struct {
 	PageInfo *PageInfo  `json:"pageInfo"`
 }
 
+// An org's place in the debt lifecycle, with its burn rate and the time left at that rate.
+type OrgDebt struct {
+	OrgID int64     `json:"orgId"`
+	State DebtState `json:"state"`
+	// When the org entered its state.
+	Since time.Time `json:"since"`
+	// When the usable balance fell to zero or below; set in DEBT and SUSPENDED.
+	DebtSince *time.Time `json:"debtSince,omitempty"`
+	// When the org's namespaces were suspended; set in SUSPENDED.
+	SuspendedAt *time.Time `json:"suspendedAt,omitempty"`
+	// Cash plus unexpired credit at the last evaluation, in micro-units (1000000 = 1 unit of currency).
+	UsableMicros int64  `json:"usableMicros"`
+	Currency     string `json:"currency"`
+	// The average charged per hour over the last 24 hours, in micro-units.
+	BurnRateMicrosPerHour int64 `json:"burnRateMicrosPerHour"`
+	// When the org will be suspended if it keeps spending at that rate; null when it spends nothing or is suspended already.
+	SuspensionAt *time.Time `json:"suspensionAt,omitempty"`
+	// Seconds until suspensionAt (0 when it is due); null with it.
+	TimeLeftSeconds *int64 `json:"timeLeftSeconds,omitempty"`
+}
+
 type OrgEdge struct {
 	Node   *Org   `json:"node"`
 	Cursor string `json:"cursor"`
@@ -366,6 +418,18 @@ type SignUpInput struct {
 	Email       string  `json:"email"`
 	Password    string  `json:"password"`
 	DisplayName *string `json:"displayName,omitempty"`
+}
+
+// The most a namespace may be charged in a calendar month (UTC); reaching it suspends that namespace alone until the limit is raised or the month ends.
+type SpendingLimit struct {
+	NamespaceID int64  `json:"namespaceId"`
+	LimitMicros int64  `json:"limitMicros"`
+	Currency    string `json:"currency"`
+	// What the namespace was charged this month, in micro-units.
+	MonthSpendMicros int64 `json:"monthSpendMicros"`
+	// True while the limit keeps the namespace suspended.
+	Reached   bool      `json:"reached"`
+	UpdatedAt time.Time `json:"updatedAt"`
 }
 
 // A time a collector could not observe.
@@ -481,6 +545,73 @@ func (e *AuthScope) UnmarshalJSON(b []byte) error {
 }
 
 func (e AuthScope) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// Where an org stands in the debt lifecycle.
+type DebtState string
+
+const (
+	// usable balance above the low-balance threshold
+	DebtStateNormal DebtState = "NORMAL"
+	// usable balance at or below the low-balance threshold
+	DebtStateLowBalance DebtState = "LOW_BALANCE"
+	// usable balance at or below the critical threshold
+	DebtStateCritical DebtState = "CRITICAL"
+	// usable balance zero or less, inside the grace period
+	DebtStateDebt DebtState = "DEBT"
+	// in debt past the grace period: every namespace of the org is suspended until paid
+	DebtStateSuspended DebtState = "SUSPENDED"
+)
+
+var AllDebtState = []DebtState{
+	DebtStateNormal,
+	DebtStateLowBalance,
+	DebtStateCritical,
+	DebtStateDebt,
+	DebtStateSuspended,
+}
+
+func (e DebtState) IsValid() bool {
+	switch e {
+	case DebtStateNormal, DebtStateLowBalance, DebtStateCritical, DebtStateDebt, DebtStateSuspended:
+		return true
+	}
+	return false
+}
+
+func (e DebtState) String() string {
+	return string(e)
+}
+
+func (e *DebtState) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = DebtState(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid DebtState", str)
+	}
+	return nil
+}
+
+func (e DebtState) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *DebtState) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e DebtState) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil
