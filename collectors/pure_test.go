@@ -128,7 +128,7 @@ func TestPodEnd(t *testing.T) {
 func TestMeterAllows(t *testing.T) {
 	t.Parallel()
 	m := Meter{Resources: []string{"network.*", "requests"}}
-	require.True(t, m.allows("network.egress"))
+	require.True(t, m.allows(usage.NetworkInternetEgress))
 	require.True(t, m.allows("requests"))
 	require.False(t, m.allows("requests.total"))
 	require.False(t, m.allows("cpu"))
