@@ -255,9 +255,11 @@ func (c *KubeCluster) writePKI() (*kubePKI, error) {
 	return p, nil
 }
 
-// startPlane starts etcd, kube-apiserver and kube-controller-manager at
-// once (each waits for the one before it by itself) and returns when
-// kube-apiserver is ready and the default ServiceAccount exists.
+// startPlane starts etcd and kube-apiserver at once (kube-apiserver waits
+// for etcd by itself), then kube-controller-manager once kube-apiserver is
+// ready, and returns when the default ServiceAccount exists.
+// kube-controller-manager gives up on a kube-apiserver that is not healthy
+// within about 10 seconds, which a loaded machine can exceed.
 func (c *KubeCluster) startPlane(ctx context.Context, port int) error {
 	ports, err := freePorts(3)
 	if err != nil {
@@ -340,6 +342,13 @@ func (c *KubeCluster) startPlane(ctx context.Context, port int) error {
 	if err != nil {
 		return err
 	}
+	err = poll(ctx, "kube-apiserver /readyz", 50*time.Millisecond, []*process{etcd, apiserver}, func(ctx context.Context) (bool, error) {
+		_, err := c.client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err == nil, err
+	})
+	if err != nil {
+		return err
+	}
 	// Its identity is in system:masters, and it runs every controller with
 	// it: minting a token per controller (--use-service-account-credentials)
 	// would add seconds to every start.
@@ -357,14 +366,6 @@ func (c *KubeCluster) startPlane(ctx context.Context, port int) error {
 		return err
 	}
 	procs := []*process{etcd, apiserver, cm}
-
-	err = poll(ctx, "kube-apiserver /readyz", 50*time.Millisecond, procs, func(ctx context.Context) (bool, error) {
-		_, err := c.client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		return err == nil, err
-	})
-	if err != nil {
-		return err
-	}
 	return poll(ctx, "the default service account", 50*time.Millisecond, procs, func(ctx context.Context) (bool, error) {
 		_, err := c.client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
 		return err == nil, err
