@@ -17,11 +17,12 @@ const (
 	// BasisLimit meters the limit, never less than the request (a pod
 	// without a limit is metered on its request).
 	BasisLimit Basis = "limit"
-	// BasisUsage meters the usage from the metrics API, or the request
-	// where no usage is known.
+	// BasisUsage meters the usage from the metrics API (the sum of the
+	// containers'), or the request where no usage is known.
 	BasisUsage Basis = "usage"
-	// BasisMax meters max(request, usage), or the request where no usage
-	// is known.
+	// BasisMax meters max(request, usage) of each running container, never
+	// less than the pod's effective request, or the request where no usage
+	// is known (see Basis.value).
 	BasisMax Basis = "max"
 )
 
