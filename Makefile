@@ -50,7 +50,7 @@ check-generated: generate ## Fail when committed generated code is out of date
 	git diff --exit-code -- . || { echo "generated code is out of date: run make generate and commit" >&2; exit 1; }
 
 .PHONY: tools
-tools: ## Build the pinned external programs (kube-apiserver, etcd, kwok, stripe-mock, golangci-lint) when missing
+tools: ## Build the pinned external programs (kube-apiserver, etcd, kwok, metrics-server, stripe-mock, golangci-lint) when missing
 	bash tools/install.sh
 
 .PHONY: deps

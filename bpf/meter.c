@@ -172,12 +172,15 @@ static __always_inline int v4_unbilled(__u32 a)
 }
 
 // v6_unbilled: link-local fe80::/10, multicast ff00::/8 and the
-// unspecified :: of duplicate address detection and early MLD reports.
-static __always_inline int v6_unbilled(const struct in6 *a)
+// unspecified :: of duplicate address detection and early MLD reports. a
+// points at the address where it is, in the packet or a copy of its
+// header: no copy of its own is made.
+static __always_inline int v6_unbilled(const __u8 *a)
 {
-	if (a->b[0] == 0xff || (a->b[0] == 0xfe && (a->b[1] & 0xc0) == 0x80))
+	if (a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80))
 		return 1;
-	return (a->w[0] | a->w[1]) == 0;
+	const struct in6 *w = (const struct in6 *)a;
+	return (w->w[0] | w->w[1]) == 0;
 }
 
 // cached returns the cache slot of a remote address (a0, a1: its 16
@@ -221,16 +224,18 @@ static __always_inline __u32 classify4(__u32 remote)
 	return remember(e, remote, 0, 4, gen, bpf_map_lookup_elem(&tp_classes4, &k));
 }
 
-static __always_inline __u32 classify6(const struct in6 *remote)
+static __always_inline __u32 classify6(const __u8 *remote)
 {
 	__u32 gen;
 	int hit;
-	struct class_cache_entry *e = cached(remote->w[0], remote->w[1], 6, &gen, &hit);
+	const struct in6 *r = (const struct in6 *)remote;
+	__u64 a0 = r->w[0], a1 = r->w[1];
+	struct class_cache_entry *e = cached(a0, a1, 6, &gen, &hit);
 	if (hit)
 		return e->class_id;
 	struct lpm6_key k = {.prefixlen = 128};
-	__builtin_memcpy(k.addr, remote->b, 16);
-	return remember(e, remote->w[0], remote->w[1], 6, gen, bpf_map_lookup_elem(&tp_classes6, &k));
+	__builtin_memcpy(k.addr, remote, 16);
+	return remember(e, a0, a1, 6, gen, bpf_map_lookup_elem(&tp_classes6, &k));
 }
 
 // header returns len bytes at off: in the packet when they are in its
@@ -259,7 +264,7 @@ static __always_inline int meter(struct __sk_buff *skb, __u8 direction)
 	len -= ETH_HLEN;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		__u8 buf[20];
+		__u8 buf[20] __attribute__((aligned(4)));
 		const __u8 *ip = header(skb, ETH_HLEN, 20, buf);
 		if (!ip) {
 			count_error(ERR_MALFORMED);
@@ -270,9 +275,8 @@ static __always_inline int meter(struct __sk_buff *skb, __u8 direction)
 			count_error(ERR_MALFORMED);
 			return TCX_NEXT;
 		}
-		__u32 src, dst;
-		__builtin_memcpy(&src, &ip[12], 4);
-		__builtin_memcpy(&dst, &ip[16], 4);
+		// Word loads where the addresses are, not a byte-wise copy.
+		__u32 src = *(const __u32 *)&ip[12], dst = *(const __u32 *)&ip[16];
 		if (v4_unbilled(src) || v4_unbilled(dst))
 			return TCX_NEXT;
 		l4proto = ip[9];
@@ -282,20 +286,23 @@ static __always_inline int meter(struct __sk_buff *skb, __u8 direction)
 			endpoint = *found;
 		class_id = classify4(direction == DIR_EGRESS ? dst : src);
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		__u8 buf[40];
+		// Aligned, so that the addresses are read as words from it too
+		// (the verifier wants aligned stack access).
+		__u8 buf[40] __attribute__((aligned(8)));
 		const __u8 *ip = header(skb, ETH_HLEN, 40, buf);
 		if (!ip || (ip[0] >> 4) != 6) {
 			count_error(ERR_MALFORMED);
 			return TCX_NEXT;
 		}
 		l3hdr = 40;
-		struct in6 src, dst;
-		__builtin_memcpy(src.b, &ip[8], 16);
-		__builtin_memcpy(dst.b, &ip[24], 16);
-		if (v6_unbilled(&src) || v6_unbilled(&dst))
+		// The addresses are read where they are (the packet, or buf when
+		// the header is not in its linear part); the endpoint map takes
+		// its key from there too.
+		const __u8 *src = &ip[8], *dst = &ip[24];
+		if (v6_unbilled(src) || v6_unbilled(dst))
 			return TCX_NEXT;
 		l4proto = ip[6];
-		struct in6 *mine = direction == DIR_EGRESS ? &src : &dst;
+		const __u8 *mine = direction == DIR_EGRESS ? src : dst;
 		if (l4proto == IPPROTO_ICMPV6_) {
 			__u8 tbuf[1];
 			const __u8 *type = header(skb, ETH_HLEN + 40, 1, tbuf);
@@ -311,7 +318,7 @@ static __always_inline int meter(struct __sk_buff *skb, __u8 direction)
 		found = bpf_map_lookup_elem(&tp_endpoints6, mine);
 		if (found)
 			endpoint = *found;
-		class_id = classify6(direction == DIR_EGRESS ? &dst : &src);
+		class_id = classify6(direction == DIR_EGRESS ? dst : src);
 	} else {
 		return TCX_NEXT;
 	}

@@ -62,7 +62,7 @@ func BenchmarkIngest(b *testing.B) {
 			req := IngestRequest{Events: make([]Event, batch)}
 			for k := range req.Events {
 				n := j*batch + k
-				req.Events[k] = Event{Namespace: names[n%len(names)], Resource: "network.egress", Class: "internet",
+				req.Events[k] = Event{Namespace: names[n%len(names)], Resource: usage.NetworkInternetEgress, Class: "internet",
 					Quantity: json.Number(fmt.Sprint(1000 + n%977)), Time: now.Add(time.Duration(n%60) * time.Second).Format(time.RFC3339), Key: fmt.Sprintf("i%d-e%d", i, n)}
 			}
 			body, err := json.Marshal(req)

@@ -16,14 +16,45 @@ type PodUsage struct {
 	Namespace string
 	Name      string
 	// At is the end of the window the usage was measured over.
-	At       time.Time
-	CPUMilli int64
+	At time.Time
+	// Containers is the usage of each container that the read reports.
+	Containers []ContainerUsage
+}
+
+// ContainerUsage is the usage of one container of a pod.
+type ContainerUsage struct {
+	Name string
+	// CPUNano is the CPU usage in nanocores (the metrics API's own
+	// precision); MemBytes the memory working set in bytes.
+	CPUNano  int64
 	MemBytes int64
 }
 
-// usageAcc sums the metrics reads of one pod in one minute.
+// usageAcc sums the metrics reads of one pod in one minute, per container:
+// the pod's running containers in the order of podRecord.running, and the
+// rest (an init container read while it ran) together.
 type usageAcc struct {
-	cpu, mem, n int64
+	n                  int64
+	cpu, mem           []int64 // nanocores, bytes
+	otherCPU, otherMem int64
+}
+
+// add sums one read of the pod of record r.
+func (a *usageAcc) add(r *podRecord, cs []ContainerUsage) {
+	if a.cpu == nil && len(r.running) > 0 {
+		a.cpu, a.mem = make([]int64, len(r.running)), make([]int64, len(r.running))
+	}
+	a.n++
+	for _, cu := range cs {
+		i := r.runningIndex(cu.Name)
+		if i < 0 || i >= len(a.cpu) {
+			a.otherCPU += cu.CPUNano
+			a.otherMem += cu.MemBytes
+			continue
+		}
+		a.cpu[i] += cu.CPUNano
+		a.mem[i] += cu.MemBytes
+	}
 }
 
 // computeMeter meters CPU, memory and extended resources of pods. Every
@@ -166,14 +197,16 @@ func (c *computeMeter) addUsage(polled time.Time, served bool, reads []PodUsage)
 			byMinute = map[time.Time]*usageAcc{}
 			c.usage[uid] = byMinute
 		}
+		r := c.pods[uid]
+		if r == nil {
+			continue
+		}
 		a := byMinute[m]
 		if a == nil {
 			a = &usageAcc{}
 			byMinute[m] = a
 		}
-		a.cpu += u.CPUMilli
-		a.mem += u.MemBytes
-		a.n++
+		a.add(r, u.Containers)
 	}
 }
 
@@ -212,17 +245,9 @@ func (c *computeMeter) sample(m time.Time, tenants map[string]int64) ([]usage.Sa
 			a = &nsAcc{}
 			acc[id] = a
 		}
-		var use usageAcc
-		if u := c.usage[uid][m]; u != nil {
-			use = *u
-		}
-		have := use.n > 0
-		var cpuUse, memUse int64
-		if have {
-			cpuUse, memUse = use.cpu/use.n, use.mem/use.n
-		}
-		a.cpu += c.cpu.value(r.cpuRequest, r.cpuLimit, cpuUse, have) * secs
-		a.mem += c.mem.value(r.memRequest, r.memLimit, memUse, have) * secs
+		u := c.usage[uid][m]
+		a.cpu += c.cpu.value(r.cpuRequest, r.cpuLimit, r.cpuOverhead, r.cpuUse(u)) * secs
+		a.mem += c.mem.value(r.memRequest, r.memLimit, r.memOverhead, r.memUse(u)) * secs
 		for _, e := range r.ext {
 			if a.ext == nil {
 				a.ext = map[extKey]int64{}

@@ -326,6 +326,9 @@ func (h *Ingest) parse(meter *Meter, e *Event, now time.Time) (usage.Sample, err
 	if !usage.ValidClass(e.Class) {
 		return usage.Sample{}, errcode.Invalid("class", "is not a class name")
 	}
+	if !usage.ValidNetwork(e.Resource, e.Class) {
+		return usage.Sample{}, errcode.Invalid("resource", "a network resource is network.<class>.<egress|ingress>, with that class as its class")
+	}
 	q, err := strconv.ParseInt(string(e.Quantity), 10, 64)
 	if err != nil {
 		return usage.Sample{}, errcode.Invalid("quantity", "must be an integer")

@@ -95,7 +95,7 @@ func (ib *ingestBundle) stored(t *testing.T) int64 {
 func TestIngestAuthenticatesAndAuthorizesMeters(t *testing.T) {
 	t.Parallel()
 	ib := setupIngest(t, IngestConfig{})
-	batch := IngestRequest{Events: []Event{ib.event("network.egress", "internet", 100, ib.now, "k1")}}
+	batch := IngestRequest{Events: []Event{ib.event("network.internet.egress", "internet", 100, ib.now, "k1")}}
 	for name, token := range map[string]string{"no token": "", "not a token": "garbage", "tampered": ib.meter + "x"} {
 		code, _, body := ib.post(t, token, batch)
 		require.Equal(t, http.StatusUnauthorized, code, name)
@@ -120,18 +120,20 @@ func TestIngestMixedBatchKeepsTheGoodEvents(t *testing.T) {
 	ib := setupIngest(t, IngestConfig{LateWindow: time.Hour})
 	now := ib.now
 	events := []Event{
-		ib.event("network.egress", "internet", 1000, now.Add(-time.Second), "good-1"),                                  // 0
-		ib.event("network.egress", "internet", -5, now, "negative"),                                                    // 1
-		ib.event("network.egress", "internet", 7, now.Add(time.Minute), "future"),                                      // 2
-		ib.event("network.egress", "cluster", 20, now.Add(-50*time.Minute), "late-ok"),                                 // 3
-		ib.event("network.egress", "cluster", 30, now.Add(-2*time.Hour), "too-late"),                                   // 4
-		ib.event("cpu", "", 30, now, "not-mine"),                                                                       // 5
-		ib.event("network.ingress", "cluster", 1, now, "bad key"),                                                      // 6
-		ib.event("network.egress", "internet", 1000, now.Add(-time.Second), "good-1"),                                  // 7: repeat of 0 in the batch
-		{Namespace: "no-such-ns", Resource: "network.egress", Quantity: "5", Time: now.Format(time.RFC3339), Key: "x"}, // 8
-		{Namespace: ib.ns, Resource: "network.egress", Quantity: "1.5", Time: now.Format(time.RFC3339), Key: "frac"},   // 9
-		{Namespace: ib.ns, Resource: "network.egress", Quantity: "1", Time: "yesterday", Key: "when"},                  // 10
-		ib.event("network.ingress", "cluster", 300, now.Add(-2*time.Second), "good-2"),                                 // 11
+		ib.event("network.internet.egress", "internet", 1000, now.Add(-time.Second), "good-1"),                                                     // 0
+		ib.event("network.internet.egress", "internet", -5, now, "negative"),                                                                       // 1
+		ib.event("network.internet.egress", "internet", 7, now.Add(time.Minute), "future"),                                                         // 2
+		ib.event("network.cluster.egress", "cluster", 20, now.Add(-50*time.Minute), "late-ok"),                                                     // 3
+		ib.event("network.cluster.egress", "cluster", 30, now.Add(-2*time.Hour), "too-late"),                                                       // 4
+		ib.event("cpu", "", 30, now, "not-mine"),                                                                                                   // 5
+		ib.event("network.cluster.ingress", "cluster", 1, now, "bad key"),                                                                          // 6
+		ib.event("network.internet.egress", "internet", 1000, now.Add(-time.Second), "good-1"),                                                     // 7: repeat of 0 in the batch
+		{Namespace: "no-such-ns", Resource: "network.internet.egress", Class: "internet", Quantity: "5", Time: now.Format(time.RFC3339), Key: "x"}, // 8
+		{Namespace: ib.ns, Resource: "network.internet.egress", Class: "internet", Quantity: "1.5", Time: now.Format(time.RFC3339), Key: "frac"},   // 9
+		{Namespace: ib.ns, Resource: "network.internet.egress", Class: "internet", Quantity: "1", Time: "yesterday", Key: "when"},                  // 10
+		ib.event("network.cluster.ingress", "cluster", 300, now.Add(-2*time.Second), "good-2"),                                                     // 11
+		ib.event("network.egress", "internet", 5, now, "no-class-in-name"),                                                                         // 12
+		ib.event("network.internet.egress", "cluster", 5, now, "other-class"),                                                                      // 13
 	}
 	code, resp, body := ib.post(t, ib.meter, IngestRequest{Events: events})
 	require.Equal(t, http.StatusOK, code, body)
@@ -147,6 +149,7 @@ func TestIngestMixedBatchKeepsTheGoodEvents(t *testing.T) {
 		{1, "BAD_USER_INPUT", "quantity"}, {2, "BAD_USER_INPUT", "time"}, {4, "BAD_USER_INPUT", "time"},
 		{5, "FORBIDDEN", "resource"}, {6, "BAD_USER_INPUT", "key"}, {8, "NOT_FOUND", "namespace"},
 		{9, "BAD_USER_INPUT", "quantity"}, {10, "BAD_USER_INPUT", "time"},
+		{12, "BAD_USER_INPUT", "resource"}, {13, "BAD_USER_INPUT", "resource"},
 	}, got)
 	require.Equal(t, 4, resp.Accepted)
 	require.Equal(t, 3, resp.Stored)
@@ -176,13 +179,13 @@ func TestIngestLateEventInAClosedHourIsACorrection(t *testing.T) {
 	t.Parallel()
 	ib := setupIngest(t, IngestConfig{LateWindow: 3 * time.Hour})
 	hour := ib.now.Truncate(time.Hour).Add(-time.Hour)
-	code, _, _ := ib.post(t, ib.meter, IngestRequest{Events: []Event{ib.event("network.egress", "internet", 500, hour.Add(10*time.Minute), "on-time")}})
+	code, _, _ := ib.post(t, ib.meter, IngestRequest{Events: []Event{ib.event("network.internet.egress", "internet", 500, hour.Add(10*time.Minute), "on-time")}})
 	require.Equal(t, http.StatusOK, code)
 	closed, err := ib.store.CloseHours(ib.ctx, hour.Add(time.Hour), hour, 5, ib.now)
 	require.NoError(t, err)
 	require.Equal(t, hour.Add(time.Hour), closed)
 
-	code, resp, _ := ib.post(t, ib.meter, IngestRequest{Events: []Event{ib.event("network.egress", "internet", 42, hour.Add(20*time.Minute), "late")}})
+	code, resp, _ := ib.post(t, ib.meter, IngestRequest{Events: []Event{ib.event("network.internet.egress", "internet", 42, hour.Add(20*time.Minute), "late")}})
 	require.Equal(t, http.StatusOK, code)
 	require.Equal(t, 1, resp.Stored)
 	_, err = ib.store.Correct(ib.ctx, hour.Add(-24*time.Hour), ib.now)
@@ -199,7 +202,7 @@ func TestIngestBoundsTheBatch(t *testing.T) {
 	ib := setupIngest(t, IngestConfig{MaxEvents: 3, MaxBodyBytes: 2048})
 	var events []Event
 	for i := range 4 {
-		events = append(events, ib.event("network.egress", "internet", 1, ib.now, fmt.Sprintf("k%d", i)))
+		events = append(events, ib.event("network.internet.egress", "internet", 1, ib.now, fmt.Sprintf("k%d", i)))
 	}
 	code, _, body := ib.post(t, ib.meter, IngestRequest{Events: events})
 	require.Equal(t, http.StatusRequestEntityTooLarge, code, body)

@@ -17,11 +17,12 @@ const (
 	// BasisLimit meters the limit, never less than the request (a pod
 	// without a limit is metered on its request).
 	BasisLimit Basis = "limit"
-	// BasisUsage meters the usage from the metrics API, or the request
-	// where no usage is known.
+	// BasisUsage meters the usage from the metrics API (the sum of the
+	// containers'), or the request where no usage is known.
 	BasisUsage Basis = "usage"
-	// BasisMax meters max(request, usage), or the request where no usage
-	// is known.
+	// BasisMax meters max(request, usage) of each running container, never
+	// less than the pod's effective request, or the request where no usage
+	// is known (see Basis.value).
 	BasisMax Basis = "max"
 )
 
@@ -37,22 +38,105 @@ func (b Basis) Valid() bool {
 // needsUsage reports whether b reads the metrics API.
 func (b Basis) needsUsage() bool { return b == BasisUsage || b == BasisMax }
 
-// value returns the quantity metered for b from a pod's request, limit and
-// usage (haveUsage false when none is known).
-func (b Basis) value(request, limit, use int64, haveUsage bool) int64 {
+// value returns the quantity metered for b from a pod's effective request
+// and limit (as Kubernetes accounts them, overhead included), its runtime
+// overhead, and u, what the metrics API read of it in the minute.
+//
+// Usage is the sum of the containers' usage. max(request, usage) is taken
+// per container, as each container's request is its own reservation: the
+// running containers' max(request, usage), plus any other container read
+// and the overhead, and never less than the pod's effective request (which
+// is higher while init containers dominate). Without a read both are the
+// request.
+func (b Basis) value(request, limit, overhead int64, u minuteUse) int64 {
 	switch b {
 	case BasisLimit:
 		return max(limit, request)
 	case BasisUsage:
-		if haveUsage {
-			return use
+		if u.have {
+			sum := u.other
+			for _, c := range u.containers {
+				sum += c.use
+			}
+			return sum
 		}
 	case BasisMax:
-		if haveUsage {
-			return max(request, use)
+		if u.have {
+			sum := overhead + u.other
+			for _, c := range u.containers {
+				sum += max(c.request, c.use)
+			}
+			return max(request, sum)
 		}
 	}
 	return request
+}
+
+// minuteUse is what the metrics API read of one pod in one minute, in the
+// unit of one resource (millicores or bytes).
+type minuteUse struct {
+	// have is false when nothing was read.
+	have bool
+	// containers holds the running containers' requests and average usage.
+	containers []containerUse
+	// other is the average usage of containers read that are not running
+	// containers of the record (an init container while it ran).
+	other int64
+}
+
+// containerUse is a running container's request and average usage.
+type containerUse struct{ request, use int64 }
+
+// runningContainer is a container that runs for the pod's life: an app
+// container or a sidecar (a restartable init container), with its own
+// requests.
+type runningContainer struct {
+	name     string
+	cpu, mem int64 // millicores, bytes
+}
+
+// runningIndex returns the index of the running container name, or -1.
+func (r *podRecord) runningIndex(name string) int {
+	for i := range r.running {
+		if r.running[i].name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// cpuUse returns the CPU that the metrics API read of r in a minute (nil
+// when nothing was), in millicores, rounded half up from nanocores.
+func (r *podRecord) cpuUse(a *usageAcc) minuteUse {
+	if a == nil || a.n == 0 {
+		return minuteUse{}
+	}
+	avg := func(sum int64) int64 { return (sum + a.n*500_000) / (a.n * 1_000_000) }
+	u := minuteUse{have: true, other: avg(a.otherCPU), containers: make([]containerUse, len(r.running))}
+	for i, c := range r.running {
+		u.containers[i].request = c.cpu
+		if i < len(a.cpu) {
+			u.containers[i].use = avg(a.cpu[i])
+		}
+	}
+	return u
+}
+
+// memUse returns the memory that the metrics API read of r in a minute,
+// in bytes.
+func (r *podRecord) memUse(a *usageAcc) minuteUse {
+	if a == nil || a.n == 0 {
+		return minuteUse{}
+	}
+	avg := func(sum int64) int64 { return (sum + a.n/2) / a.n }
+	u := minuteUse{have: true, other: avg(a.otherMem), containers: make([]containerUse, len(r.running))}
+	for i, c := range r.running {
+		u.containers[i].request = c.mem
+		if i < len(a.mem) {
+			u.containers[i].use = avg(a.mem[i])
+		}
+	}
+	return u
 }
 
 // extQuantity is a count of an extended resource (a GPU model) that a pod
@@ -78,6 +162,11 @@ type podRecord struct {
 	cpuRequest, cpuLimit int64 // millicores
 	memRequest, memLimit int64 // bytes
 	ext                  []extQuantity
+	// running are the app containers and sidecars, with their own
+	// requests, for bases that compare usage per container; the overhead
+	// is the runtime class's, included in the requests above.
+	running                  []runningContainer
+	cpuOverhead, memOverhead int64
 }
 
 // newPodRecord reads what metering needs from pod. extended maps the
@@ -95,6 +184,16 @@ func newPodRecord(pod *corev1.Pod, extended map[corev1.ResourceName]string) *pod
 	r.cpuLimit = lim.Cpu().MilliValue()
 	r.memRequest = req.Memory().Value()
 	r.memLimit = lim.Memory().Value()
+	for _, c := range pod.Spec.InitContainers {
+		if c.RestartPolicy != nil && *c.RestartPolicy == corev1.ContainerRestartPolicyAlways {
+			r.running = append(r.running, runningContainer{name: c.Name, cpu: c.Resources.Requests.Cpu().MilliValue(), mem: c.Resources.Requests.Memory().Value()})
+		}
+	}
+	for _, c := range pod.Spec.Containers {
+		r.running = append(r.running, runningContainer{name: c.Name, cpu: c.Resources.Requests.Cpu().MilliValue(), mem: c.Resources.Requests.Memory().Value()})
+	}
+	r.cpuOverhead = pod.Spec.Overhead.Cpu().MilliValue()
+	r.memOverhead = pod.Spec.Overhead.Memory().Value()
 	for name, res := range extended {
 		q, ok := lim[name]
 		if !ok {

@@ -14,22 +14,34 @@ import (
 
 func TestBasisValue(t *testing.T) {
 	t.Parallel()
+	// Two containers of 100 and 50 requested, 10 of overhead: the pod's
+	// effective request is 160 (or more, with an init container of 300).
+	read := func(other int64, use ...int64) minuteUse {
+		return minuteUse{have: true, other: other, containers: []containerUse{{100, use[0]}, {50, use[1]}}}
+	}
 	for _, tc := range []struct {
+		name          string
 		b             Basis
-		req, lim, use int64
-		have          bool
+		req, lim, ovh int64
+		u             minuteUse
 		want          int64
 	}{
-		{BasisRequest, 100, 200, 500, true, 100},
-		{BasisLimit, 100, 200, 500, true, 200},
-		{BasisLimit, 100, 0, 0, false, 100}, // no limit: the request
-		{BasisUsage, 100, 200, 50, true, 50},
-		{BasisUsage, 100, 200, 0, false, 100}, // no usage known: the request
-		{BasisMax, 100, 200, 50, true, 100},
-		{BasisMax, 100, 200, 150, true, 150},
-		{BasisMax, 100, 200, 0, false, 100},
+		{"request", BasisRequest, 160, 300, 10, read(0, 500, 500), 160},
+		{"limit", BasisLimit, 160, 300, 10, read(0, 500, 500), 300},
+		{"no limit: the request", BasisLimit, 160, 0, 10, minuteUse{}, 160},
+		{"usage: the sum of the containers'", BasisUsage, 160, 300, 10, read(0, 20, 30), 50},
+		{"usage with an init container read", BasisUsage, 160, 300, 10, read(7, 20, 30), 57},
+		{"usage unknown: the request", BasisUsage, 160, 300, 10, minuteUse{}, 160},
+		{"max: all below", BasisMax, 160, 300, 10, read(0, 20, 30), 160},
+		{"max: all above", BasisMax, 160, 300, 10, read(0, 120, 80), 210},
+		// Per container, the first below its request and the second
+		// above: 100 + 80 + 10, although the sum of usage (100) is below
+		// the sum of requests (150).
+		{"max: one above, one below", BasisMax, 160, 300, 10, read(0, 20, 80), 190},
+		{"max: an init container dominates", BasisMax, 310, 300, 10, read(0, 20, 80), 310},
+		{"max: unknown", BasisMax, 160, 300, 10, minuteUse{}, 160},
 	} {
-		require.Equal(t, tc.want, tc.b.value(tc.req, tc.lim, tc.use, tc.have), "%+v", tc)
+		require.Equal(t, tc.want, tc.b.value(tc.req, tc.lim, tc.ovh, tc.u), tc.name)
 	}
 	require.False(t, Basis("average").Valid())
 }
@@ -116,7 +128,7 @@ func TestPodEnd(t *testing.T) {
 func TestMeterAllows(t *testing.T) {
 	t.Parallel()
 	m := Meter{Resources: []string{"network.*", "requests"}}
-	require.True(t, m.allows("network.egress"))
+	require.True(t, m.allows(usage.NetworkInternetEgress))
 	require.True(t, m.allows("requests"))
 	require.False(t, m.allows("requests.total"))
 	require.False(t, m.allows("cpu"))
@@ -181,9 +193,13 @@ func TestComputeMeterUsesUsageWhenHigher(t *testing.T) {
 	}
 	c.upsert(pod)
 	c.markSynced(m0.Add(-time.Hour))
-	// Two reads in m0 (average 300m), none in m0+1.
-	c.addUsage(m0.Add(10*time.Second), true, []PodUsage{{Namespace: "t", Name: "p", At: m0.Add(5 * time.Second), CPUMilli: 200, MemBytes: 50 << 20}})
-	c.addUsage(m0.Add(40*time.Second), true, []PodUsage{{Namespace: "t", Name: "p", At: m0.Add(35 * time.Second), CPUMilli: 400, MemBytes: 50 << 20}})
+	// Two reads in m0 (average 300m, rounded from nanocores), none in
+	// m0+1.
+	read := func(at time.Time, cpuNano int64) []PodUsage {
+		return []PodUsage{{Namespace: "t", Name: "p", At: at, Containers: []ContainerUsage{{Name: "a", CPUNano: cpuNano, MemBytes: 50 << 20}}}}
+	}
+	c.addUsage(m0.Add(10*time.Second), true, read(m0.Add(5*time.Second), 199_999_000))
+	c.addUsage(m0.Add(40*time.Second), true, read(m0.Add(35*time.Second), 400_000_900))
 	tenants := map[string]int64{"t": 7}
 
 	s, reasons := c.sample(m0, tenants)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
 	metricsv1beta1 "k8s.io/metrics/pkg/client/clientset/versioned/typed/metrics/v1beta1"
@@ -44,10 +45,11 @@ func (a *MetricsAPI) PodUsage(ctx context.Context) ([]PodUsage, bool, error) {
 	}
 	out := make([]PodUsage, 0, len(list.Items))
 	for _, pm := range list.Items {
-		u := PodUsage{Namespace: pm.Namespace, Name: pm.Name, At: pm.Timestamp.UTC()}
+		u := PodUsage{Namespace: pm.Namespace, Name: pm.Name, At: pm.Timestamp.UTC(), Containers: make([]ContainerUsage, 0, len(pm.Containers))}
 		for _, c := range pm.Containers {
-			u.CPUMilli += c.Usage.Cpu().MilliValue()
-			u.MemBytes += c.Usage.Memory().Value()
+			u.Containers = append(u.Containers, ContainerUsage{
+				Name: c.Name, CPUNano: c.Usage.Cpu().ScaledValue(resource.Nano), MemBytes: c.Usage.Memory().Value(),
+			})
 		}
 		out = append(out, u)
 	}

@@ -53,7 +53,7 @@ func TestUsageReports(t *testing.T) {
 		Samples: []usage.Sample{
 			{NamespaceID: owner.NamespaceID, Resource: usage.CPU, Minute: t0, Quantity: big},
 			{NamespaceID: owner.NamespaceID, Resource: usage.CPU, Minute: t0.Add(time.Minute), Quantity: 7},
-			{NamespaceID: owner.NamespaceID, Resource: "network.egress", Class: "internet", Minute: t0, Quantity: 100},
+			{NamespaceID: owner.NamespaceID, Resource: "network.internet.egress", Class: "internet", Minute: t0, Quantity: 100},
 			{NamespaceID: second.ID, Resource: usage.CPU, Minute: t0, Quantity: 3},
 		},
 		Gaps: []usage.Gap{{Source: usage.SourceCompute, Start: t0.Add(2 * time.Minute), End: t0.Add(3 * time.Minute), Reason: usage.GapNotObserved}},
@@ -78,7 +78,7 @@ func TestUsageReports(t *testing.T) {
 	require.True(t, u.Series[0].Points[0].Start.Equal(t0))
 	require.Equal(t, "5000000000", u.Series[0].Points[0].Quantity)
 	require.Equal(t, "7", u.Series[0].Points[1].Quantity)
-	require.Equal(t, "network.egress", u.Series[1].Resource)
+	require.Equal(t, "network.internet.egress", u.Series[1].Resource)
 	require.Equal(t, "internet", u.Series[1].Class)
 	require.Equal(t, "bytes", u.Series[1].Unit)
 	require.Equal(t, "100", u.Series[1].Points[0].Quantity)

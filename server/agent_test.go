@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantplane/tenantplane/bpf/agent"
+	"github.com/tenantplane/tenantplane/collectors/usage"
 )
 
 func TestAgentConfigErrorsNameTheSetting(t *testing.T) {
@@ -54,4 +55,18 @@ func TestAgentFlagsMakeTheAgentConfig(t *testing.T) {
 	}, cfg.Prefixes)
 	require.Equal(t, []string{"kube-system"}, cfg.ExcludeNamespaces)
 	require.Equal(t, "/sys/fs/bpf/tenantplane", cfg.PinPath)
+}
+
+// TestAgentResourcesAreTheUsageStoresNames: the agent (bpf may import
+// nothing of ours) builds its resource names itself; they must be the
+// names that the ingest accepts and billing prices.
+func TestAgentResourcesAreTheUsageStoresNames(t *testing.T) {
+	t.Parallel()
+	for _, class := range []string{agent.ClassInternet, usage.NetworkCluster, "zone-b"} {
+		for _, dir := range []string{usage.Egress, usage.Ingress} {
+			require.Equal(t, usage.NetworkResource(class, dir), agent.Resource(class, dir))
+			require.True(t, usage.ValidNetwork(agent.Resource(class, dir), class))
+		}
+	}
+	require.Equal(t, usage.NetworkInternetEgress, agent.Resource(agent.ClassInternet, usage.Egress))
 }

@@ -5,7 +5,7 @@
 # run takes about a second. With no names it builds all of them:
 #
 #   kube-apiserver kube-controller-manager kube-scheduler etcd kwok
-#   stripe-mock golangci-lint
+#   metrics-server stripe-mock golangci-lint
 #
 # $CACHE follows internal/testenv.CacheDir: $TENANTPLANE_CACHE, else
 # $XDG_CACHE_HOME/tenantplane, else ~/.cache/tenantplane. Go's own build and
@@ -28,7 +28,7 @@ else
 	cache="${TMPDIR:-/tmp}/tenantplane-cache"
 fi
 
-all=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok stripe-mock golangci-lint)
+all=(kube-apiserver kube-controller-manager kube-scheduler etcd kwok metrics-server stripe-mock golangci-lint)
 
 kube_ldflags="-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION"
 kube_ldflags+=" -X k8s.io/component-base/version.gitMajor=$(cut -d. -f1 <<<"${KUBE_VERSION#v}")"
@@ -51,6 +51,11 @@ spec() {
 	kwok)
 		module=kwok path=sigs.k8s.io/kwok pkg=sigs.k8s.io/kwok/cmd/kwok
 		version=$KWOK_VERSION ldflags="-X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}"
+		;;
+	metrics-server)
+		module=metrics-server path=sigs.k8s.io/metrics-server pkg=sigs.k8s.io/metrics-server/cmd/metrics-server
+		version=$METRICS_SERVER_VERSION
+		ldflags="-X k8s.io/client-go/pkg/version.gitVersion=$METRICS_SERVER_VERSION"
 		;;
 	stripe-mock)
 		module=stripe-mock path=github.com/stripe/stripe-mock pkg=github.com/stripe/stripe-mock
@@ -79,18 +84,28 @@ check_pin() {
 	fi
 }
 
-# kwok_stages copies the kwok Stage files that make fake Nodes ready, keep
-# their leases and move Pods through their phases next to the kwok binary.
-kwok_stages() {
+# kwok_configs copies, next to the kwok binary, the kwok Stage files that
+# make fake Nodes ready, keep their leases and move Pods through their
+# phases (stages/), and the Metric that serves each fake Node's kubelet
+# resource metrics for metrics-server (metrics/).
+kwok_configs() {
 	local dir=$1 src
 	src=$(GOWORK=off GOFLAGS=-mod=readonly go list -C "$tools_dir/kwok" -m -f '{{.Dir}}' sigs.k8s.io/kwok)
-	mkdir -p "$dir/stages.tmp"
+	rm -rf "$dir/stages.tmp" "$dir/metrics.tmp"
+	mkdir -p "$dir/stages.tmp" "$dir/metrics.tmp"
 	cp "$src/kustomize/stage/node/fast/node-initialize.yaml" \
 		"$src/kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
 		"$src"/kustomize/stage/pod/general/pod-*.yaml "$dir/stages.tmp/"
-	chmod -R u+w "$dir/stages.tmp"
-	rm -rf "$dir/stages"
+	cp "$src/kustomize/metrics/resource/metrics-resource.yaml" "$dir/metrics.tmp/"
+	chmod -R u+w "$dir/stages.tmp" "$dir/metrics.tmp"
+	rm -rf "$dir/stages" "$dir/metrics"
 	mv "$dir/stages.tmp" "$dir/stages"
+	mv "$dir/metrics.tmp" "$dir/metrics"
+}
+
+# kwok_configs_present reports whether kwok_configs has run in dir.
+kwok_configs_present() {
+	[[ -d "$1/stages" && -f "$1/metrics/metrics-resource.yaml" ]]
 }
 
 install_one() {
@@ -99,7 +114,11 @@ install_one() {
 	check_pin "$name"
 	local dir="$cache/bin/$name-$version"
 	local bin="$dir/$name"
-	if [[ -x "$bin" && ("$name" != kwok || -d "$dir/stages") ]]; then
+	if [[ -x "$bin" && "$name" == kwok ]] && ! kwok_configs_present "$dir"; then
+		kwok_configs "$dir"
+		echo "copied   kwok $version configs: $dir"
+	fi
+	if [[ -x "$bin" ]]; then
 		echo "ok       $name $version"
 		return
 	fi
@@ -124,7 +143,7 @@ install_one() {
 	kill "$ticker" 2>/dev/null || true
 	wait "$ticker" 2>/dev/null || true
 	if [[ "$name" == kwok ]]; then
-		kwok_stages "$dir"
+		kwok_configs "$dir"
 	fi
 	mv "$bin.tmp" "$bin"
 	echo "built    $name $version in $((SECONDS - start))s: $bin"

@@ -19,10 +19,53 @@ const (
 	GPU = "gpu"
 	// Storage is in MiB-minutes; the class is the storage class.
 	Storage = "storage"
-	// NetworkPrefix starts the network resources (network.egress,
-	// network.ingress), in bytes; the class is cluster or internet.
+	// NetworkPrefix starts the network resources, in bytes:
+	// network.<class>.<egress|ingress> (NetworkResource), whose class is
+	// also the sample's class.
 	NetworkPrefix = "network."
 )
+
+// The network resources that the node agents push: bytes that a pod sent
+// (egress) or received (ingress), to or from the internet or inside the
+// cluster. The class of each sample is the class in its name ("internet",
+// "cluster"); a class of the agents' own (a zone) follows the same form.
+// Billing prices these names; cluster traffic is free by default.
+const (
+	NetworkInternetEgress  = "network.internet.egress"
+	NetworkInternetIngress = "network.internet.ingress"
+	NetworkClusterEgress   = "network.cluster.egress"
+	NetworkClusterIngress  = "network.cluster.ingress"
+)
+
+// The network classes that the agents tell apart by default, and the two
+// directions.
+const (
+	NetworkInternet = "internet"
+	NetworkCluster  = "cluster"
+	Egress          = "egress"
+	Ingress         = "ingress"
+)
+
+// NetworkResource returns the resource of network bytes of class in
+// direction (Egress or Ingress): network.<class>.<direction>.
+func NetworkResource(class, direction string) string {
+	return NetworkPrefix + class + "." + direction
+}
+
+// ValidNetwork reports whether a resource under NetworkPrefix is
+// network.<class>.<egress|ingress> with class, the sample's class, not
+// empty and without a dot. Resources outside NetworkPrefix are not its
+// concern: it reports true for them.
+func ValidNetwork(resource, class string) bool {
+	rest, ok := strings.CutPrefix(resource, NetworkPrefix)
+	if !ok {
+		return true
+	}
+	if class == "" || strings.Contains(class, ".") {
+		return false
+	}
+	return rest == class+"."+Egress || rest == class+"."+Ingress
+}
 
 // The sources that collectors write as; an ingest meter writes under its
 // own name.
@@ -125,6 +168,8 @@ func (s Sample) Validate() error {
 		return errcode.Invalid("resource", fmt.Sprintf("%q is not a resource name", s.Resource))
 	case !ValidClass(s.Class):
 		return errcode.Invalid("class", fmt.Sprintf("%q is not a class name", s.Class))
+	case !ValidNetwork(s.Resource, s.Class):
+		return errcode.Invalid("resource", fmt.Sprintf("%q of class %q is not network.<class>.<egress|ingress> of its class", s.Resource, s.Class))
 	case s.Quantity < 0:
 		return errcode.Invalid("quantity", "must not be negative")
 	case !IsMinute(s.Minute):

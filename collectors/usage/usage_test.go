@@ -77,16 +77,42 @@ func TestUpkeepConfig(t *testing.T) {
 func TestSampleValidateAndUnits(t *testing.T) {
 	t.Parallel()
 	m := time.Date(2030, 1, 1, 10, 0, 0, 0, time.UTC)
-	require.NoError(t, Sample{NamespaceID: 1, Resource: "network.egress", Class: "internet", Minute: m, Key: "k-1"}.Validate())
+	require.NoError(t, Sample{NamespaceID: 1, Resource: NetworkInternetEgress, Class: "internet", Minute: m, Key: "k-1"}.Validate())
+	require.Error(t, Sample{NamespaceID: 1, Resource: NetworkInternetEgress, Class: "cluster", Minute: m, Key: "k-1"}.Validate(), "the class in the name is the class")
+	require.Error(t, Sample{NamespaceID: 1, Resource: "network.egress", Class: "internet", Minute: m, Key: "k-1"}.Validate(), "the class is in the name")
 	require.Error(t, Sample{NamespaceID: 1, Resource: CPU, Minute: m.Add(time.Nanosecond)}.Validate())
-	require.Equal(t, "bytes", Unit("network.egress"))
+	require.Equal(t, "bytes", Unit(NetworkClusterIngress))
 	require.Equal(t, "device-minutes", Unit(GPU))
 	require.Equal(t, 24*time.Hour, ByDay.Step())
 }
 
+func TestNetworkNames(t *testing.T) {
+	t.Parallel()
+	require.Equal(t, NetworkInternetEgress, NetworkResource(NetworkInternet, Egress))
+	require.Equal(t, NetworkInternetIngress, NetworkResource(NetworkInternet, Ingress))
+	require.Equal(t, NetworkClusterEgress, NetworkResource(NetworkCluster, Egress))
+	require.Equal(t, NetworkClusterIngress, NetworkResource(NetworkCluster, Ingress))
+	for _, tc := range []struct {
+		resource, class string
+		want            bool
+	}{
+		{NetworkInternetEgress, "internet", true},
+		{NetworkClusterIngress, "cluster", true},
+		{"network.zone-a.egress", "zone-a", true}, // a class of the agents' own
+		{NetworkInternetEgress, "cluster", false},
+		{NetworkInternetEgress, "", false},
+		{"network.egress", "internet", false},
+		{"network.internet.sideways", "internet", false},
+		{"network.a.b.egress", "a.b", false},
+		{CPU, "", true}, // not a network resource
+	} {
+		require.Equal(t, tc.want, ValidNetwork(tc.resource, tc.class), "%s/%s", tc.resource, tc.class)
+	}
+}
+
 func TestNameRules(t *testing.T) {
 	t.Parallel()
-	for s, want := range map[string]bool{"cpu": true, "network.egress": true, "a_b-c.d9": true, "": false, "9cpu": false, "CPU": false, "cpu ": false} {
+	for s, want := range map[string]bool{"cpu": true, "network.internet.egress": true, "a_b-c.d9": true, "": false, "9cpu": false, "CPU": false, "cpu ": false} {
 		require.Equal(t, want, ValidResource(s), s)
 	}
 	for s, want := range map[string]bool{"": true, "nvidia.com/gpu": true, "Fast-SSD_2": true, "/x": false, "a b": false, "é": false} {

@@ -3655,7 +3655,7 @@ type UsageReport {
 
 "The usage of one resource and class over time."
 type UsageSeries {
-  "cpu, memory, gpu, storage, network.egress, network.ingress, or a meter's own."
+  "cpu, memory, gpu, storage, network.internet.egress, network.internet.ingress, network.cluster.egress, network.cluster.ingress, or a meter's own."
   resource: String! @auth(scope: PARENT)
   "The storage class, the GPU resource name, cluster or internet; empty when none applies."
   class: String! @auth(scope: PARENT)

@@ -464,7 +464,7 @@ type UsageReport struct {
 
 // The usage of one resource and class over time.
 type UsageSeries struct {
-	// cpu, memory, gpu, storage, network.egress, network.ingress, or a meter's own.
+	// cpu, memory, gpu, storage, network.internet.egress, network.internet.ingress, network.cluster.egress, network.cluster.ingress, or a meter's own.
 	Resource string `json:"resource"`
 	// The storage class, the GPU resource name, cluster or internet; empty when none applies.
 	Class string `json:"class"`

@@ -87,6 +87,10 @@ type KubeOptions struct {
 	Pods bool
 	// Nodes is how many fake Nodes there are when Pods is set; 0 means 1.
 	Nodes int
+	// Metrics also starts metrics-server behind the aggregation layer, so
+	// that metrics.k8s.io serves the usage kwok reports for Pods (see
+	// EnableMetrics); it implies Pods.
+	Metrics bool
 	// Port is kube-apiserver's secure port on 127.0.0.1; 0 picks a free one.
 	Port int
 }
@@ -104,10 +108,12 @@ type KubeCluster struct {
 	nodeCount  int
 	pki        *kubePKI
 
-	mu      sync.Mutex
-	procs   []*process // in start order
-	nodes   []string   // names of the fake Nodes, once Pods are enabled
-	stopped bool
+	mu       sync.Mutex
+	procs    []*process // in start order
+	nodes    []string   // names of the fake Nodes, once Pods are enabled
+	kwokPort int        // kwok's kubelet endpoint, once Pods are enabled
+	metrics  bool       // metrics.k8s.io is served
+	stopped  bool
 }
 
 // StartKube starts a control plane and returns when kube-apiserver is ready
@@ -122,8 +128,11 @@ func StartKube(ctx context.Context, opts KubeOptions) (*KubeCluster, error) {
 		defer cancel()
 	}
 	names := []string{"etcd", "kube-apiserver", "kube-controller-manager"}
-	if opts.Pods {
+	if opts.Pods || opts.Metrics {
 		names = append(names, "kube-scheduler", "kwok")
+	}
+	if opts.Metrics {
+		names = append(names, "metrics-server")
 	}
 	if err := checkInstalled(names...); err != nil {
 		return nil, err
@@ -161,6 +170,9 @@ func (c *KubeCluster) start(ctx context.Context, opts KubeOptions) error {
 			return err
 		}
 	}
+	if opts.Metrics {
+		return c.EnableMetrics(ctx)
+	}
 	if opts.Pods {
 		return c.EnablePods(ctx)
 	}
@@ -175,6 +187,15 @@ type kubePKI struct {
 	saKey, saPub         string
 	admin, controller    keyPair
 	scheduler, kwok      keyPair
+	// The aggregation layer: kube-apiserver proxies metrics.k8s.io to
+	// metrics-server with the front proxy's client certificate, which
+	// metrics-server trusts through the front proxy CA. kwok's kubelet
+	// endpoint and metrics-server serve certificates of the cluster CA.
+	frontProxyCAPath                  string
+	proxyCert, proxyKey               string
+	kwokServing, kwokServingKey       string
+	metricsServing, metricsServingKey string
+	metricsServer                     keyPair
 }
 
 func (c *KubeCluster) writePKI() (*kubePKI, error) {
@@ -222,17 +243,23 @@ func (c *KubeCluster) writePKI() (*kubePKI, error) {
 		{&p.controller, "system:kube-controller-manager", []string{"system:masters"}},
 		{&p.scheduler, "system:kube-scheduler", nil},
 		{&p.kwok, "kwok", []string{"system:masters"}},
+		{&p.metricsServer, "system:metrics-server", []string{"system:masters"}},
 	} {
 		if *id.kp, err = ca.client(id.user, id.groups...); err != nil {
 			return nil, err
 		}
 	}
+	if err := p.writeAggregationPKI(pkiDir); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
-// startPlane starts etcd, kube-apiserver and kube-controller-manager at
-// once (each waits for the one before it by itself) and returns when
-// kube-apiserver is ready and the default ServiceAccount exists.
+// startPlane starts etcd and kube-apiserver at once (kube-apiserver waits
+// for etcd by itself), then kube-controller-manager once kube-apiserver is
+// ready, and returns when the default ServiceAccount exists.
+// kube-controller-manager gives up on a kube-apiserver that is not healthy
+// within about 10 seconds, which a loaded machine can exceed.
 func (c *KubeCluster) startPlane(ctx context.Context, port int) error {
 	ports, err := freePorts(3)
 	if err != nil {
@@ -302,7 +329,23 @@ func (c *KubeCluster) startPlane(ctx context.Context, port int) error {
 		"--allow-privileged=true",
 		"--profiling=false",
 		"--cert-dir=" + filepath.Join(c.dir, "pki"),
+		// The aggregation layer, so that metrics.k8s.io (EnableMetrics)
+		// is served through kube-apiserver as in a real cluster.
+		"--requestheader-client-ca-file=" + pki.frontProxyCAPath,
+		"--requestheader-allowed-names=" + frontProxyClientName,
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
+		"--proxy-client-cert-file=" + pki.proxyCert,
+		"--proxy-client-key-file=" + pki.proxyKey,
 	}, nil)
+	if err != nil {
+		return err
+	}
+	err = poll(ctx, "kube-apiserver /readyz", 50*time.Millisecond, []*process{etcd, apiserver}, func(ctx context.Context) (bool, error) {
+		_, err := c.client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+		return err == nil, err
+	})
 	if err != nil {
 		return err
 	}
@@ -323,14 +366,6 @@ func (c *KubeCluster) startPlane(ctx context.Context, port int) error {
 		return err
 	}
 	procs := []*process{etcd, apiserver, cm}
-
-	err = poll(ctx, "kube-apiserver /readyz", 50*time.Millisecond, procs, func(ctx context.Context) (bool, error) {
-		_, err := c.client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		return err == nil, err
-	})
-	if err != nil {
-		return err
-	}
 	return poll(ctx, "the default service account", 50*time.Millisecond, procs, func(ctx context.Context) (bool, error) {
 		_, err := c.client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
 		return err == nil, err
@@ -433,6 +468,18 @@ func (c *KubeCluster) enablePods(ctx context.Context) (err error) {
 	if len(stages) == 0 {
 		return fmt.Errorf("no kwok stages in %s (run tools/install.sh kwok)", stagesDir)
 	}
+	metricConfigs, err := c.kwokMetricConfigs()
+	if err != nil {
+		return err
+	}
+	ports, err := freePorts(1)
+	if err != nil {
+		return err
+	}
+	c.kwokPort = ports[0]
+	// kwok serves every fake Node's kubelet endpoint on one port, over TLS
+	// with a certificate of the cluster's CA; its resource metrics are
+	// what metrics-server scrapes (see EnableMetrics).
 	args := []string{
 		"--kubeconfig=" + kwokConfig,
 		"--manage-all-nodes=false",
@@ -440,8 +487,12 @@ func (c *KubeCluster) enablePods(ctx context.Context) (err error) {
 		"--node-lease-duration-seconds=40",
 		"--cidr=10.244.0.0/16",
 		"--node-ip=127.0.0.1",
+		"--node-port=" + itoa(c.kwokPort),
+		"--server-address=127.0.0.1:" + itoa(c.kwokPort),
+		"--tls-cert-file=" + pki.kwokServing,
+		"--tls-private-key-file=" + pki.kwokServingKey,
 	}
-	for _, s := range stages {
+	for _, s := range append(stages, metricConfigs...) {
 		args = append(args, "--config="+s)
 	}
 	// kwok also reads ~/.kwok/kwok.yaml; a HOME of our own keeps a
@@ -487,8 +538,13 @@ func (c *KubeCluster) createNode(ctx context.Context, name string) error {
 	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        name,
-			Annotations: map[string]string{kwokNodeAnnotation: "fake"},
+			Name: name,
+			Annotations: map[string]string{
+				kwokNodeAnnotation: "fake",
+				// Where metrics-server finds this Node's resource
+				// metrics on kwok's shared kubelet endpoint.
+				resourceMetricsPathAnnotation: "/metrics/nodes/" + name + "/metrics/resource",
+			},
 			Labels: map[string]string{
 				"type":                   "kwok",
 				"kubernetes.io/hostname": name,
@@ -627,6 +683,8 @@ func toolVersion(name string) string {
 		return EtcdVersion
 	case "kwok":
 		return KwokVersion
+	case "metrics-server":
+		return MetricsServerVersion
 	case "stripe-mock":
 		return StripeMockVersion
 	case "golangci-lint":
@@ -649,11 +707,13 @@ func writeKubeconfig(path, host string, caPEM []byte, id keyPair) error {
 }
 
 var shared struct {
-	kubeOnce sync.Once
-	kube     *KubeCluster
-	kubeErr  error
-	podsOnce sync.Once
-	podsErr  error
+	kubeOnce    sync.Once
+	kube        *KubeCluster
+	kubeErr     error
+	podsOnce    sync.Once
+	podsErr     error
+	metricsOnce sync.Once
+	metricsErr  error
 }
 
 // Kube returns the control plane shared by the tests of this test binary,

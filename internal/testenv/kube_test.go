@@ -16,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	metricsv1beta1 "k8s.io/metrics/pkg/apis/metrics/v1beta1"
+	metricsclient "k8s.io/metrics/pkg/client/clientset/versioned"
 
 	"github.com/tenantplane/tenantplane/internal/testenv"
 )
@@ -303,4 +305,55 @@ func TestStartKubeReportsWhyAProcessFailed(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "kube-apiserver exited")
 	require.Contains(t, err.Error(), "address already in use", "the error carries the tail of its log")
+}
+
+// TestKubeMetricsServeKwokUsage reads, through kube-apiserver's aggregation
+// layer, the usage that metrics-server scraped from kwok for each container
+// of a pod: memory exactly, CPU as the rate between two scrapes.
+func TestKubeMetricsServeKwokUsage(t *testing.T) {
+	t.Parallel()
+	kc := testenv.KubeWithMetrics(t)
+	ns := newNamespace(t, kc)
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "busy", Namespace: ns},
+		Spec: corev1.PodSpec{
+			NodeName: kc.NodeNames()[0],
+			Containers: []corev1.Container{
+				{Name: "app", Image: "busybox"},
+				{Name: "proxy", Image: "busybox"},
+			},
+		},
+	}
+	testenv.SetUsage(pod, "app", "40m", "48Mi")
+	testenv.SetUsage(pod, "proxy", "3m", "20Mi")
+	_, err := kc.Client().CoreV1().Pods(ns).Create(t.Context(), pod, metav1.CreateOptions{})
+	require.NoError(t, err)
+
+	mc, err := metricsclient.NewForConfig(kc.Config())
+	require.NoError(t, err)
+	var pm *metricsv1beta1.PodMetrics
+	eventually(t, time.Minute, "pod metrics of "+ns+"/busy", func(ctx context.Context) (bool, error) {
+		pm, err = mc.MetricsV1beta1().PodMetricses(ns).Get(ctx, "busy", metav1.GetOptions{})
+		return err == nil, err
+	})
+	got := map[string][2]int64{}
+	for _, c := range pm.Containers {
+		// CPU is a rate over the window between two scrapes, which the
+		// scrape's own latency blurs by far less than half a millicore.
+		milli := (c.Usage.Cpu().ScaledValue(resource.Nano) + 500_000) / 1_000_000
+		got[c.Name] = [2]int64{milli, c.Usage.Memory().Value()}
+	}
+	require.Equal(t, map[string][2]int64{"app": {40, 48 << 20}, "proxy": {3, 20 << 20}}, got)
+	require.Positive(t, pm.Window.Duration)
+
+	// The aggregation layer passes the caller on: a service account
+	// without RBAC to read metrics is refused by metrics-server.
+	_, err = kc.Client().CoreV1().ServiceAccounts(ns).Create(t.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "nobody"}}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	_, cfg, err := kc.ServiceAccountKubeconfig(t.Context(), ns, "nobody", time.Hour)
+	require.NoError(t, err)
+	nobody, err := metricsclient.NewForConfig(cfg)
+	require.NoError(t, err)
+	_, err = nobody.MetricsV1beta1().PodMetricses(ns).Get(t.Context(), "busy", metav1.GetOptions{})
+	require.True(t, apierrors.IsForbidden(err), "want forbidden, got %v", err)
 }

@@ -11,6 +11,9 @@ const (
 	EtcdVersion = "v3.7.3"
 	// KwokVersion is the version of kwok, which fakes Nodes and their Pods.
 	KwokVersion = "v0.8.0"
+	// MetricsServerVersion is the version of metrics-server, which serves
+	// metrics.k8s.io from the kubelets' (here kwok's) resource metrics.
+	MetricsServerVersion = "v0.8.0"
 	// StripeMockVersion is the version of stripe-mock.
 	StripeMockVersion = "v0.203.0"
 	// GolangciLintVersion is the version of golangci-lint.

@@ -24,11 +24,12 @@ func TestVersionsMatchTools(t *testing.T) {
 		}
 	}
 	require.Equal(t, map[string]string{
-		"KUBE_VERSION":          testenv.KubeVersion,
-		"ETCD_VERSION":          testenv.EtcdVersion,
-		"KWOK_VERSION":          testenv.KwokVersion,
-		"STRIPE_MOCK_VERSION":   testenv.StripeMockVersion,
-		"GOLANGCI_LINT_VERSION": testenv.GolangciLintVersion,
+		"KUBE_VERSION":           testenv.KubeVersion,
+		"ETCD_VERSION":           testenv.EtcdVersion,
+		"KWOK_VERSION":           testenv.KwokVersion,
+		"METRICS_SERVER_VERSION": testenv.MetricsServerVersion,
+		"STRIPE_MOCK_VERSION":    testenv.StripeMockVersion,
+		"GOLANGCI_LINT_VERSION":  testenv.GolangciLintVersion,
 	}, env)
 }
 

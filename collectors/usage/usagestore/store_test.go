@@ -81,13 +81,13 @@ func TestWriteSameKeyTwiceIsNoDouble(t *testing.T) {
 
 	// Another source, or an event key, is another row.
 	res, err = b.store.Write(b.ctx, "netmeter", []usage.Sample{
-		{NamespaceID: b.ns[0], Resource: "network.egress", Class: "internet", Minute: minute(1, 0), Quantity: 10, Key: "e1"},
-		{NamespaceID: b.ns[0], Resource: "network.egress", Class: "internet", Minute: minute(1, 0), Quantity: 20, Key: "e2"},
-		{NamespaceID: b.ns[0], Resource: "network.egress", Class: "internet", Minute: minute(1, 0), Quantity: 20, Key: "e2"},
+		{NamespaceID: b.ns[0], Resource: usage.NetworkInternetEgress, Class: "internet", Minute: minute(1, 0), Quantity: 10, Key: "e1"},
+		{NamespaceID: b.ns[0], Resource: usage.NetworkInternetEgress, Class: "internet", Minute: minute(1, 0), Quantity: 20, Key: "e2"},
+		{NamespaceID: b.ns[0], Resource: usage.NetworkInternetEgress, Class: "internet", Minute: minute(1, 0), Quantity: 20, Key: "e2"},
 	})
 	require.NoError(t, err)
 	require.Equal(t, usage.WriteResult{Inserted: 2, Duplicates: 1}, res)
-	require.Equal(t, int64(30), b.sum(t, `SELECT sum(quantity) FROM usage_minute WHERE resource = 'network.egress'`))
+	require.Equal(t, int64(30), b.sum(t, `SELECT sum(quantity) FROM usage_minute WHERE resource = 'network.internet.egress'`))
 }
 
 func TestWriteRejectsBadSamples(t *testing.T) {
