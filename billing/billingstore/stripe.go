@@ -79,7 +79,7 @@ const (
 	qEventProcessed = `UPDATE stripe_events SET processed_at = $2, outcome = $3, attempts = attempts + 1 WHERE id = $1`
 	qEventFailed    = `UPDATE stripe_events SET attempts = attempts + 1, last_error = left($2, 2000) WHERE id = $1`
 	qEnsureObject   = `INSERT INTO stripe_objects (object_id, status, event_created, event_id, updated_at)
-	VALUES ($1, '', '-infinity', '', $2) ON CONFLICT (object_id) DO NOTHING`
+	VALUES ($1, '', 'epoch', '', $2) ON CONFLICT (object_id) DO NOTHING`
 	qLockObject    = `SELECT status, event_created, event_id FROM stripe_objects WHERE object_id = $1 FOR UPDATE`
 	qSetObject     = `UPDATE stripe_objects SET status = $2, event_created = $3, event_id = $4, updated_at = $5 WHERE object_id = $1`
 	qRecordPayment = `INSERT INTO stripe_payments (payment_intent_id, org_id, purpose, amount_micros, currency, reference, created_at)
