@@ -1,0 +1,11 @@
+DROP TABLE rating_state;
+DROP TABLE charge_lines;
+ALTER TABLE orgs DROP CONSTRAINT orgs_plan_fkey;
+DROP TABLE plans;
+DROP TRIGGER price_book_versions_frozen ON price_book_versions;
+DROP FUNCTION price_book_versions_frozen();
+DROP TABLE price_tiers;
+DROP TABLE prices;
+DROP FUNCTION prices_frozen();
+DROP TABLE price_book_versions;
+DROP TABLE price_books;
