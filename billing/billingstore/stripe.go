@@ -67,6 +67,10 @@ const (
 	qInsertStripeInvoice = `INSERT INTO stripe_invoices (invoice_id, org_id, stripe_invoice_id, hosted_url, status,
 	amount_micros, currency, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)`
 	qSetStripeInvoiceStatus = `UPDATE stripe_invoices SET status = $2, updated_at = $3 WHERE invoice_id = $1`
+	qUnpushedInvoices       = `SELECT ` + invoiceColumns + ` FROM invoices i
+	WHERE i.status = 'finalized' AND i.billing_mode = 'postpaid'
+	  AND NOT EXISTS (SELECT 1 FROM stripe_invoices s WHERE s.invoice_id = i.id)
+	ORDER BY i.id LIMIT $1`
 
 	// qRecordEvent stores an event unless it is stored, and says whether
 	// the stored one was processed; a row inserted by this statement is
@@ -179,7 +183,7 @@ func (s *Store) CreateTopUp(ctx context.Context, t stripepay.TopUp, a stripepay.
 			return err
 		}
 		a.Detail = withDetail(a.Detail, "topup", out.ID)
-		return audit(ctx, tx, a, t.CreatedAt)
+		return stripeAudit(ctx, tx, a, t.CreatedAt)
 	})
 	return out, err
 }
@@ -192,7 +196,7 @@ func withDetail(d map[string]any, k string, v any) map[string]any {
 	return d
 }
 
-func audit(ctx context.Context, db dbtx, a stripepay.Audit, at time.Time) error {
+func stripeAudit(ctx context.Context, db dbtx, a stripepay.Audit, at time.Time) error {
 	return writeAudit(ctx, db, AuditEntry{At: at, Actor: a.Actor, Action: a.Action, Target: a.Target, Detail: a.Detail})
 }
 
@@ -237,7 +241,7 @@ func (s *Store) SetAutoTopUp(ctx context.Context, a stripepay.AutoTopUp, au stri
 			a.UpdatedBy, a.UpdatedAt.UTC()); err != nil {
 			return storeErr("saving automatic top-up", "org", err)
 		}
-		if err := audit(ctx, tx, au, a.UpdatedAt); err != nil {
+		if err := stripeAudit(ctx, tx, au, a.UpdatedAt); err != nil {
 			return err
 		}
 		var err error
@@ -295,6 +299,12 @@ func (s *Store) SaveStripeInvoice(ctx context.Context, inv stripepay.StripeInvoi
 		return writeAudit(ctx, tx, AuditEntry{At: at, Actor: "system:billing", Action: "billing.invoice.push",
 			Target: orgKey(inv.OrgID), Detail: map[string]any{"invoice": inv.InvoiceID, "stripe_invoice": inv.StripeInvoiceID}})
 	})
+}
+
+// UnpushedInvoices implements stripepay.Store.
+func (s *Store) UnpushedInvoices(ctx context.Context, limit int) ([]billing.Invoice, error) {
+	rows, err := s.pool.Query(ctx, qUnpushedInvoices, limit)
+	return s.collectInvoices(ctx, rows, err)
 }
 
 // RecordEvent implements stripepay.Store.
@@ -504,10 +514,38 @@ func (e *eventTx) InvoiceByStripeID(ctx context.Context, stripeID string) (strip
 }
 
 func (e *eventTx) SetInvoiceStatus(ctx context.Context, invoiceID int64, status string, at time.Time) error {
-	_, err := e.tx.Exec(ctx, qSetStripeInvoiceStatus, invoiceID, status, at.UTC())
-	return storeErr("updating stripe invoice", "stripe invoice", err)
+	if _, err := e.tx.Exec(ctx, qSetStripeInvoiceStatus, invoiceID, status, at.UTC()); err != nil {
+		return storeErr("updating stripe invoice", "stripe invoice", err)
+	}
+	var to billing.InvoiceStatus
+	switch status {
+	case "paid":
+		to = billing.InvoiceStatusPaid
+	case "void":
+		to = billing.InvoiceStatusVoid
+	default:
+		return nil
+	}
+	inv, err := scanInvoice(e.tx.QueryRow(ctx, qInvoiceByID, invoiceID))
+	if err != nil {
+		return storeErr("reading invoice", "invoice", err)
+	}
+	if !inv.Status.CanTransition(to) {
+		return nil // paid or void already
+	}
+	_, err = e.s.transition(ctx, e.tx, invoiceID, to, func(from billing.InvoiceStatus, now time.Time) (int64, error) {
+		if to == billing.InvoiceStatusPaid {
+			return exec(ctx, e.tx, qMarkPaid, invoiceID, now)
+		}
+		return exec(ctx, e.tx, qVoid, invoiceID, string(from), now, "voided in Stripe")
+	})
+	if err != nil {
+		return err
+	}
+	return writeAudit(ctx, e.tx, AuditEntry{At: at, Actor: "stripe", Action: "billing.invoice." + status,
+		Target: invoiceTarget(invoiceID), Detail: map[string]any{"org_id": inv.OrgID}})
 }
 
 func (e *eventTx) Audit(ctx context.Context, a stripepay.Audit, at time.Time) error {
-	return audit(ctx, e.tx, a, at)
+	return stripeAudit(ctx, e.tx, a, at)
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
+
+	"github.com/tenantplane/tenantplane/billing"
 )
 
 // Metadata keys we set on Stripe objects to find our own again.
@@ -149,7 +151,15 @@ func (a *api) chargeOffSession(ctx context.Context, in offSession) (*stripe.Paym
 	return pi, nil
 }
 
-func (a *api) pushInvoice(ctx context.Context, customerID string, inv Invoice, daysUntilDue int64) (*stripe.Invoice, error) {
+// invoiceItem is one item of an invoice pushed to Stripe; key tells it
+// apart within its invoice for its idempotency key.
+type invoiceItem struct {
+	key         string
+	description string
+	minor       int64
+}
+
+func (a *api) pushInvoice(ctx context.Context, customerID string, inv billing.Invoice, items []invoiceItem, daysUntilDue int64) (*stripe.Invoice, error) {
 	meta := map[string]string{
 		metaOrg:     strconv.FormatInt(inv.OrgID, 10),
 		metaInvoice: strconv.FormatInt(inv.ID, 10),
@@ -164,31 +174,25 @@ func (a *api) pushInvoice(ctx context.Context, customerID string, inv Invoice, d
 		DaysUntilDue:                stripe.Int64(daysUntilDue),
 		AutoAdvance:                 stripe.Bool(false),
 		PendingInvoiceItemsBehavior: stripe.String("exclude"),
+		Description:                 stripe.String(inv.DisplayNumber()),
 		Metadata:                    meta,
 	}
 	si, err := a.c.Invoices.New(ip)
 	if err != nil {
 		return nil, fmt.Errorf("creating stripe invoice of invoice %d: %w", inv.ID, err)
 	}
-	for _, l := range inv.Lines {
-		minor, err := ToMinor(l.Amount, inv.Currency)
-		if err != nil {
-			return nil, fmt.Errorf("invoice %d line %d: %w", inv.ID, l.Line, err)
-		}
-		if minor == 0 {
-			continue
-		}
+	for _, it := range items {
 		p := &stripe.InvoiceItemParams{
-			Params:      params(ctx, fmt.Sprintf("tenantplane-invoice-%d-line-%d", inv.ID, l.Line)),
+			Params:      params(ctx, fmt.Sprintf("tenantplane-invoice-%d-item-%s", inv.ID, it.key)),
 			Customer:    stripe.String(customerID),
 			Invoice:     stripe.String(si.ID),
-			Amount:      stripe.Int64(minor),
+			Amount:      stripe.Int64(it.minor),
 			Currency:    stripe.String(cur),
-			Description: stripe.String(l.Description),
+			Description: stripe.String(it.description),
 			Metadata:    meta,
 		}
 		if _, err := a.c.InvoiceItems.New(p); err != nil {
-			return nil, fmt.Errorf("adding line %d of invoice %d: %w", l.Line, inv.ID, err)
+			return nil, fmt.Errorf("adding item %s of invoice %d: %w", it.key, inv.ID, err)
 		}
 	}
 	fp := &stripe.InvoiceFinalizeInvoiceParams{Params: params(ctx, fmt.Sprintf("tenantplane-invoice-%d-finalize", inv.ID)),

@@ -73,25 +73,6 @@ type AutoTopUpDue struct {
 	Usable     billing.Micros
 }
 
-// Invoice is one of our finalized invoices, as pushed to Stripe.
-type Invoice struct {
-	// ID is our invoice's id.
-	ID       int64
-	OrgID    int64
-	Currency string
-	Total    billing.Micros
-	// Lines are what the invoice bills, each pushed as an invoice item.
-	Lines []InvoiceLine
-}
-
-// InvoiceLine is one line of an invoice.
-type InvoiceLine struct {
-	// Line numbers a line within its invoice.
-	Line        int
-	Description string
-	Amount      billing.Micros
-}
-
 // StripeInvoice is where an invoice stands at Stripe.
 type StripeInvoice struct {
 	InvoiceID       int64
@@ -228,6 +209,9 @@ type Store interface {
 	// SaveStripeInvoice records an invoice pushed to Stripe, with an audit
 	// row.
 	SaveStripeInvoice(ctx context.Context, inv StripeInvoice, at time.Time) error
+	// UnpushedInvoices lists up to limit finalized postpaid invoices, with
+	// their lines, that have not been pushed to Stripe, oldest first.
+	UnpushedInvoices(ctx context.Context, limit int) ([]billing.Invoice, error)
 
 	// RecordEvent stores a verified event unless it is stored already, and
 	// reports whether it has been processed.
@@ -282,8 +266,8 @@ type EventTx interface {
 	RecordDispute(ctx context.Context, d Dispute, at time.Time) error
 	// InvoiceByStripeID returns a pushed invoice by its Stripe id, if any.
 	InvoiceByStripeID(ctx context.Context, stripeID string) (StripeInvoice, bool, error)
-	// SetInvoiceStatus sets a pushed invoice's status; paid also marks our
-	// invoice paid at at.
+	// SetInvoiceStatus sets a pushed invoice's status; paid and void also
+	// move our invoice to that state when it may still move there.
 	SetInvoiceStatus(ctx context.Context, invoiceID int64, status string, at time.Time) error
 	// Audit writes an audit log row.
 	Audit(ctx context.Context, a Audit, at time.Time) error

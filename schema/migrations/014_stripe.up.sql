@@ -87,7 +87,7 @@ CREATE INDEX stripe_disputes_org_idx ON stripe_disputes (org_id);
 
 -- Our finalized invoices as pushed to Stripe.
 CREATE TABLE stripe_invoices (
-    invoice_id        bigint      PRIMARY KEY,
+    invoice_id        bigint      PRIMARY KEY REFERENCES invoices (id),
     org_id            bigint      NOT NULL REFERENCES orgs (id),
     stripe_invoice_id text        NOT NULL UNIQUE,
     hosted_url        text        NOT NULL DEFAULT '',
