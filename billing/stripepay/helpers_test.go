@@ -11,7 +11,7 @@ func itoa[T int64 | int](v T) string { return strconv.FormatInt(int64(v), 10) }
 
 // metricValue returns the value of the first series of the named counter
 // or gauge in b's registry.
-func metricValue(t *testing.T, b *bundle, name string, labels ...string) float64 {
+func metricValue(t testing.TB, b *bundle, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := b.reg.Gather()
 	require.NoError(t, err)

@@ -51,7 +51,7 @@ func (o *observer) seen() []int64 {
 }
 
 type bundle struct {
-	t        *testing.T
+	t        testing.TB
 	db       *testenv.DB
 	store    *billingstore.Store
 	svc      *stripepay.Service
@@ -62,7 +62,7 @@ type bundle struct {
 
 type option func(*stripepay.Config, *stripepay.Deps)
 
-func setup(t *testing.T, opts ...option) *bundle {
+func setup(t testing.TB, opts ...option) *bundle {
 	t.Helper()
 	db := testenv.Postgres(t)
 	sm := testenv.Stripe(t)
@@ -85,7 +85,7 @@ func setup(t *testing.T, opts ...option) *bundle {
 }
 
 // newOrg makes an org with one owner.
-func newOrg(t *testing.T, pool *pgxpool.Pool, name, email string) int64 {
+func newOrg(t testing.TB, pool *pgxpool.Pool, name, email string) int64 {
 	t.Helper()
 	ctx := context.Background()
 	var org, user int64
@@ -183,7 +183,7 @@ func (b *bundle) topUpRow(id int64) stripepay.TopUp {
 }
 
 // testWriter sends log lines to the test's log.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(bytes.TrimSpace(p)))
