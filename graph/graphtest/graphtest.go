@@ -16,6 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/tenantplane/tenantplane/billing/billingstore"
+	"github.com/tenantplane/tenantplane/billing/stripepay"
 	"github.com/tenantplane/tenantplane/collectors/usage"
 	"github.com/tenantplane/tenantplane/collectors/usage/usagestore"
 	"github.com/tenantplane/tenantplane/graph"
@@ -39,7 +41,9 @@ type Env struct {
 	// suspends with, on the shared Kubernetes control plane.
 	Isolation Isolation
 	// Usage is the usage store the handler's usage queries read.
-	Usage   *usagestore.Store
+	Usage *usagestore.Store
+	// Payments takes top-ups through the shared stripe-mock.
+	Payments *stripepay.Service
 	Handler http.Handler
 	Server  *httptest.Server
 	Client  *http.Client
@@ -106,10 +110,16 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	e.Usage = usagestore.New(pool)
 	usageQueries, err := usage.NewQueries(e.Usage, usage.QueryConfig{})
 	require.NoError(t, err)
+	e.Payments, err = stripepay.New(stripepay.Config{
+		APIKey: "sk_test_graph", APIURL: testenv.Stripe(t).URL, WebhookSecrets: []string{"whsec_graph"},
+		SuccessURL: "https://console.test/billing?topup=done", CancelURL: "https://console.test/billing",
+	}, stripepay.Deps{Store: billingstore.New(pool, func() time.Time { return time.Now().UTC() }),
+		Clock: func() time.Time { return time.Now().UTC() }})
+	require.NoError(t, err)
 	e.Handler, err = graph.NewHandler(gcfg, graph.Deps{
 		Tenancy: e.Service, Authorizer: e.Authorizer,
 		Kubeconfigs: e.Isolation.Kubeconfigs, Suspender: e.Isolation.Suspension, Hosts: e.Isolation.Hosts,
-		Usage: usageQueries,
+		Usage: usageQueries, Payments: e.Payments,
 	})
 	require.NoError(t, err)
 	e.Server = httptest.NewServer(e.Handler)
