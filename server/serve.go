@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/tenantplane/tenantplane/billing/stripepay"
 	"github.com/tenantplane/tenantplane/graph"
 	"github.com/tenantplane/tenantplane/internal/reqmeta"
 	"github.com/tenantplane/tenantplane/schema/dbmigrate"
@@ -75,7 +76,10 @@ type app struct {
 	authz     *authz.Authorizer
 	isolation *isolationParts
 	metering  *meteringParts
-	http      *httpServer
+	// stripe takes payments; nil when payments are off. It is also the
+	// billing.InvoiceFinalized hook of the invoice run.
+	stripe *stripepay.Service
+	http   *httpServer
 	// background runs until ctx is done, next to the HTTP server.
 	background []func(context.Context) error
 }
@@ -159,6 +163,14 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		return nil, err
 	}
 
+	if a.stripe, err = newStripe(cfg, a, nil, reg); err != nil {
+		return nil, err
+	}
+	var payments graph.Payments
+	if a.stripe != nil {
+		payments = a.stripe
+	}
+
 	gql, err := graph.NewHandler(graph.Config{
 		Dev:           cfg.Dev,
 		Introspection: cfg.Dev || cfg.GraphQL.Introspection,
@@ -167,7 +179,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	}, graph.Deps{
 		Tenancy: a.tenancy, Authorizer: a.authz,
 		Kubeconfigs: a.isolation.kubeconfigs, Suspender: a.isolation.suspension,
-		Hosts: a.isolation.hosts, Usage: a.metering.queries,
+		Hosts: a.isolation.hosts, Usage: a.metering.queries, Payments: payments,
 		Logger: log, Clock: clock,
 	})
 	if err != nil {
@@ -188,6 +200,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	})
 	a.http.handle("/graphql", gql)
 	a.http.handle("POST /v1/usage", a.metering.ingest)
+	if a.stripe != nil {
+		a.http.handle("POST /webhooks/stripe", a.stripe.Webhook())
+	}
 	if cfg.Dev {
 		a.http.handle("GET /{$}", gql) // GraphiQL
 	}
@@ -213,6 +228,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		runIsolation(a.isolation, a.kube, cfg.Isolation, log),
 		a.metering.run(),
 	)
+	if a.stripe != nil {
+		a.background = append(a.background, runStripeJobs(a.stripe, a.kube, cfg, a))
+	}
 	return a, nil
 }
 
