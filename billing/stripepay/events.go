@@ -278,10 +278,10 @@ func (h eventCtx) audit(ctx context.Context, orgID int64, detail map[string]any)
 // ourTopUp finds the top-up that metadata names and checks that it is the
 // named org's.
 func (h eventCtx) ourTopUp(ctx context.Context, meta map[string]string) (TopUp, bool, error) {
-	org, err1 := strconv.ParseInt(meta[metaOrg], 10, 64)
-	id, err2 := strconv.ParseInt(meta[metaTopUp], 10, 64)
-	if err1 != nil || err2 != nil {
-		return TopUp{}, false, nil
+	org, okOrg := parseID(meta[metaOrg])
+	id, okTopUp := parseID(meta[metaTopUp])
+	if !okOrg || !okTopUp {
+		return TopUp{}, false, nil // metadata of no top-up of ours
 	}
 	t, err := h.tx.TopUp(ctx, id)
 	if errcode.Of(err) == errcode.NotFound {
@@ -485,4 +485,10 @@ func (h eventCtx) dispute(ctx context.Context, o disputeObject) (string, error) 
 		return "", err
 	}
 	return fmt.Sprintf("debited dispute of %s %s from org %d and flagged it", billing.FormatMicros(amount), cur, org), nil
+}
+
+// parseID reads a positive decimal id.
+func parseID(s string) (int64, bool) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	return id, err == nil && id > 0
 }

@@ -44,10 +44,10 @@ type Env struct {
 	Usage *usagestore.Store
 	// Payments takes top-ups through the shared stripe-mock.
 	Payments *stripepay.Service
-	Handler http.Handler
-	Server  *httptest.Server
-	Client  *http.Client
-	queries *testenv.QueryCounter
+	Handler  http.Handler
+	Server   *httptest.Server
+	Client   *http.Client
+	queries  *testenv.QueryCounter
 }
 
 // Option adjusts an Env's configuration before it starts.
