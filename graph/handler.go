@@ -20,6 +20,8 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/parser"
 
+	"github.com/tenantplane/tenantplane/billing"
+	"github.com/tenantplane/tenantplane/billing/stripepay"
 	"github.com/tenantplane/tenantplane/collectors/usage"
 	"github.com/tenantplane/tenantplane/graph/generated"
 	"github.com/tenantplane/tenantplane/internal/errcode"
@@ -125,6 +127,15 @@ type Usage interface {
 	Org(ctx context.Context, orgID int64, from, to time.Time, g usage.Granularity) (usage.Usage, error)
 }
 
+// Payments starts top-ups, keeps automatic top-up settings and reports
+// reconciliation; *stripepay.Service is one.
+type Payments interface {
+	TopUp(ctx context.Context, orgID int64, amount billing.Micros, actor string) (stripepay.TopUp, error)
+	SetAutoTopUp(ctx context.Context, a stripepay.AutoTopUp, actor string) (stripepay.AutoTopUp, error)
+	AutoTopUp(ctx context.Context, orgID int64) (stripepay.AutoTopUp, error)
+	LastReconciliation(ctx context.Context) (stripepay.Reconciliation, error)
+}
+
 // Deps are what the handler calls.
 type Deps struct {
 	// Tenancy answers every query and performs every mutation but those
@@ -146,6 +157,9 @@ type Deps struct {
 	GiftCodes GiftCodes
 	// Debt answers the debt lifecycle's fields; nil answers them NOT_FOUND.
 	Debt Debt
+	// Payments answers the Stripe fields; nil means payments are not
+	// configured and those fields fail.
+	Payments Payments
 	// Logger receives internal errors with their request id; nil discards.
 	Logger *slog.Logger
 	// Clock tells the status of invitations; nil means time.Now in UTC.
@@ -311,7 +325,7 @@ func NewExecutableSchema(deps Deps) graphql.ExecutableSchema {
 	r := &Resolver{
 		tenancy: deps.Tenancy, authz: deps.Authorizer, kubeconfigs: deps.Kubeconfigs,
 		suspender: deps.Suspender, hosts: deps.Hosts, usage: deps.Usage, now: now, log: deps.Logger,
-		ledger: deps.Ledger, giftCodes: deps.GiftCodes, debt: deps.Debt,
+		ledger: deps.Ledger, giftCodes: deps.GiftCodes, debt: deps.Debt, payments: deps.Payments,
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)

@@ -18,6 +18,7 @@ type Resolver struct {
 	ledger      BillingLedger
 	giftCodes   GiftCodes
 	debt        Debt
+	payments    Payments
 	now         func() time.Time
 	log         *slog.Logger
 }

@@ -75,6 +75,8 @@ func TestServeConfigErrorsNameTheSetting(t *testing.T) {
 		{"zero timeout", []string{"serve", "--database-url", "postgres://x", "--http-idle-timeout", "0s"}, nil, "--http-idle-timeout"},
 		{"tiny body", []string{"serve", "--database-url", "postgres://x", "--http-max-body-bytes", "10"}, nil, "--http-max-body-bytes"},
 		{"wildcard cors", []string{"serve", "--database-url", "postgres://x", "--cors-origins", "*"}, nil, "--cors-origins"},
+		{"stripe without secret", []string{"serve", "--database-url", "postgres://x", "--mailer", "log", "--stripe-api-key", "sk_test_1"}, nil, "--stripe-*"},
+		{"bad top-up bound", []string{"serve", "--database-url", "postgres://x", "--mailer", "log", "--stripe-api-key", "sk_test_1", "--stripe-min-topup", "five"}, nil, "--stripe-min-topup"},
 		{"missing kubeconfig", []string{"serve", "--database-url", "postgres://x", "--kubeconfig", "/nonexistent/kubeconfig"}, nil, "--kubeconfig"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -60,6 +60,7 @@ type Config struct {
 	Invoicing InvoicingConfig
 	// BillingLifecycle is the debt lifecycle (--billing-lifecycle-*).
 	BillingLifecycle BillingLifecycleConfig
+	Stripe           StripeConfig
 }
 
 // GraphQLConfig bounds what one GraphQL request may ask for.
@@ -91,6 +92,7 @@ func defaultConfig() Config {
 		Metering:         defaultMeteringConfig(),
 		Invoicing:        defaultInvoicingConfig(),
 		BillingLifecycle: defaultBillingLifecycleConfig(),
+		Stripe:           defaultStripeConfig(),
 		GraphQL:          GraphQLConfig{MaxDepth: 12, MaxComplexity: 50000},
 	}
 }
@@ -118,6 +120,7 @@ func (c *Config) bindFlags(fs *pflag.FlagSet) {
 	c.Metering.bindFlags(fs)
 	c.Invoicing.bindFlags(fs)
 	c.BillingLifecycle.bindFlags(fs)
+	c.Stripe.bindFlags(fs)
 }
 
 // applyEnv sets every flag not given on the command line from its
@@ -187,7 +190,10 @@ func (c *Config) validate() error {
 	if err := c.Invoicing.validate(); err != nil {
 		return err
 	}
-	return c.BillingLifecycle.validate()
+	if err := c.BillingLifecycle.validate(); err != nil {
+		return err
+	}
+	return c.Stripe.validate()
 }
 
 func (h *HTTPConfig) validate() error {

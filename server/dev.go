@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,6 +29,13 @@ func (p *devPeers) stop() {
 	p.stops = nil
 }
 
+// The Stripe key and webhook secret `dev` uses against stripe-mock, which
+// accepts any key.
+const (
+	devStripeKey     = "sk_test_tenantplane_dev"
+	devWebhookSecret = "whsec_tenantplane_dev"
+)
+
 // devConfig is the configuration `dev` starts from: development mode on
 // loopback, mail written to the log.
 func devConfig() Config {
@@ -40,7 +48,6 @@ func devConfig() Config {
 
 func newDevCommand() *cobra.Command {
 	cfg := devConfig()
-	var stripeURL string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run tenantplane locally with a throwaway Postgres, Kubernetes and stripe-mock",
@@ -59,15 +66,14 @@ starting that peer. The Kubernetes and stripe-mock programs come from
 			if err := applyEnv(cmd); err != nil {
 				return err
 			}
-			return runDev(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cfg, stripeURL)
+			return runDev(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), cfg)
 		},
 	}
 	cfg.bindFlags(cmd.Flags())
-	cmd.Flags().StringVar(&stripeURL, "stripe-api-url", "", "Stripe API base URL; empty starts stripe-mock")
 	return cmd
 }
 
-func runDev(ctx context.Context, out, logOut io.Writer, cfg Config, stripeURL string) (err error) {
+func runDev(ctx context.Context, out, logOut io.Writer, cfg Config) (err error) {
 	say := func(format string, args ...any) { _, _ = fmt.Fprintf(out, "==> "+format+"\n", args...) }
 	peers := &devPeers{}
 	defer func() {
@@ -110,6 +116,7 @@ func runDev(ctx context.Context, out, logOut io.Writer, cfg Config, stripeURL st
 		say("using the cluster of kubeconfig %s", cfg.Kubeconfig)
 	}
 
+	stripeURL := cfg.Stripe.APIURL
 	if stripeURL == "" {
 		say("starting stripe-mock")
 		sm, err := testenv.StartStripeMock(startCtx)
@@ -121,6 +128,20 @@ func runDev(ctx context.Context, out, logOut io.Writer, cfg Config, stripeURL st
 		say("stripe-mock at %s (https %s)", sm.URL, sm.HTTPSURL)
 	} else {
 		say("using the Stripe API at %s", stripeURL)
+	}
+	cfg.Stripe.APIURL = stripeURL
+	if cfg.Stripe.APIKey == "" {
+		cfg.Stripe.APIKey = devStripeKey
+	}
+	if len(cfg.Stripe.WebhookSecrets) == 0 {
+		cfg.Stripe.WebhookSecrets = []string{devWebhookSecret}
+	}
+	// Checkout returns the payer to the console; in dev, to GraphiQL.
+	if cfg.Stripe.SuccessURL == "" {
+		cfg.Stripe.SuccessURL = "http://" + cfg.HTTP.Listen + "/?topup=done"
+	}
+	if cfg.Stripe.CancelURL == "" {
+		cfg.Stripe.CancelURL = "http://" + cfg.HTTP.Listen + "/?topup=cancelled"
 	}
 
 	if err := cfg.validate(); err != nil {
@@ -140,6 +161,7 @@ func runDev(ctx context.Context, out, logOut io.Writer, cfg Config, stripeURL st
 	if cfg.Identity.PublicURL == defaultIdentityConfig().PublicURL {
 		cfg.Identity.PublicURL = base
 	}
+
 	log := newLogger(logOut, cfg.LogLevel)
 	a, err := newApp(ctx, cfg, log)
 	if err != nil {
@@ -170,6 +192,7 @@ func runDev(ctx context.Context, out, logOut io.Writer, cfg Config, stripeURL st
 		"database      " + cfg.DatabaseURL,
 		"kubeconfig    " + cfg.Kubeconfig,
 		"stripe api    " + stripeURL,
+		"stripe hook   " + base + "/webhooks/stripe (secret " + strings.Join(cfg.Stripe.WebhookSecrets, ",") + ")",
 	} {
 		_, _ = fmt.Fprintln(out, "    "+line)
 	}

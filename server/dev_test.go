@@ -47,7 +47,7 @@ func TestDevServesThenLeavesNothingBehind(t *testing.T) {
 	out := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runDev(ctx, out, io.Discard, cfg, "") }()
+	go func() { done <- runDev(ctx, out, io.Discard, cfg) }()
 
 	field := func(name string) string {
 		m := regexp.MustCompile(name + ` +(\S+)`).FindStringSubmatch(out.String())

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
+	"github.com/stripe/stripe-go/v76/webhook"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -240,6 +241,9 @@ func TestServeIsReadyAgainstRealPeers(t *testing.T) {
 	cfg.Kubeconfig = kube.KubeconfigPath()
 	cfg.HTTP.Listen = "127.0.0.1:0"
 	cfg.Identity.Mailer = "log"
+	cfg.Stripe.APIKey, cfg.Stripe.APIURL = "sk_test_serve", testenv.Stripe(t).URL
+	cfg.Stripe.WebhookSecrets = []string{"whsec_serve"}
+	cfg.Stripe.SuccessURL, cfg.Stripe.CancelURL = "https://console.test/ok", "https://console.test/no"
 	require.NoError(t, cfg.validate())
 
 	l, err := net.Listen("tcp", cfg.HTTP.Listen)
@@ -274,6 +278,32 @@ func TestServeIsReadyAgainstRealPeers(t *testing.T) {
 		q, err := kube.Client().CoreV1().ResourceQuotas(ns).List(context.Background(), metav1.ListOptions{})
 		return err == nil && len(q.Items) > 0
 	}, 30*time.Second, 50*time.Millisecond, "namespace %s gets its quota", ns)
+
+	// The org's owner tops up through Stripe Checkout; Stripe's webhook,
+	// signed, credits the balance; a forged one is refused.
+	orgs := gql.do(token, `{ me { orgs { edges { node { id } } } } }`, nil)["me"].(map[string]any)
+	orgID := orgs["orgs"].(map[string]any)["edges"].([]any)[0].(map[string]any)["node"].(map[string]any)["id"].(string)
+	tu := gql.do(token, `mutation($org: ID!) { topUp(orgId: $org, amount: "25") { id checkoutUrl status } }`,
+		map[string]any{"org": orgID})["topUp"].(map[string]any)
+	require.Equal(t, "PENDING", tu["status"])
+	require.NotEmpty(t, tu["checkoutUrl"])
+	event, err := json.Marshal(map[string]any{"id": "evt_serve", "object": "event", "type": "payment_intent.succeeded",
+		"created": time.Now().Unix(), "data": map[string]any{"object": map[string]any{"id": "pi_serve", "object": "payment_intent",
+			"amount_received": 2500, "currency": "usd", "metadata": map[string]any{"tenantplane_org_id": orgID,
+				"tenantplane_topup_id": tu["id"], "tenantplane_purpose": "top_up"}}}})
+	require.NoError(t, err)
+	for sec, want := range map[string]int{"whsec_forged": http.StatusBadRequest, "whsec_serve": http.StatusOK} {
+		req, err := http.NewRequest(http.MethodPost, url+"/webhooks/stripe", bytes.NewReader(event))
+		require.NoError(t, err)
+		req.Header.Set("Stripe-Signature", webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{Payload: event, Secret: sec}).Header)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		require.Equal(t, want, resp.StatusCode, sec)
+	}
+	var cash int64
+	require.NoError(t, db.Pool.QueryRow(context.Background(), `SELECT cash_micros FROM billing_accounts WHERE org_id = $1`, orgID).Scan(&cash))
+	require.Equal(t, int64(25_000_000), cash)
 
 	// The tenant's kubeconfig, fetched through GraphQL, reaches its own
 	// namespace and nothing cluster-wide.

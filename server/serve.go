@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/tenantplane/tenantplane/billing"
+	"github.com/tenantplane/tenantplane/billing/stripepay"
 	"github.com/tenantplane/tenantplane/graph"
 	"github.com/tenantplane/tenantplane/internal/reqmeta"
 	"github.com/tenantplane/tenantplane/schema/dbmigrate"
@@ -78,7 +79,10 @@ type app struct {
 	metering  *meteringParts
 	invoicing *invoicingParts
 	lifecycle *billing.Lifecycle
-	http      *httpServer
+	// stripe takes payments; nil when payments are off. It is also the
+	// billing.InvoiceFinalized hook of the invoice run.
+	stripe *stripepay.Service
+	http   *httpServer
 	// background runs until ctx is done, next to the HTTP server.
 	background []func(context.Context) error
 }
@@ -165,7 +169,17 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		return nil, err
 	}
 
-	if a.invoicing, err = newInvoicing(cfg.Invoicing, pool, nil, nil, log); err != nil {
+	// Payments and gift codes tell the lifecycle at once when they move a
+	// balance, so a paid-up org resumes without waiting for its next pass.
+	if a.stripe, err = newStripe(cfg, a, a.lifecycle, reg); err != nil {
+		return nil, err
+	}
+	var payments graph.Payments
+	var pushInvoice billing.InvoiceFinalized
+	if a.stripe != nil {
+		payments, pushInvoice = a.stripe, a.stripe
+	}
+	if a.invoicing, err = newInvoicing(cfg.Invoicing, pool, pushInvoice, a.lifecycle, log); err != nil {
 		return nil, err
 	}
 
@@ -178,7 +192,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		Tenancy: a.tenancy, Authorizer: a.authz,
 		Kubeconfigs: a.isolation.kubeconfigs, Suspender: a.isolation.suspension,
 		Hosts: a.isolation.hosts, Usage: a.metering.queries,
-		Ledger: a.invoicing.store, GiftCodes: a.invoicing.giftCodes, Debt: a.lifecycle,
+		Ledger: a.invoicing.store, GiftCodes: a.invoicing.giftCodes, Debt: a.lifecycle, Payments: payments,
 		Logger: log, Clock: clock,
 	})
 	if err != nil {
@@ -199,6 +213,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	})
 	a.http.handle("/graphql", gql)
 	a.http.handle("POST /v1/usage", a.metering.ingest)
+	if a.stripe != nil {
+		a.http.handle("POST /webhooks/stripe", a.stripe.Webhook())
+	}
 	if cfg.Dev {
 		a.http.handle("GET /{$}", gql) // GraphiQL
 	}
@@ -226,6 +243,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		a.invoicing.run(a.kube, cfg.Isolation.LeaseNamespace, log),
 		runLifecycle(a.lifecycle, a.kube, cfg.Isolation.LeaseNamespace, log),
 	)
+	if a.stripe != nil {
+		a.background = append(a.background, runStripeJobs(a.stripe, a.kube, cfg, a))
+	}
 	return a, nil
 }
 

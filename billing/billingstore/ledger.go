@@ -19,8 +19,11 @@ const (
 	VALUES ($1, $2, $3, $3) ON CONFLICT (org_id) DO NOTHING`
 	// qLockAccount serialises every posting of one org: all of them lock
 	// the account row first, then the grants.
-	qLockAccount  = `SELECT currency FROM billing_accounts WHERE org_id = $1 FOR UPDATE`
-	qEntriesByRef = `SELECT id, org_id, kind, account, coalesce(credit_grant_id, 0), amount_micros, currency,
+	qLockAccount = `SELECT currency FROM billing_accounts WHERE org_id = $1 FOR UPDATE`
+	// qAccountCurrency is the currency an org is billed in, once it has
+	// an account.
+	qAccountCurrency = `SELECT currency FROM billing_accounts WHERE org_id = $1`
+	qEntriesByRef    = `SELECT id, org_id, kind, account, coalesce(credit_grant_id, 0), amount_micros, currency,
 	reference, part, description, actor, occurred_at, created_at
 	FROM ledger_entries WHERE reference = $1 ORDER BY part`
 	qInsertGrant = `INSERT INTO credit_grants (org_id, source, amount_micros, remaining_micros, expires_at, reference, created_at)

@@ -367,7 +367,6 @@ const (
 		owns = billing_namespace_holds.owns OR EXCLUDED.owns`
 	qReleaseSpendHold = `UPDATE billing_namespace_holds SET released_at = $2
 	WHERE namespace_id = $1 AND cause = 'spending_limit' AND released_at IS NULL`
-	qAccountCurrency  = `SELECT currency FROM billing_accounts WHERE org_id = $1`
 	qUpsertSpendLimit = `INSERT INTO billing_spending_limits (namespace_id, org_id, amount_micros, currency, updated_by,
 		created_at, updated_at)
 	VALUES ($1, $2, $3, $4, $5, $6, $6)

@@ -87,6 +87,14 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	AutoTopUp struct {
+		Amount          func(childComplexity int) int
+		Enabled         func(childComplexity int) int
+		OrgID           func(childComplexity int) int
+		PaymentMethodID func(childComplexity int) int
+		Threshold       func(childComplexity int) int
+	}
+
 	BillingWebhook struct {
 		CreatedAt func(childComplexity int) int
 		URL       func(childComplexity int) int
@@ -310,10 +318,12 @@ type ComplexityRoot struct {
 		RevokeInvitation      func(childComplexity int, id int64) int
 		RevokeMyKubeconfigs   func(childComplexity int) int
 		RevokeUserKubeconfigs func(childComplexity int, userID int64, reason string) int
+		SetAutoTopUp          func(childComplexity int, orgID int64, input model.AutoTopUpInput) int
 		SetBillingWebhook     func(childComplexity int, orgID int64, url string) int
 		SetSpendingLimit      func(childComplexity int, namespaceID int64, limitMicros *int64) int
 		SignUp                func(childComplexity int, input model.SignUpInput) int
 		SuspendNamespace      func(childComplexity int, id int64, reason string) int
+		TopUp                 func(childComplexity int, orgID int64, amount string) int
 		TransferOrgOwnership  func(childComplexity int, input model.OrgMemberRefInput) int
 		TransferOwnership     func(childComplexity int, input model.MemberRefInput) int
 		VerifyEmail           func(childComplexity int, token string) int
@@ -416,6 +426,7 @@ type ComplexityRoot struct {
 	Query struct {
 		APITokens              func(childComplexity int, first *int, after *string) int
 		AuditLog               func(childComplexity int, filter *model.AuditFilter, first *int, after *string) int
+		AutoTopUp              func(childComplexity int, orgID int64) int
 		CreditGrants           func(childComplexity int, orgID int64, all *bool) int
 		GiftCodes              func(childComplexity int, first *int, after *string) int
 		Invitations            func(childComplexity int, namespaceID int64, first *int, after *string) int
@@ -435,6 +446,7 @@ type ComplexityRoot struct {
 		OrgSpendingLimits      func(childComplexity int, orgID int64) int
 		OrgUsage               func(childComplexity int, orgID int64, from time.Time, to time.Time, granularity model.Granularity) int
 		Orgs                   func(childComplexity int, first *int, after *string) int
+		StripeReconciliation   func(childComplexity int) int
 		Usage                  func(childComplexity int, namespaceID int64, from time.Time, to time.Time, granularity model.Granularity) int
 		User                   func(childComplexity int, id int64) int
 	}
@@ -446,6 +458,31 @@ type ComplexityRoot struct {
 		NamespaceID      func(childComplexity int) int
 		Reached          func(childComplexity int) int
 		UpdatedAt        func(childComplexity int) int
+	}
+
+	StripeDiscrepancy struct {
+		Detail   func(childComplexity int) int
+		Kind     func(childComplexity int) int
+		ObjectID func(childComplexity int) int
+		OrgID    func(childComplexity int) int
+	}
+
+	StripeReconciliation struct {
+		Discrepancies func(childComplexity int) int
+		Events        func(childComplexity int) int
+		Payments      func(childComplexity int) int
+		Since         func(childComplexity int) int
+		StartedAt     func(childComplexity int) int
+	}
+
+	TopUp struct {
+		Amount      func(childComplexity int) int
+		CheckoutURL func(childComplexity int) int
+		CreatedAt   func(childComplexity int) int
+		Currency    func(childComplexity int) int
+		ID          func(childComplexity int) int
+		OrgID       func(childComplexity int) int
+		Status      func(childComplexity int) int
 	}
 
 	UsageGap struct {
@@ -544,6 +581,8 @@ type MutationResolver interface {
 	RevokeUserKubeconfigs(ctx context.Context, userID int64, reason string) (bool, error)
 	ClaimHost(ctx context.Context, namespaceID int64, host string) (*model.HostClaim, error)
 	ReleaseHost(ctx context.Context, namespaceID int64, host string) (bool, error)
+	TopUp(ctx context.Context, orgID int64, amount string) (*model.TopUp, error)
+	SetAutoTopUp(ctx context.Context, orgID int64, input model.AutoTopUpInput) (*model.AutoTopUp, error)
 }
 type NamespaceResolver interface {
 	Org(ctx context.Context, obj *model.Namespace) (*model.Org, error)
@@ -583,6 +622,8 @@ type QueryResolver interface {
 	Invoices(ctx context.Context, orgID int64, first *int, after *string) (*model.InvoiceConnection, error)
 	Invoice(ctx context.Context, orgID int64, id int64) (*model.Invoice, error)
 	GiftCodes(ctx context.Context, first *int, after *string) (*model.GiftCodeConnection, error)
+	AutoTopUp(ctx context.Context, orgID int64) (*model.AutoTopUp, error)
+	StripeReconciliation(ctx context.Context) (*model.StripeReconciliation, error)
 	Usage(ctx context.Context, namespaceID int64, from time.Time, to time.Time, granularity model.Granularity) (*model.UsageReport, error)
 	OrgUsage(ctx context.Context, orgID int64, from time.Time, to time.Time, granularity model.Granularity) (*model.UsageReport, error)
 }
@@ -762,6 +803,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AuditEntryEdge.Node(childComplexity), true
+
+	case "AutoTopUp.amount":
+		if e.ComplexityRoot.AutoTopUp.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AutoTopUp.Amount(childComplexity), true
+	case "AutoTopUp.enabled":
+		if e.ComplexityRoot.AutoTopUp.Enabled == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AutoTopUp.Enabled(childComplexity), true
+	case "AutoTopUp.orgId":
+		if e.ComplexityRoot.AutoTopUp.OrgID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AutoTopUp.OrgID(childComplexity), true
+	case "AutoTopUp.paymentMethodId":
+		if e.ComplexityRoot.AutoTopUp.PaymentMethodID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AutoTopUp.PaymentMethodID(childComplexity), true
+	case "AutoTopUp.threshold":
+		if e.ComplexityRoot.AutoTopUp.Threshold == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AutoTopUp.Threshold(childComplexity), true
 
 	case "BillingWebhook.createdAt":
 		if e.ComplexityRoot.BillingWebhook.CreatedAt == nil {
@@ -1820,6 +1892,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RevokeUserKubeconfigs(childComplexity, args["userId"].(int64), args["reason"].(string)), true
+	case "Mutation.setAutoTopUp":
+		if e.ComplexityRoot.Mutation.SetAutoTopUp == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setAutoTopUp_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetAutoTopUp(childComplexity, args["orgId"].(int64), args["input"].(model.AutoTopUpInput)), true
 	case "Mutation.setBillingWebhook":
 		if e.ComplexityRoot.Mutation.SetBillingWebhook == nil {
 			break
@@ -1864,6 +1947,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SuspendNamespace(childComplexity, args["id"].(int64), args["reason"].(string)), true
+	case "Mutation.topUp":
+		if e.ComplexityRoot.Mutation.TopUp == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_topUp_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.TopUp(childComplexity, args["orgId"].(int64), args["amount"].(string)), true
 	case "Mutation.transferOrgOwnership":
 		if e.ComplexityRoot.Mutation.TransferOrgOwnership == nil {
 			break
@@ -2300,6 +2394,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.AuditLog(childComplexity, args["filter"].(*model.AuditFilter), args["first"].(*int), args["after"].(*string)), true
+	case "Query.autoTopUp":
+		if e.ComplexityRoot.Query.AutoTopUp == nil {
+			break
+		}
+
+		args, err := ec.field_Query_autoTopUp_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.AutoTopUp(childComplexity, args["orgId"].(int64)), true
 	case "Query.creditGrants":
 		if e.ComplexityRoot.Query.CreditGrants == nil {
 			break
@@ -2505,6 +2610,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Orgs(childComplexity, args["first"].(*int), args["after"].(*string)), true
+	case "Query.stripeReconciliation":
+		if e.ComplexityRoot.Query.StripeReconciliation == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.StripeReconciliation(childComplexity), true
 	case "Query.usage":
 		if e.ComplexityRoot.Query.Usage == nil {
 			break
@@ -2564,6 +2675,105 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.SpendingLimit.UpdatedAt(childComplexity), true
+
+	case "StripeDiscrepancy.detail":
+		if e.ComplexityRoot.StripeDiscrepancy.Detail == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StripeDiscrepancy.Detail(childComplexity), true
+	case "StripeDiscrepancy.kind":
+		if e.ComplexityRoot.StripeDiscrepancy.Kind == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StripeDiscrepancy.Kind(childComplexity), true
+	case "StripeDiscrepancy.objectId":
+		if e.ComplexityRoot.StripeDiscrepancy.ObjectID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StripeDiscrepancy.ObjectID(childComplexity), true
+	case "StripeDiscrepancy.orgId":
+		if e.ComplexityRoot.StripeDiscrepancy.OrgID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StripeDiscrepancy.OrgID(childComplexity), true
+
+	case "StripeReconciliation.discrepancies":
+		if e.ComplexityRoot.StripeReconciliation.Discrepancies == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StripeReconciliation.Discrepancies(childComplexity), true
+	case "StripeReconciliation.events":
+		if e.ComplexityRoot.StripeReconciliation.Events == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StripeReconciliation.Events(childComplexity), true
+	case "StripeReconciliation.payments":
+		if e.ComplexityRoot.StripeReconciliation.Payments == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StripeReconciliation.Payments(childComplexity), true
+	case "StripeReconciliation.since":
+		if e.ComplexityRoot.StripeReconciliation.Since == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StripeReconciliation.Since(childComplexity), true
+	case "StripeReconciliation.startedAt":
+		if e.ComplexityRoot.StripeReconciliation.StartedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StripeReconciliation.StartedAt(childComplexity), true
+
+	case "TopUp.amount":
+		if e.ComplexityRoot.TopUp.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TopUp.Amount(childComplexity), true
+	case "TopUp.checkoutUrl":
+		if e.ComplexityRoot.TopUp.CheckoutURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TopUp.CheckoutURL(childComplexity), true
+	case "TopUp.createdAt":
+		if e.ComplexityRoot.TopUp.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TopUp.CreatedAt(childComplexity), true
+	case "TopUp.currency":
+		if e.ComplexityRoot.TopUp.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TopUp.Currency(childComplexity), true
+	case "TopUp.id":
+		if e.ComplexityRoot.TopUp.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TopUp.ID(childComplexity), true
+	case "TopUp.orgId":
+		if e.ComplexityRoot.TopUp.OrgID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TopUp.OrgID(childComplexity), true
+	case "TopUp.status":
+		if e.ComplexityRoot.TopUp.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TopUp.Status(childComplexity), true
 
 	case "UsageGap.end":
 		if e.ComplexityRoot.UsageGap.End == nil {
@@ -2734,6 +2944,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("AuditFilter", ec.unmarshalInputAuditFilter),
+			graphql.NewInputUnmarshaler("AutoTopUpInput", ec.unmarshalInputAutoTopUpInput),
 			graphql.NewInputUnmarshaler("CreateApiTokenInput", ec.unmarshalInputCreateApiTokenInput),
 			graphql.NewInputUnmarshaler("CreateGiftCodeInput", ec.unmarshalInputCreateGiftCodeInput),
 			graphql.NewInputUnmarshaler("CreateNamespaceInput", ec.unmarshalInputCreateNamespaceInput),
@@ -3346,6 +3557,82 @@ type Query {
     @auth(scope: PLATFORM, action: "audit.read")
 }
 `, BuiltIn: false},
+	{Name: "../../schema/graphql/stripe.graphqls", Input: `"Where a top-up stands."
+enum TopUpStatus {
+  PENDING
+  SUCCEEDED
+  FAILED
+}
+
+"Money an org adds to its balance through Stripe."
+type TopUp {
+  id: ID! @auth(scope: PARENT)
+  orgId: ID! @auth(scope: PARENT)
+  "In currency units with six decimals, e.g. 25.000000."
+  amount: String! @auth(scope: PARENT)
+  currency: String! @auth(scope: PARENT)
+  status: TopUpStatus! @auth(scope: PARENT)
+  "The Stripe Checkout page where the payer pays; empty for an automatic top-up."
+  checkoutUrl: String! @auth(scope: PARENT)
+  createdAt: Time! @auth(scope: PARENT)
+}
+
+"An org's automatic top-up: when its usable balance falls below threshold, amount is charged to the saved payment method."
+type AutoTopUp {
+  orgId: ID! @auth(scope: PARENT)
+  enabled: Boolean! @auth(scope: PARENT)
+  "In currency units, e.g. 10.5."
+  threshold: String! @auth(scope: PARENT)
+  amount: String! @auth(scope: PARENT)
+  "The Stripe payment method charged, e.g. pm_…; empty when none is saved."
+  paymentMethodId: String! @auth(scope: PARENT)
+}
+
+"An automatic top-up setting."
+input AutoTopUpInput {
+  enabled: Boolean!
+  "In currency units, e.g. 10.5."
+  threshold: String!
+  amount: String!
+  paymentMethodId: String!
+}
+
+"The last comparison of Stripe's payments and events with the ledger."
+type StripeReconciliation {
+  startedAt: Time! @auth(scope: PARENT)
+  "The start of the window compared."
+  since: Time! @auth(scope: PARENT)
+  "How many PaymentIntents and handled events Stripe listed."
+  payments: Int! @auth(scope: PARENT)
+  events: Int! @auth(scope: PARENT)
+  discrepancies: [StripeDiscrepancy!]! @auth(scope: PARENT)
+}
+
+"A Stripe payment or event that the ledger lacks or holds differently."
+type StripeDiscrepancy {
+  "missing_payment, amount_differs, org_differs or missing_event"
+  kind: String! @auth(scope: PARENT)
+  "The PaymentIntent or event id."
+  objectId: String! @auth(scope: PARENT)
+  "The org Stripe names, when it names one."
+  orgId: ID @auth(scope: PARENT)
+  detail: String! @auth(scope: PARENT)
+}
+
+extend type Query {
+  "An org's automatic top-up setting, for its owners and billing members."
+  autoTopUp(orgId: ID!): AutoTopUp! @auth(scope: ORG, action: "org.billing", id: "orgId")
+  "The last reconciliation with Stripe, for platform admins; null before the first."
+  stripeReconciliation: StripeReconciliation @auth(scope: PLATFORM, action: "org.reconcile")
+}
+
+extend type Mutation {
+  "Starts a top-up of amount (currency units, e.g. 25 or 12.50) and returns the Checkout page to pay it on."
+  topUp(orgId: ID!, amount: String!): TopUp! @auth(scope: ORG, action: "org.billing", id: "orgId")
+  "Sets an org's automatic top-up."
+  setAutoTopUp(orgId: ID!, input: AutoTopUpInput!): AutoTopUp! @auth(scope: ORG, action: "org.billing", id: "orgId")
+}
+`, BuiltIn: false},
 	{Name: "../../schema/graphql/tenancy.graphqls", Input: `"A user's role in an org."
 enum OrgRole {
   OWNER
@@ -3781,6 +4068,22 @@ func (ec *executionContext) childFields_AuditEntryEdge(ctx context.Context, fiel
 		return ec.fieldContext_AuditEntryEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AuditEntryEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_AutoTopUp(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "orgId":
+		return ec.fieldContext_AutoTopUp_orgId(ctx, field)
+	case "enabled":
+		return ec.fieldContext_AutoTopUp_enabled(ctx, field)
+	case "threshold":
+		return ec.fieldContext_AutoTopUp_threshold(ctx, field)
+	case "amount":
+		return ec.fieldContext_AutoTopUp_amount(ctx, field)
+	case "paymentMethodId":
+		return ec.fieldContext_AutoTopUp_paymentMethodId(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AutoTopUp", field.Name)
 }
 
 func (ec *executionContext) childFields_BillingWebhook(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -4365,6 +4668,56 @@ func (ec *executionContext) childFields_SpendingLimit(ctx context.Context, field
 		return ec.fieldContext_SpendingLimit_updatedAt(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type SpendingLimit", field.Name)
+}
+
+func (ec *executionContext) childFields_StripeDiscrepancy(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "kind":
+		return ec.fieldContext_StripeDiscrepancy_kind(ctx, field)
+	case "objectId":
+		return ec.fieldContext_StripeDiscrepancy_objectId(ctx, field)
+	case "orgId":
+		return ec.fieldContext_StripeDiscrepancy_orgId(ctx, field)
+	case "detail":
+		return ec.fieldContext_StripeDiscrepancy_detail(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type StripeDiscrepancy", field.Name)
+}
+
+func (ec *executionContext) childFields_StripeReconciliation(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "startedAt":
+		return ec.fieldContext_StripeReconciliation_startedAt(ctx, field)
+	case "since":
+		return ec.fieldContext_StripeReconciliation_since(ctx, field)
+	case "payments":
+		return ec.fieldContext_StripeReconciliation_payments(ctx, field)
+	case "events":
+		return ec.fieldContext_StripeReconciliation_events(ctx, field)
+	case "discrepancies":
+		return ec.fieldContext_StripeReconciliation_discrepancies(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type StripeReconciliation", field.Name)
+}
+
+func (ec *executionContext) childFields_TopUp(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_TopUp_id(ctx, field)
+	case "orgId":
+		return ec.fieldContext_TopUp_orgId(ctx, field)
+	case "amount":
+		return ec.fieldContext_TopUp_amount(ctx, field)
+	case "currency":
+		return ec.fieldContext_TopUp_currency(ctx, field)
+	case "status":
+		return ec.fieldContext_TopUp_status(ctx, field)
+	case "checkoutUrl":
+		return ec.fieldContext_TopUp_checkoutUrl(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_TopUp_createdAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TopUp", field.Name)
 }
 
 func (ec *executionContext) childFields_UsageGap(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -5059,6 +5412,28 @@ func (ec *executionContext) field_Mutation_revokeUserKubeconfigs_args(ctx contex
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_setAutoTopUp_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.AutoTopUpInput, error) {
+			return ec.unmarshalNAutoTopUpInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAutoTopUpInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_setBillingWebhook_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5136,6 +5511,28 @@ func (ec *executionContext) field_Mutation_suspendNamespace_args(ctx context.Con
 		return nil, err
 	}
 	args["reason"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_topUp_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "amount",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["amount"] = arg1
 	return args, nil
 }
 
@@ -5332,6 +5729,20 @@ func (ec *executionContext) field_Query_auditLog_args(ctx context.Context, rawAr
 		return nil, err
 	}
 	args["after"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_autoTopUp_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
 	return args, nil
 }
 
@@ -6955,6 +7366,211 @@ func (ec *executionContext) _AuditEntryEdge_cursor(ctx context.Context, field gr
 }
 func (ec *executionContext) fieldContext_AuditEntryEdge_cursor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("AuditEntryEdge", field, false, false, "String")
+}
+
+func (ec *executionContext) _AutoTopUp_orgId(ctx context.Context, field graphql.CollectedField, obj *model.AutoTopUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AutoTopUp_orgId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OrgID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AutoTopUp_orgId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AutoTopUp", field, false, false, "ID")
+}
+
+func (ec *executionContext) _AutoTopUp_enabled(ctx context.Context, field graphql.CollectedField, obj *model.AutoTopUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AutoTopUp_enabled(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Enabled, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AutoTopUp_enabled(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AutoTopUp", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _AutoTopUp_threshold(ctx context.Context, field graphql.CollectedField, obj *model.AutoTopUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AutoTopUp_threshold(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Threshold, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AutoTopUp_threshold(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AutoTopUp", field, false, false, "String")
+}
+
+func (ec *executionContext) _AutoTopUp_amount(ctx context.Context, field graphql.CollectedField, obj *model.AutoTopUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AutoTopUp_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AutoTopUp_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AutoTopUp", field, false, false, "String")
+}
+
+func (ec *executionContext) _AutoTopUp_paymentMethodId(ctx context.Context, field graphql.CollectedField, obj *model.AutoTopUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AutoTopUp_paymentMethodId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PaymentMethodID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AutoTopUp_paymentMethodId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AutoTopUp", field, false, false, "String")
 }
 
 func (ec *executionContext) _BillingWebhook_url(ctx context.Context, field graphql.CollectedField, obj *model.BillingWebhook) (ret graphql.Marshaler) {
@@ -14532,6 +15148,150 @@ func (ec *executionContext) fieldContext_Mutation_releaseHost(ctx context.Contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_topUp(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_topUp(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().TopUp(ctx, fc.Args["orgId"].(int64), fc.Args["amount"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal *model.TopUp
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.billing")
+				if err != nil {
+					var zeroVal *model.TopUp
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal *model.TopUp
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.TopUp
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.TopUp) graphql.Marshaler {
+			return ec.marshalNTopUp2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐTopUp(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_topUp(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TopUp(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_topUp_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setAutoTopUp(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setAutoTopUp(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetAutoTopUp(ctx, fc.Args["orgId"].(int64), fc.Args["input"].(model.AutoTopUpInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal *model.AutoTopUp
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.billing")
+				if err != nil {
+					var zeroVal *model.AutoTopUp
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal *model.AutoTopUp
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.AutoTopUp
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AutoTopUp) graphql.Marshaler {
+			return ec.marshalNAutoTopUp2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAutoTopUp(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setAutoTopUp(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AutoTopUp(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setAutoTopUp_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Namespace_id(ctx context.Context, field graphql.CollectedField, obj *model.Namespace) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -18608,6 +19368,133 @@ func (ec *executionContext) fieldContext_Query_giftCodes(ctx context.Context, fi
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_autoTopUp(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_autoTopUp(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().AutoTopUp(ctx, fc.Args["orgId"].(int64))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal *model.AutoTopUp
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.billing")
+				if err != nil {
+					var zeroVal *model.AutoTopUp
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal *model.AutoTopUp
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.AutoTopUp
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.AutoTopUp) graphql.Marshaler {
+			return ec.marshalNAutoTopUp2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAutoTopUp(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_autoTopUp(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AutoTopUp(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_autoTopUp_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_stripeReconciliation(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_stripeReconciliation(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().StripeReconciliation(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal *model.StripeReconciliation
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.reconcile")
+				if err != nil {
+					var zeroVal *model.StripeReconciliation
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.StripeReconciliation
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.StripeReconciliation) graphql.Marshaler {
+			return ec.marshalOStripeReconciliation2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐStripeReconciliation(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Query_stripeReconciliation(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_StripeReconciliation(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_usage(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -19072,6 +19959,671 @@ func (ec *executionContext) _SpendingLimit_updatedAt(ctx context.Context, field 
 }
 func (ec *executionContext) fieldContext_SpendingLimit_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("SpendingLimit", field, false, false, "Time")
+}
+
+func (ec *executionContext) _StripeDiscrepancy_kind(ctx context.Context, field graphql.CollectedField, obj *model.StripeDiscrepancy) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StripeDiscrepancy_kind(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Kind, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StripeDiscrepancy_kind(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StripeDiscrepancy", field, false, false, "String")
+}
+
+func (ec *executionContext) _StripeDiscrepancy_objectId(ctx context.Context, field graphql.CollectedField, obj *model.StripeDiscrepancy) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StripeDiscrepancy_objectId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ObjectID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StripeDiscrepancy_objectId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StripeDiscrepancy", field, false, false, "String")
+}
+
+func (ec *executionContext) _StripeDiscrepancy_orgId(ctx context.Context, field graphql.CollectedField, obj *model.StripeDiscrepancy) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StripeDiscrepancy_orgId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OrgID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *int64) graphql.Marshaler {
+			return ec.marshalOID2ᚖint64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_StripeDiscrepancy_orgId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StripeDiscrepancy", field, false, false, "ID")
+}
+
+func (ec *executionContext) _StripeDiscrepancy_detail(ctx context.Context, field graphql.CollectedField, obj *model.StripeDiscrepancy) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StripeDiscrepancy_detail(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Detail, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StripeDiscrepancy_detail(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StripeDiscrepancy", field, false, false, "String")
+}
+
+func (ec *executionContext) _StripeReconciliation_startedAt(ctx context.Context, field graphql.CollectedField, obj *model.StripeReconciliation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StripeReconciliation_startedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StartedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StripeReconciliation_startedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StripeReconciliation", field, false, false, "Time")
+}
+
+func (ec *executionContext) _StripeReconciliation_since(ctx context.Context, field graphql.CollectedField, obj *model.StripeReconciliation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StripeReconciliation_since(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Since, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StripeReconciliation_since(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StripeReconciliation", field, false, false, "Time")
+}
+
+func (ec *executionContext) _StripeReconciliation_payments(ctx context.Context, field graphql.CollectedField, obj *model.StripeReconciliation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StripeReconciliation_payments(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Payments, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StripeReconciliation_payments(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StripeReconciliation", field, false, false, "Int")
+}
+
+func (ec *executionContext) _StripeReconciliation_events(ctx context.Context, field graphql.CollectedField, obj *model.StripeReconciliation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StripeReconciliation_events(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Events, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StripeReconciliation_events(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("StripeReconciliation", field, false, false, "Int")
+}
+
+func (ec *executionContext) _StripeReconciliation_discrepancies(ctx context.Context, field graphql.CollectedField, obj *model.StripeReconciliation) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_StripeReconciliation_discrepancies(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Discrepancies, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal []*model.StripeDiscrepancy
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.StripeDiscrepancy
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.StripeDiscrepancy) graphql.Marshaler {
+			return ec.marshalNStripeDiscrepancy2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐStripeDiscrepancyᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_StripeReconciliation_discrepancies(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "StripeReconciliation",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_StripeDiscrepancy(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _TopUp_id(ctx context.Context, field graphql.CollectedField, obj *model.TopUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TopUp_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TopUp_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TopUp", field, false, false, "ID")
+}
+
+func (ec *executionContext) _TopUp_orgId(ctx context.Context, field graphql.CollectedField, obj *model.TopUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TopUp_orgId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OrgID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TopUp_orgId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TopUp", field, false, false, "ID")
+}
+
+func (ec *executionContext) _TopUp_amount(ctx context.Context, field graphql.CollectedField, obj *model.TopUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TopUp_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TopUp_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TopUp", field, false, false, "String")
+}
+
+func (ec *executionContext) _TopUp_currency(ctx context.Context, field graphql.CollectedField, obj *model.TopUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TopUp_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TopUp_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TopUp", field, false, false, "String")
+}
+
+func (ec *executionContext) _TopUp_status(ctx context.Context, field graphql.CollectedField, obj *model.TopUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TopUp_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Status, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal model.TopUpStatus
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal model.TopUpStatus
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v model.TopUpStatus) graphql.Marshaler {
+			return ec.marshalNTopUpStatus2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐTopUpStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TopUp_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TopUp", field, false, false, "TopUpStatus")
+}
+
+func (ec *executionContext) _TopUp_checkoutUrl(ctx context.Context, field graphql.CollectedField, obj *model.TopUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TopUp_checkoutUrl(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CheckoutURL, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TopUp_checkoutUrl(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TopUp", field, false, false, "String")
+}
+
+func (ec *executionContext) _TopUp_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.TopUp) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TopUp_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TopUp_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TopUp", field, false, false, "Time")
 }
 
 func (ec *executionContext) _UsageGap_source(ctx context.Context, field graphql.CollectedField, obj *model.UsageGap) (ret graphql.Marshaler) {
@@ -21280,6 +22832,69 @@ func UnmarshalAuditFilter(ctx context.Context, raw any) (model.AuditFilter, erro
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputAutoTopUpInput(ctx context.Context, obj any) (model.AutoTopUpInput, error) {
+	var it model.AutoTopUpInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"enabled", "threshold", "amount", "paymentMethodId"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "enabled":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("enabled"))
+			data, err := ec.unmarshalNBoolean2bool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Enabled = data
+		case "threshold":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("threshold"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Threshold = data
+		case "amount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("amount"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Amount = data
+		case "paymentMethodId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("paymentMethodId"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PaymentMethodID = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAutoTopUpInput unmarshals raw into the AutoTopUpInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAutoTopUpInput(ctx context.Context, raw any) (model.AutoTopUpInput, error) {
+	var out model.AutoTopUpInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AutoTopUpInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputCreateApiTokenInput(ctx context.Context, obj any) (model.CreateAPITokenInput, error) {
 	var it model.CreateAPITokenInput
 	if obj == nil {
@@ -22263,6 +23878,59 @@ func (ec *executionContext) _AuditEntryEdge(ctx context.Context, sel ast.Selecti
 			}
 		case "cursor":
 			out.Values[i] = ec._AuditEntryEdge_cursor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var autoTopUpImplementors = []string{"AutoTopUp"}
+
+func (ec *executionContext) _AutoTopUp(ctx context.Context, sel ast.SelectionSet, obj *model.AutoTopUp) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, autoTopUpImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AutoTopUp")
+		case "orgId":
+			out.Values[i] = ec._AutoTopUp_orgId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "enabled":
+			out.Values[i] = ec._AutoTopUp_enabled(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "threshold":
+			out.Values[i] = ec._AutoTopUp_threshold(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "amount":
+			out.Values[i] = ec._AutoTopUp_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "paymentMethodId":
+			out.Values[i] = ec._AutoTopUp_paymentMethodId(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -23857,6 +25525,20 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "topUp":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_topUp(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setAutoTopUp":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setAutoTopUp(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -24655,6 +26337,18 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_giftCodes(ctx, field)
 				})
+		case "autoTopUp":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_autoTopUp(ctx, field)
+				})
+		case "stripeReconciliation":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_stripeReconciliation(ctx, field)
+				})
 		case "usage":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
@@ -24736,6 +26430,170 @@ func (ec *executionContext) _SpendingLimit(ctx context.Context, sel ast.Selectio
 			}
 		case "updatedAt":
 			out.Values[i] = ec._SpendingLimit_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var stripeDiscrepancyImplementors = []string{"StripeDiscrepancy"}
+
+func (ec *executionContext) _StripeDiscrepancy(ctx context.Context, sel ast.SelectionSet, obj *model.StripeDiscrepancy) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, stripeDiscrepancyImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("StripeDiscrepancy")
+		case "kind":
+			out.Values[i] = ec._StripeDiscrepancy_kind(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "objectId":
+			out.Values[i] = ec._StripeDiscrepancy_objectId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "orgId":
+			out.Values[i] = ec._StripeDiscrepancy_orgId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "detail":
+			out.Values[i] = ec._StripeDiscrepancy_detail(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var stripeReconciliationImplementors = []string{"StripeReconciliation"}
+
+func (ec *executionContext) _StripeReconciliation(ctx context.Context, sel ast.SelectionSet, obj *model.StripeReconciliation) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, stripeReconciliationImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("StripeReconciliation")
+		case "startedAt":
+			out.Values[i] = ec._StripeReconciliation_startedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "since":
+			out.Values[i] = ec._StripeReconciliation_since(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "payments":
+			out.Values[i] = ec._StripeReconciliation_payments(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "events":
+			out.Values[i] = ec._StripeReconciliation_events(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "discrepancies":
+			out.Values[i] = ec._StripeReconciliation_discrepancies(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var topUpImplementors = []string{"TopUp"}
+
+func (ec *executionContext) _TopUp(ctx context.Context, sel ast.SelectionSet, obj *model.TopUp) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, topUpImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("TopUp")
+		case "id":
+			out.Values[i] = ec._TopUp_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "orgId":
+			out.Values[i] = ec._TopUp_orgId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "amount":
+			out.Values[i] = ec._TopUp_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currency":
+			out.Values[i] = ec._TopUp_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "status":
+			out.Values[i] = ec._TopUp_status(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "checkoutUrl":
+			out.Values[i] = ec._TopUp_checkoutUrl(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._TopUp_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -25503,6 +27361,19 @@ func (ec *executionContext) unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋten
 
 func (ec *executionContext) marshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx context.Context, sel ast.SelectionSet, v model.AuthScope) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) marshalNAutoTopUp2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAutoTopUp(ctx context.Context, sel ast.SelectionSet, v *model.AutoTopUp) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AutoTopUp!")
+		return graphql.Null
+	}
+	return ec._AutoTopUp(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNAutoTopUpInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAutoTopUpInput(ctx context.Context, v any) (model.AutoTopUpInput, error) {
+	res, err := ec.unmarshalInputAutoTopUpInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) marshalNBillingWebhook2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐBillingWebhook(ctx context.Context, sel ast.SelectionSet, v *model.BillingWebhook) graphql.Marshaler {
@@ -26278,6 +28149,30 @@ func (ec *executionContext) marshalNString2string(ctx context.Context, sel ast.S
 	return res
 }
 
+func (ec *executionContext) marshalNStripeDiscrepancy2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐStripeDiscrepancyᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.StripeDiscrepancy) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNStripeDiscrepancy2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐStripeDiscrepancy(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNStripeDiscrepancy2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐStripeDiscrepancy(ctx context.Context, sel ast.SelectionSet, v *model.StripeDiscrepancy) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "StripeDiscrepancy!")
+		return graphql.Null
+	}
+	return ec._StripeDiscrepancy(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNTime2timeᚐTime(ctx context.Context, v any) (time.Time, error) {
 	res, err := graphql.UnmarshalTime(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -26308,6 +28203,24 @@ func (ec *executionContext) marshalNTime2ᚖtimeᚐTime(ctx context.Context, sel
 		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNTopUp2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐTopUp(ctx context.Context, sel ast.SelectionSet, v *model.TopUp) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "TopUp!")
+		return graphql.Null
+	}
+	return ec._TopUp(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNTopUpStatus2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐTopUpStatus(ctx context.Context, v any) (model.TopUpStatus, error) {
+	var res model.TopUpStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNTopUpStatus2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐTopUpStatus(ctx context.Context, sel ast.SelectionSet, v model.TopUpStatus) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) marshalNUsageGap2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐUsageGapᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.UsageGap) graphql.Marshaler {
@@ -26758,6 +28671,13 @@ func (ec *executionContext) marshalOString2ᚖstring(ctx context.Context, sel as
 	_ = ctx
 	res := graphql.MarshalString(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOStripeReconciliation2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐStripeReconciliation(ctx context.Context, sel ast.SelectionSet, v *model.StripeReconciliation) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._StripeReconciliation(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOTime2ᚖtimeᚐTime(ctx context.Context, v any) (*time.Time, error) {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/billing/billingstore"
+	"github.com/tenantplane/tenantplane/billing/stripepay"
 	"github.com/tenantplane/tenantplane/collectors/usage"
 	"github.com/tenantplane/tenantplane/collectors/usage/usagestore"
 	"github.com/tenantplane/tenantplane/graph"
@@ -53,8 +54,10 @@ type Env struct {
 	Client    *http.Client
 	// Debt is the debt lifecycle the handler's billing fields use, with
 	// webhooks allowed to loopback over http. No schedule runs.
-	Debt    *billing.Lifecycle
-	queries *testenv.QueryCounter
+	Debt *billing.Lifecycle
+	// Payments takes top-ups through the shared stripe-mock.
+	Payments *stripepay.Service
+	queries  *testenv.QueryCounter
 }
 
 // Option adjusts an Env's configuration before it starts.
@@ -125,11 +128,16 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	lcfg.Webhook.AllowHTTP = true
 	lcfg.Webhook.AllowedNets = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	e.Debt, err = billing.NewLifecycle(lcfg, billing.LifecycleDeps{Store: e.Billing, Suspender: e.Isolation.Suspension, Clock: e.Clock.Now})
+	e.Payments, err = stripepay.New(stripepay.Config{
+		APIKey: "sk_test_graph", APIURL: testenv.Stripe(t).URL, WebhookSecrets: []string{"whsec_graph"},
+		SuccessURL: "https://console.test/billing?topup=done", CancelURL: "https://console.test/billing",
+	}, stripepay.Deps{Store: e.Billing, Clock: e.Clock.Now})
 	require.NoError(t, err)
 	e.Handler, err = graph.NewHandler(gcfg, graph.Deps{
 		Tenancy: e.Service, Authorizer: e.Authorizer,
 		Kubeconfigs: e.Isolation.Kubeconfigs, Suspender: e.Isolation.Suspension, Hosts: e.Isolation.Hosts,
-		Usage: usageQueries, Ledger: e.Billing, GiftCodes: e.GiftCodes, Debt: e.Debt, Clock: e.Clock.Now,
+		Usage: usageQueries, Ledger: e.Billing, GiftCodes: e.GiftCodes, Debt: e.Debt, Payments: e.Payments,
+		Clock: e.Clock.Now,
 	})
 	require.NoError(t, err)
 	e.Server = httptest.NewServer(e.Handler)

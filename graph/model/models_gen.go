@@ -40,6 +40,26 @@ type AuditFilter struct {
 	Until  *time.Time `json:"until,omitempty"`
 }
 
+// An org's automatic top-up: when its usable balance falls below threshold, amount is charged to the saved payment method.
+type AutoTopUp struct {
+	OrgID   int64 `json:"orgId"`
+	Enabled bool  `json:"enabled"`
+	// In currency units, e.g. 10.5.
+	Threshold string `json:"threshold"`
+	Amount    string `json:"amount"`
+	// The Stripe payment method charged, e.g. pm_…; empty when none is saved.
+	PaymentMethodID string `json:"paymentMethodId"`
+}
+
+// An automatic top-up setting.
+type AutoTopUpInput struct {
+	Enabled bool `json:"enabled"`
+	// In currency units, e.g. 10.5.
+	Threshold       string `json:"threshold"`
+	Amount          string `json:"amount"`
+	PaymentMethodID string `json:"paymentMethodId"`
+}
+
 // Where an org's debt events are posted, signed with HMAC-SHA256 (header Tenantplane-Signature: t=<unix>,v1=<hex of HMAC(secret, t + '.' + body)>).
 type BillingWebhook struct {
 	URL       string    `json:"url"`
@@ -430,6 +450,41 @@ type SpendingLimit struct {
 	// True while the limit keeps the namespace suspended.
 	Reached   bool      `json:"reached"`
 	UpdatedAt time.Time `json:"updatedAt"`
+}
+
+// A Stripe payment or event that the ledger lacks or holds differently.
+type StripeDiscrepancy struct {
+	// missing_payment, amount_differs, org_differs or missing_event
+	Kind string `json:"kind"`
+	// The PaymentIntent or event id.
+	ObjectID string `json:"objectId"`
+	// The org Stripe names, when it names one.
+	OrgID  *int64 `json:"orgId,omitempty"`
+	Detail string `json:"detail"`
+}
+
+// The last comparison of Stripe's payments and events with the ledger.
+type StripeReconciliation struct {
+	StartedAt time.Time `json:"startedAt"`
+	// The start of the window compared.
+	Since time.Time `json:"since"`
+	// How many PaymentIntents and handled events Stripe listed.
+	Payments      int                  `json:"payments"`
+	Events        int                  `json:"events"`
+	Discrepancies []*StripeDiscrepancy `json:"discrepancies"`
+}
+
+// Money an org adds to its balance through Stripe.
+type TopUp struct {
+	ID    int64 `json:"id"`
+	OrgID int64 `json:"orgId"`
+	// In currency units with six decimals, e.g. 25.000000.
+	Amount   string      `json:"amount"`
+	Currency string      `json:"currency"`
+	Status   TopUpStatus `json:"status"`
+	// The Stripe Checkout page where the payer pays; empty for an automatic top-up.
+	CheckoutURL string    `json:"checkoutUrl"`
+	CreatedAt   time.Time `json:"createdAt"`
 }
 
 // A time a collector could not observe.
@@ -966,6 +1021,64 @@ func (e *Role) UnmarshalJSON(b []byte) error {
 }
 
 func (e Role) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// Where a top-up stands.
+type TopUpStatus string
+
+const (
+	TopUpStatusPending   TopUpStatus = "PENDING"
+	TopUpStatusSucceeded TopUpStatus = "SUCCEEDED"
+	TopUpStatusFailed    TopUpStatus = "FAILED"
+)
+
+var AllTopUpStatus = []TopUpStatus{
+	TopUpStatusPending,
+	TopUpStatusSucceeded,
+	TopUpStatusFailed,
+}
+
+func (e TopUpStatus) IsValid() bool {
+	switch e {
+	case TopUpStatusPending, TopUpStatusSucceeded, TopUpStatusFailed:
+		return true
+	}
+	return false
+}
+
+func (e TopUpStatus) String() string {
+	return string(e)
+}
+
+func (e *TopUpStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = TopUpStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid TopUpStatus", str)
+	}
+	return nil
+}
+
+func (e TopUpStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *TopUpStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e TopUpStatus) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -1,0 +1,11 @@
+DROP TABLE stripe_discrepancies;
+DROP TABLE stripe_reconciliations;
+DROP TABLE stripe_objects;
+DROP TABLE stripe_events;
+DROP TABLE stripe_invoices;
+DROP TABLE stripe_disputes;
+DROP TABLE stripe_charges;
+DROP TABLE stripe_payments;
+DROP TABLE stripe_auto_topups;
+DROP TABLE stripe_topups;
+DROP TABLE stripe_customers;
