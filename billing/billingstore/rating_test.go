@@ -165,6 +165,8 @@ func halfEven(n, d int64) int64 {
 	return q.Int64()
 }
 
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
 func newRater(t *testing.T, s *billingstore.Store, batch int) *billing.Rater {
 	t.Helper()
 	r, err := billing.NewRater(s, billing.RatingConfig{BatchSize: batch}, slog.New(slog.NewTextHandler(io.Discard, nil)),
