@@ -192,14 +192,21 @@ func (p *Pricing) ChargeSamples(ctx context.Context, l ChargeLine) ([]ChargeSamp
 // MaxChargePage bounds a page of charge lines.
 const MaxChargePage = 500
 
-// OrgCharges returns a page of an org's charge lines with hours in
-// [from, to).
-func (p *Pricing) OrgCharges(ctx context.Context, orgID int64, from, to time.Time, afterID int64, limit int) ([]ChargeLine, error) {
+// OrgCharges returns a page of up to limit of an org's charge lines with
+// hours in [from, to), by id after afterID, and whether more follow.
+func (p *Pricing) OrgCharges(ctx context.Context, orgID int64, from, to time.Time, afterID int64, limit int) ([]ChargeLine, bool, error) {
 	if !to.After(from) {
-		return nil, errcode.Invalid("to", "must be after from")
+		return nil, false, errcode.Invalid("to", "must be after from")
 	}
 	if limit <= 0 || limit > MaxChargePage {
-		return nil, errcode.Invalid("first", fmt.Sprintf("must be 1 to %d", MaxChargePage))
+		return nil, false, errcode.Invalid("first", fmt.Sprintf("must be 1 to %d", MaxChargePage))
 	}
-	return p.charges.OrgCharges(ctx, orgID, from.UTC(), to.UTC(), afterID, limit)
+	ls, err := p.charges.OrgCharges(ctx, orgID, from.UTC(), to.UTC(), afterID, limit+1)
+	if err != nil {
+		return nil, false, err
+	}
+	if len(ls) > limit {
+		return ls[:limit], true, nil
+	}
+	return ls, false, nil
 }

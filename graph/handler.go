@@ -140,6 +140,8 @@ type Deps struct {
 	Hosts Hosts
 	// Usage answers the usage queries. Required.
 	Usage Usage
+	// Pricing answers the price book, plan and charge fields. Required.
+	Pricing Pricing
 	// Logger receives internal errors with their request id; nil discards.
 	Logger *slog.Logger
 	// Clock tells the status of invitations; nil means time.Now in UTC.
@@ -158,8 +160,8 @@ func NewHandler(cfg Config, deps Deps) (http.Handler, error) {
 		return nil, err
 	}
 	if deps.Tenancy == nil || deps.Authorizer == nil || deps.Kubeconfigs == nil ||
-		deps.Suspender == nil || deps.Hosts == nil || deps.Usage == nil {
-		return nil, errors.New("graph: tenancy, authorizer, kubeconfigs, suspender, hosts and usage are required")
+		deps.Suspender == nil || deps.Hosts == nil || deps.Usage == nil || deps.Pricing == nil {
+		return nil, errors.New("graph: tenancy, authorizer, kubeconfigs, suspender, hosts, usage and pricing are required")
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
@@ -304,7 +306,7 @@ func NewExecutableSchema(deps Deps) graphql.ExecutableSchema {
 	}
 	r := &Resolver{
 		tenancy: deps.Tenancy, authz: deps.Authorizer, kubeconfigs: deps.Kubeconfigs,
-		suspender: deps.Suspender, hosts: deps.Hosts, usage: deps.Usage, now: now, log: deps.Logger,
+		suspender: deps.Suspender, hosts: deps.Hosts, usage: deps.Usage, pricing: deps.Pricing, now: now, log: deps.Logger,
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)

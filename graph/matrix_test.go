@@ -3,6 +3,7 @@ package graph_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -432,6 +433,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	e.SyncAuthz(t)
 
 	all := specs()
+	maps.Copy(all, pricingSpecs())
 	s := graph.NewExecutableSchema(graph.Deps{}).Schema()
 	var fields []string
 	defs := map[string]*ast.FieldDefinition{}

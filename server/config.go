@@ -57,6 +57,8 @@ type Config struct {
 	GraphQL   GraphQLConfig
 	Isolation IsolationConfig
 	Metering  MeteringConfig
+	// BillingRating is the rating of usage into charges.
+	BillingRating BillingRatingConfig
 }
 
 // GraphQLConfig bounds what one GraphQL request may ask for.
@@ -83,10 +85,11 @@ func defaultConfig() Config {
 			ShutdownTimeout:   30 * time.Second,
 			MaxBodyBytes:      1 << 20,
 		},
-		Identity:  defaultIdentityConfig(),
-		Isolation: defaultIsolationConfig(),
-		Metering:  defaultMeteringConfig(),
-		GraphQL:   GraphQLConfig{MaxDepth: 12, MaxComplexity: 50000},
+		Identity:      defaultIdentityConfig(),
+		Isolation:     defaultIsolationConfig(),
+		Metering:      defaultMeteringConfig(),
+		BillingRating: defaultBillingRatingConfig(),
+		GraphQL:       GraphQLConfig{MaxDepth: 12, MaxComplexity: 50000},
 	}
 }
 
@@ -111,6 +114,7 @@ func (c *Config) bindFlags(fs *pflag.FlagSet) {
 	c.Identity.bindFlags(fs)
 	c.Isolation.bindFlags(fs)
 	c.Metering.bindFlags(fs)
+	c.BillingRating.bindFlags(fs)
 }
 
 // applyEnv sets every flag not given on the command line from its
@@ -174,7 +178,10 @@ func (c *Config) validate() error {
 	if err := c.Isolation.validate(); err != nil {
 		return err
 	}
-	return c.Metering.validate()
+	if err := c.Metering.validate(); err != nil {
+		return err
+	}
+	return c.BillingRating.validate()
 }
 
 func (h *HTTPConfig) validate() error {

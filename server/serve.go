@@ -75,6 +75,7 @@ type app struct {
 	authz     *authz.Authorizer
 	isolation *isolationParts
 	metering  *meteringParts
+	rating    *ratingParts
 	http      *httpServer
 	// background runs until ctx is done, next to the HTTP server.
 	background []func(context.Context) error
@@ -158,6 +159,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	if a.metering, err = newMetering(ctx, cfg, restCfg, a.kube, a, reg); err != nil {
 		return nil, err
 	}
+	if a.rating, err = newRating(cfg, a); err != nil {
+		return nil, err
+	}
 
 	gql, err := graph.NewHandler(graph.Config{
 		Dev:           cfg.Dev,
@@ -167,7 +171,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	}, graph.Deps{
 		Tenancy: a.tenancy, Authorizer: a.authz,
 		Kubeconfigs: a.isolation.kubeconfigs, Suspender: a.isolation.suspension,
-		Hosts: a.isolation.hosts, Usage: a.metering.queries,
+		Hosts: a.isolation.hosts, Usage: a.metering.queries, Pricing: a.rating.pricing,
 		Logger: log, Clock: clock,
 	})
 	if err != nil {
@@ -212,6 +216,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		every(10*time.Minute, "pruning expired tokens and rate-limit windows", log, a.tenancy.Prune),
 		runIsolation(a.isolation, a.kube, cfg.Isolation, log),
 		a.metering.run(),
+		a.rating.run(a.kube, cfg, log),
 	)
 	return a, nil
 }

@@ -17,6 +17,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/tenantplane/tenantplane/collectors/usage"
+	"github.com/tenantplane/tenantplane/billing"
+	"github.com/tenantplane/tenantplane/billing/billingstore"
 	"github.com/tenantplane/tenantplane/collectors/usage/usagestore"
 	"github.com/tenantplane/tenantplane/graph"
 	"github.com/tenantplane/tenantplane/internal/testenv"
@@ -40,6 +42,7 @@ type Env struct {
 	Isolation Isolation
 	// Usage is the usage store the handler's usage queries read.
 	Usage   *usagestore.Store
+	Billing *billingstore.Store
 	Handler http.Handler
 	Server  *httptest.Server
 	Client  *http.Client
@@ -106,10 +109,14 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	e.Usage = usagestore.New(pool)
 	usageQueries, err := usage.NewQueries(e.Usage, usage.QueryConfig{})
 	require.NoError(t, err)
+	clock := func() time.Time { return time.Now().UTC() }
+	e.Billing = billingstore.New(pool, clock)
+	pricing, err := billing.NewPricing(e.Billing, e.Billing, e.Billing, billing.RatingConfig{}, clock)
+	require.NoError(t, err)
 	e.Handler, err = graph.NewHandler(gcfg, graph.Deps{
 		Tenancy: e.Service, Authorizer: e.Authorizer,
 		Kubeconfigs: e.Isolation.Kubeconfigs, Suspender: e.Isolation.Suspension, Hosts: e.Isolation.Hosts,
-		Usage: usageQueries,
+		Usage: usageQueries, Pricing: pricing,
 	})
 	require.NoError(t, err)
 	e.Server = httptest.NewServer(e.Handler)

@@ -75,6 +75,7 @@ var policyTypes = map[string]string{
 	"orgmember":  "p5",
 	"user":       "p6",
 	"audit":      "p7",
+	"pricebook":  "p8",
 }
 
 // PolicyType returns the policy type ("p", "p2", …) under which the
