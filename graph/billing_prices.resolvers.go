@@ -178,11 +178,11 @@ func (r *queryResolver) Charge(ctx context.Context, orgID int64, id int64) (*mod
 	return presentCharge(l), nil
 }
 
-// ChargeLine returns generated.ChargeLineResolver implementation.
 func (r *Resolver) ChargeLine() generated.ChargeLineResolver { return &chargeLineResolver{r} }
 
-// PriceBook returns generated.PriceBookResolver implementation.
 func (r *Resolver) PriceBook() generated.PriceBookResolver { return &priceBookResolver{r} }
 
-type chargeLineResolver struct{ *Resolver }
-type priceBookResolver struct{ *Resolver }
+type (
+	chargeLineResolver struct{ *Resolver }
+	priceBookResolver  struct{ *Resolver }
+)
