@@ -160,6 +160,8 @@ type Deps struct {
 	// Payments answers the Stripe fields; nil means payments are not
 	// configured and those fields fail.
 	Payments Payments
+	// Pricing answers the price book, plan and charge fields. Required.
+	Pricing Pricing
 	// Logger receives internal errors with their request id; nil discards.
 	Logger *slog.Logger
 	// Clock tells the status of invitations; nil means time.Now in UTC.
@@ -178,8 +180,9 @@ func NewHandler(cfg Config, deps Deps) (http.Handler, error) {
 		return nil, err
 	}
 	if deps.Tenancy == nil || deps.Authorizer == nil || deps.Kubeconfigs == nil ||
-		deps.Suspender == nil || deps.Hosts == nil || deps.Usage == nil || deps.Ledger == nil || deps.GiftCodes == nil {
-		return nil, errors.New("graph: tenancy, authorizer, kubeconfigs, suspender, hosts, usage, ledger and gift codes are required")
+		deps.Suspender == nil || deps.Hosts == nil || deps.Usage == nil || deps.Ledger == nil || deps.GiftCodes == nil ||
+		deps.Pricing == nil {
+		return nil, errors.New("graph: tenancy, authorizer, kubeconfigs, suspender, hosts, usage, ledger, gift codes and pricing are required")
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
@@ -325,7 +328,7 @@ func NewExecutableSchema(deps Deps) graphql.ExecutableSchema {
 	r := &Resolver{
 		tenancy: deps.Tenancy, authz: deps.Authorizer, kubeconfigs: deps.Kubeconfigs,
 		suspender: deps.Suspender, hosts: deps.Hosts, usage: deps.Usage, now: now, log: deps.Logger,
-		ledger: deps.Ledger, giftCodes: deps.GiftCodes, debt: deps.Debt, payments: deps.Payments,
+		ledger: deps.Ledger, giftCodes: deps.GiftCodes, debt: deps.Debt, payments: deps.Payments, pricing: deps.Pricing,
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)

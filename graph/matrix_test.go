@@ -3,6 +3,7 @@ package graph_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -495,6 +496,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	e.SyncAuthz(t)
 
 	all := specs()
+	maps.Copy(all, pricingSpecs())
 	s := graph.NewExecutableSchema(graph.Deps{}).Schema()
 	var fields []string
 	defs := map[string]*ast.FieldDefinition{}

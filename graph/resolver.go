@@ -19,6 +19,7 @@ type Resolver struct {
 	giftCodes   GiftCodes
 	debt        Debt
 	payments    Payments
+	pricing     Pricing
 	now         func() time.Time
 	log         *slog.Logger
 }

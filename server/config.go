@@ -61,6 +61,8 @@ type Config struct {
 	// BillingLifecycle is the debt lifecycle (--billing-lifecycle-*).
 	BillingLifecycle BillingLifecycleConfig
 	Stripe           StripeConfig
+	// BillingRating is the rating of usage into charges.
+	BillingRating BillingRatingConfig
 }
 
 // GraphQLConfig bounds what one GraphQL request may ask for.
@@ -93,6 +95,7 @@ func defaultConfig() Config {
 		Invoicing:        defaultInvoicingConfig(),
 		BillingLifecycle: defaultBillingLifecycleConfig(),
 		Stripe:           defaultStripeConfig(),
+		BillingRating:    defaultBillingRatingConfig(),
 		GraphQL:          GraphQLConfig{MaxDepth: 12, MaxComplexity: 50000},
 	}
 }
@@ -121,6 +124,7 @@ func (c *Config) bindFlags(fs *pflag.FlagSet) {
 	c.Invoicing.bindFlags(fs)
 	c.BillingLifecycle.bindFlags(fs)
 	c.Stripe.bindFlags(fs)
+	c.BillingRating.bindFlags(fs)
 }
 
 // applyEnv sets every flag not given on the command line from its
@@ -193,7 +197,10 @@ func (c *Config) validate() error {
 	if err := c.BillingLifecycle.validate(); err != nil {
 		return err
 	}
-	return c.Stripe.validate()
+	if err := c.Stripe.validate(); err != nil {
+		return err
+	}
+	return c.BillingRating.validate()
 }
 
 func (h *HTTPConfig) validate() error {

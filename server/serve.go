@@ -82,6 +82,7 @@ type app struct {
 	// stripe takes payments; nil when payments are off. It is also the
 	// billing.InvoiceFinalized hook of the invoice run.
 	stripe *stripepay.Service
+	rating *ratingParts
 	http   *httpServer
 	// background runs until ctx is done, next to the HTTP server.
 	background []func(context.Context) error
@@ -182,6 +183,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	if a.invoicing, err = newInvoicing(cfg.Invoicing, pool, pushInvoice, a.lifecycle, log); err != nil {
 		return nil, err
 	}
+	if a.rating, err = newRating(cfg, a); err != nil {
+		return nil, err
+	}
 
 	gql, err := graph.NewHandler(graph.Config{
 		Dev:           cfg.Dev,
@@ -193,6 +197,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		Kubeconfigs: a.isolation.kubeconfigs, Suspender: a.isolation.suspension,
 		Hosts: a.isolation.hosts, Usage: a.metering.queries,
 		Ledger: a.invoicing.store, GiftCodes: a.invoicing.giftCodes, Debt: a.lifecycle, Payments: payments,
+		Pricing: a.rating.pricing,
 		Logger: log, Clock: clock,
 	})
 	if err != nil {
@@ -242,6 +247,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		a.metering.run(),
 		a.invoicing.run(a.kube, cfg.Isolation.LeaseNamespace, log),
 		runLifecycle(a.lifecycle, a.kube, cfg.Isolation.LeaseNamespace, log),
+		a.rating.run(a.kube, cfg, log),
 	)
 	if a.stripe != nil {
 		a.background = append(a.background, runStripeJobs(a.stripe, a.kube, cfg, a))

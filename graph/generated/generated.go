@@ -29,6 +29,7 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	ChargeLine() ChargeLineResolver
 	Invitation() InvitationResolver
 	Invoice() InvoiceResolver
 	Member() MemberResolver
@@ -36,6 +37,7 @@ type ResolverRoot interface {
 	Namespace() NamespaceResolver
 	Org() OrgResolver
 	OrgMember() OrgMemberResolver
+	PriceBook() PriceBookResolver
 	Query() QueryResolver
 	User() UserResolver
 }
@@ -104,6 +106,39 @@ type ComplexityRoot struct {
 	BillingWebhookSecret struct {
 		Secret  func(childComplexity int) int
 		Webhook func(childComplexity int) int
+	}
+
+	ChargeLine struct {
+		Amount             func(childComplexity int) int
+		Class              func(childComplexity int) int
+		Currency           func(childComplexity int) int
+		Hour               func(childComplexity int) int
+		ID                 func(childComplexity int) int
+		LedgerReference    func(childComplexity int) int
+		NamespaceID        func(childComplexity int) int
+		OrgID              func(childComplexity int) int
+		PriceBookVersionID func(childComplexity int) int
+		Quantity           func(childComplexity int) int
+		RatedAt            func(childComplexity int) int
+		Resource           func(childComplexity int) int
+		Revision           func(childComplexity int) int
+		Samples            func(childComplexity int) int
+		TierStart          func(childComplexity int) int
+		Unit               func(childComplexity int) int
+		UnitDivisor        func(childComplexity int) int
+		UnitPrice          func(childComplexity int) int
+	}
+
+	ChargeLineConnection struct {
+		Nodes    func(childComplexity int) int
+		PageInfo func(childComplexity int) int
+	}
+
+	ChargeSample struct {
+		Key      func(childComplexity int) int
+		Minute   func(childComplexity int) int
+		Quantity func(childComplexity int) int
+		Source   func(childComplexity int) int
 	}
 
 	CreatedGiftCode struct {
@@ -285,48 +320,54 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		AcceptInvitation      func(childComplexity int, token string) int
-		AddMember             func(childComplexity int, input model.MemberInput) int
-		AddOrgMember          func(childComplexity int, input model.OrgMemberInput) int
-		ChangeOrgRole         func(childComplexity int, input model.OrgMemberInput) int
-		ChangeRole            func(childComplexity int, input model.MemberInput) int
-		ClaimHost             func(childComplexity int, namespaceID int64, host string) int
-		CreateAPIToken        func(childComplexity int, input model.CreateAPITokenInput) int
-		CreateGiftCode        func(childComplexity int, input model.CreateGiftCodeInput) int
-		CreateNamespace       func(childComplexity int, input model.CreateNamespaceInput) int
-		CreateOrg             func(childComplexity int, input model.CreateOrgInput) int
-		DeleteNamespace       func(childComplexity int, id int64) int
-		DisableUser           func(childComplexity int, userID int64) int
-		EnableUser            func(childComplexity int, userID int64) int
-		Invite                func(childComplexity int, input model.InviteInput) int
-		Kubeconfig            func(childComplexity int, namespaceID int64, ttlSeconds *int) int
-		LeaveNamespace        func(childComplexity int, namespaceID int64) int
-		LeaveOrg              func(childComplexity int, orgID int64) int
-		LogIn                 func(childComplexity int, input model.LogInInput) int
-		LogOut                func(childComplexity int) int
-		RedeemGiftCode        func(childComplexity int, orgID int64, code string) int
-		ReleaseHost           func(childComplexity int, namespaceID int64, host string) int
-		RemoveBillingWebhook  func(childComplexity int, orgID int64) int
-		RemoveMember          func(childComplexity int, input model.MemberRefInput) int
-		RemoveOrgMember       func(childComplexity int, input model.OrgMemberRefInput) int
-		RenameOrg             func(childComplexity int, input model.RenameOrgInput) int
-		RequestPasswordReset  func(childComplexity int, email string) int
-		ResendVerification    func(childComplexity int) int
-		ResetPassword         func(childComplexity int, input model.ResetPasswordInput) int
-		ResumeNamespace       func(childComplexity int, id int64, reason string) int
-		RevokeAPIToken        func(childComplexity int, id int64) int
-		RevokeInvitation      func(childComplexity int, id int64) int
-		RevokeMyKubeconfigs   func(childComplexity int) int
-		RevokeUserKubeconfigs func(childComplexity int, userID int64, reason string) int
-		SetAutoTopUp          func(childComplexity int, orgID int64, input model.AutoTopUpInput) int
-		SetBillingWebhook     func(childComplexity int, orgID int64, url string) int
-		SetSpendingLimit      func(childComplexity int, namespaceID int64, limitMicros *int64) int
-		SignUp                func(childComplexity int, input model.SignUpInput) int
-		SuspendNamespace      func(childComplexity int, id int64, reason string) int
-		TopUp                 func(childComplexity int, orgID int64, amount string) int
-		TransferOrgOwnership  func(childComplexity int, input model.OrgMemberRefInput) int
-		TransferOwnership     func(childComplexity int, input model.MemberRefInput) int
-		VerifyEmail           func(childComplexity int, token string) int
+		AcceptInvitation        func(childComplexity int, token string) int
+		AddMember               func(childComplexity int, input model.MemberInput) int
+		AddOrgMember            func(childComplexity int, input model.OrgMemberInput) int
+		ChangeOrgRole           func(childComplexity int, input model.OrgMemberInput) int
+		ChangeRole              func(childComplexity int, input model.MemberInput) int
+		ClaimHost               func(childComplexity int, namespaceID int64, host string) int
+		CreateAPIToken          func(childComplexity int, input model.CreateAPITokenInput) int
+		CreateGiftCode          func(childComplexity int, input model.CreateGiftCodeInput) int
+		CreateNamespace         func(childComplexity int, input model.CreateNamespaceInput) int
+		CreateOrg               func(childComplexity int, input model.CreateOrgInput) int
+		CreatePriceBook         func(childComplexity int, input model.CreatePriceBookInput) int
+		CreatePriceBookVersion  func(childComplexity int, input model.CreatePriceBookVersionInput) int
+		DeleteNamespace         func(childComplexity int, id int64) int
+		DeletePrice             func(childComplexity int, versionID int64, resource string, class *string) int
+		DisableUser             func(childComplexity int, userID int64) int
+		EnableUser              func(childComplexity int, userID int64) int
+		Invite                  func(childComplexity int, input model.InviteInput) int
+		Kubeconfig              func(childComplexity int, namespaceID int64, ttlSeconds *int) int
+		LeaveNamespace          func(childComplexity int, namespaceID int64) int
+		LeaveOrg                func(childComplexity int, orgID int64) int
+		LogIn                   func(childComplexity int, input model.LogInInput) int
+		LogOut                  func(childComplexity int) int
+		PublishPriceBookVersion func(childComplexity int, id int64, effectiveFrom time.Time) int
+		RedeemGiftCode          func(childComplexity int, orgID int64, code string) int
+		ReleaseHost             func(childComplexity int, namespaceID int64, host string) int
+		RemoveBillingWebhook    func(childComplexity int, orgID int64) int
+		RemoveMember            func(childComplexity int, input model.MemberRefInput) int
+		RemoveOrgMember         func(childComplexity int, input model.OrgMemberRefInput) int
+		RenameOrg               func(childComplexity int, input model.RenameOrgInput) int
+		RequestPasswordReset    func(childComplexity int, email string) int
+		ResendVerification      func(childComplexity int) int
+		ResetPassword           func(childComplexity int, input model.ResetPasswordInput) int
+		ResumeNamespace         func(childComplexity int, id int64, reason string) int
+		RevokeAPIToken          func(childComplexity int, id int64) int
+		RevokeInvitation        func(childComplexity int, id int64) int
+		RevokeMyKubeconfigs     func(childComplexity int) int
+		RevokeUserKubeconfigs   func(childComplexity int, userID int64, reason string) int
+		SetAutoTopUp            func(childComplexity int, orgID int64, input model.AutoTopUpInput) int
+		SetBillingWebhook       func(childComplexity int, orgID int64, url string) int
+		SetPlan                 func(childComplexity int, input model.SetPlanInput) int
+		SetPrice                func(childComplexity int, input model.SetPriceInput) int
+		SetSpendingLimit        func(childComplexity int, namespaceID int64, limitMicros *int64) int
+		SignUp                  func(childComplexity int, input model.SignUpInput) int
+		SuspendNamespace        func(childComplexity int, id int64, reason string) int
+		TopUp                   func(childComplexity int, orgID int64, amount string) int
+		TransferOrgOwnership    func(childComplexity int, input model.OrgMemberRefInput) int
+		TransferOwnership       func(childComplexity int, input model.MemberRefInput) int
+		VerifyEmail             func(childComplexity int, token string) int
 	}
 
 	Namespace struct {
@@ -423,10 +464,57 @@ type ComplexityRoot struct {
 		StartCursor func(childComplexity int) int
 	}
 
+	Plan struct {
+		BillingMode   func(childComplexity int) int
+		CPUMillicores func(childComplexity int) int
+		DisplayName   func(childComplexity int) int
+		Gpus          func(childComplexity int) int
+		MemoryMiB     func(childComplexity int) int
+		Name          func(childComplexity int) int
+		Namespaces    func(childComplexity int) int
+		Pods          func(childComplexity int) int
+		PriceBookID   func(childComplexity int) int
+		StorageMiB    func(childComplexity int) int
+	}
+
+	Price struct {
+		Class       func(childComplexity int) int
+		Mode        func(childComplexity int) int
+		Resource    func(childComplexity int) int
+		Tiers       func(childComplexity int) int
+		Unit        func(childComplexity int) int
+		UnitDivisor func(childComplexity int) int
+	}
+
+	PriceBook struct {
+		CreatedAt func(childComplexity int) int
+		Currency  func(childComplexity int) int
+		ID        func(childComplexity int) int
+		Name      func(childComplexity int) int
+		Versions  func(childComplexity int) int
+	}
+
+	PriceBookVersion struct {
+		CreatedAt     func(childComplexity int) int
+		Draft         func(childComplexity int) int
+		EffectiveFrom func(childComplexity int) int
+		ID            func(childComplexity int) int
+		Note          func(childComplexity int) int
+		PriceBookID   func(childComplexity int) int
+		Prices        func(childComplexity int) int
+		PublishedAt   func(childComplexity int) int
+	}
+
+	PriceTier struct {
+		UnitPrice func(childComplexity int) int
+		UpToUnits func(childComplexity int) int
+	}
+
 	Query struct {
 		APITokens              func(childComplexity int, first *int, after *string) int
 		AuditLog               func(childComplexity int, filter *model.AuditFilter, first *int, after *string) int
 		AutoTopUp              func(childComplexity int, orgID int64) int
+		Charge                 func(childComplexity int, orgID int64, id int64) int
 		CreditGrants           func(childComplexity int, orgID int64, all *bool) int
 		GiftCodes              func(childComplexity int, first *int, after *string) int
 		Invitations            func(childComplexity int, namespaceID int64, first *int, after *string) int
@@ -441,14 +529,36 @@ type ComplexityRoot struct {
 		Org                    func(childComplexity int, id int64) int
 		OrgBalance             func(childComplexity int, orgID int64) int
 		OrgBillingWebhook      func(childComplexity int, orgID int64) int
+		OrgCharges             func(childComplexity int, orgID int64, from time.Time, to time.Time, first *int, after *string) int
 		OrgDebt                func(childComplexity int, orgID int64) int
 		OrgDebtTransitions     func(childComplexity int, orgID int64, first *int, before *int64) int
 		OrgSpendingLimits      func(childComplexity int, orgID int64) int
 		OrgUsage               func(childComplexity int, orgID int64, from time.Time, to time.Time, granularity model.Granularity) int
 		Orgs                   func(childComplexity int, first *int, after *string) int
+		Plans                  func(childComplexity int) int
+		PriceBookVersion       func(childComplexity int, id int64) int
+		PriceBooks             func(childComplexity int) int
+		ReratingPreview        func(childComplexity int, versionID int64, from time.Time, to time.Time) int
 		StripeReconciliation   func(childComplexity int) int
 		Usage                  func(childComplexity int, namespaceID int64, from time.Time, to time.Time, granularity model.Granularity) int
 		User                   func(childComplexity int, id int64) int
+	}
+
+	ReratingPreview struct {
+		Charged   func(childComplexity int) int
+		Draft     func(childComplexity int) int
+		From      func(childComplexity int) int
+		Orgs      func(childComplexity int) int
+		To        func(childComplexity int) int
+		VersionID func(childComplexity int) int
+	}
+
+	ReratingPreviewOrg struct {
+		Charged    func(childComplexity int) int
+		Currency   func(childComplexity int) int
+		Difference func(childComplexity int) int
+		Draft      func(childComplexity int) int
+		OrgID      func(childComplexity int) int
 	}
 
 	SpendingLimit struct {
@@ -529,6 +639,9 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type ChargeLineResolver interface {
+	Samples(ctx context.Context, obj *model.ChargeLine) ([]*model.ChargeSample, error)
+}
 type InvitationResolver interface {
 	Namespace(ctx context.Context, obj *model.Invitation) (*model.Namespace, error)
 	InvitedBy(ctx context.Context, obj *model.Invitation) (*model.User, error)
@@ -565,6 +678,12 @@ type MutationResolver interface {
 	SetSpendingLimit(ctx context.Context, namespaceID int64, limitMicros *int64) (*model.SpendingLimit, error)
 	CreateGiftCode(ctx context.Context, input model.CreateGiftCodeInput) (*model.CreatedGiftCode, error)
 	RedeemGiftCode(ctx context.Context, orgID int64, code string) (*model.GiftCodeRedemption, error)
+	CreatePriceBook(ctx context.Context, input model.CreatePriceBookInput) (*model.PriceBook, error)
+	CreatePriceBookVersion(ctx context.Context, input model.CreatePriceBookVersionInput) (*model.PriceBookVersion, error)
+	SetPrice(ctx context.Context, input model.SetPriceInput) (*model.PriceBookVersion, error)
+	DeletePrice(ctx context.Context, versionID int64, resource string, class *string) (*model.PriceBookVersion, error)
+	PublishPriceBookVersion(ctx context.Context, id int64, effectiveFrom time.Time) (*model.PriceBookVersion, error)
+	SetPlan(ctx context.Context, input model.SetPlanInput) (*model.Plan, error)
 	SignUp(ctx context.Context, input model.SignUpInput) (*model.User, error)
 	VerifyEmail(ctx context.Context, token string) (*model.User, error)
 	ResendVerification(ctx context.Context) (bool, error)
@@ -600,6 +719,9 @@ type OrgMemberResolver interface {
 	User(ctx context.Context, obj *model.OrgMember) (*model.User, error)
 	Org(ctx context.Context, obj *model.OrgMember) (*model.Org, error)
 }
+type PriceBookResolver interface {
+	Versions(ctx context.Context, obj *model.PriceBook) ([]*model.PriceBookVersion, error)
+}
 type QueryResolver interface {
 	Me(ctx context.Context) (*model.User, error)
 	User(ctx context.Context, id int64) (*model.User, error)
@@ -622,6 +744,12 @@ type QueryResolver interface {
 	Invoices(ctx context.Context, orgID int64, first *int, after *string) (*model.InvoiceConnection, error)
 	Invoice(ctx context.Context, orgID int64, id int64) (*model.Invoice, error)
 	GiftCodes(ctx context.Context, first *int, after *string) (*model.GiftCodeConnection, error)
+	PriceBooks(ctx context.Context) ([]*model.PriceBook, error)
+	PriceBookVersion(ctx context.Context, id int64) (*model.PriceBookVersion, error)
+	Plans(ctx context.Context) ([]*model.Plan, error)
+	ReratingPreview(ctx context.Context, versionID int64, from time.Time, to time.Time) (*model.ReratingPreview, error)
+	OrgCharges(ctx context.Context, orgID int64, from time.Time, to time.Time, first *int, after *string) (*model.ChargeLineConnection, error)
+	Charge(ctx context.Context, orgID int64, id int64) (*model.ChargeLine, error)
 	AutoTopUp(ctx context.Context, orgID int64) (*model.AutoTopUp, error)
 	StripeReconciliation(ctx context.Context) (*model.StripeReconciliation, error)
 	Usage(ctx context.Context, namespaceID int64, from time.Time, to time.Time, granularity model.Granularity) (*model.UsageReport, error)
@@ -866,6 +994,153 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BillingWebhookSecret.Webhook(childComplexity), true
+
+	case "ChargeLine.amount":
+		if e.ComplexityRoot.ChargeLine.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.Amount(childComplexity), true
+	case "ChargeLine.class":
+		if e.ComplexityRoot.ChargeLine.Class == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.Class(childComplexity), true
+	case "ChargeLine.currency":
+		if e.ComplexityRoot.ChargeLine.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.Currency(childComplexity), true
+	case "ChargeLine.hour":
+		if e.ComplexityRoot.ChargeLine.Hour == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.Hour(childComplexity), true
+	case "ChargeLine.id":
+		if e.ComplexityRoot.ChargeLine.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.ID(childComplexity), true
+	case "ChargeLine.ledgerReference":
+		if e.ComplexityRoot.ChargeLine.LedgerReference == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.LedgerReference(childComplexity), true
+	case "ChargeLine.namespaceId":
+		if e.ComplexityRoot.ChargeLine.NamespaceID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.NamespaceID(childComplexity), true
+	case "ChargeLine.orgId":
+		if e.ComplexityRoot.ChargeLine.OrgID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.OrgID(childComplexity), true
+	case "ChargeLine.priceBookVersionId":
+		if e.ComplexityRoot.ChargeLine.PriceBookVersionID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.PriceBookVersionID(childComplexity), true
+	case "ChargeLine.quantity":
+		if e.ComplexityRoot.ChargeLine.Quantity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.Quantity(childComplexity), true
+	case "ChargeLine.ratedAt":
+		if e.ComplexityRoot.ChargeLine.RatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.RatedAt(childComplexity), true
+	case "ChargeLine.resource":
+		if e.ComplexityRoot.ChargeLine.Resource == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.Resource(childComplexity), true
+	case "ChargeLine.revision":
+		if e.ComplexityRoot.ChargeLine.Revision == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.Revision(childComplexity), true
+	case "ChargeLine.samples":
+		if e.ComplexityRoot.ChargeLine.Samples == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.Samples(childComplexity), true
+	case "ChargeLine.tierStart":
+		if e.ComplexityRoot.ChargeLine.TierStart == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.TierStart(childComplexity), true
+	case "ChargeLine.unit":
+		if e.ComplexityRoot.ChargeLine.Unit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.Unit(childComplexity), true
+	case "ChargeLine.unitDivisor":
+		if e.ComplexityRoot.ChargeLine.UnitDivisor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.UnitDivisor(childComplexity), true
+	case "ChargeLine.unitPrice":
+		if e.ComplexityRoot.ChargeLine.UnitPrice == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLine.UnitPrice(childComplexity), true
+
+	case "ChargeLineConnection.nodes":
+		if e.ComplexityRoot.ChargeLineConnection.Nodes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLineConnection.Nodes(childComplexity), true
+	case "ChargeLineConnection.pageInfo":
+		if e.ComplexityRoot.ChargeLineConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeLineConnection.PageInfo(childComplexity), true
+
+	case "ChargeSample.key":
+		if e.ComplexityRoot.ChargeSample.Key == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeSample.Key(childComplexity), true
+	case "ChargeSample.minute":
+		if e.ComplexityRoot.ChargeSample.Minute == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeSample.Minute(childComplexity), true
+	case "ChargeSample.quantity":
+		if e.ComplexityRoot.ChargeSample.Quantity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeSample.Quantity(childComplexity), true
+	case "ChargeSample.source":
+		if e.ComplexityRoot.ChargeSample.Source == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ChargeSample.Source(childComplexity), true
 
 	case "CreatedGiftCode.code":
 		if e.ComplexityRoot.CreatedGiftCode.Code == nil {
@@ -1654,6 +1929,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateOrg(childComplexity, args["input"].(model.CreateOrgInput)), true
+	case "Mutation.createPriceBook":
+		if e.ComplexityRoot.Mutation.CreatePriceBook == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createPriceBook_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreatePriceBook(childComplexity, args["input"].(model.CreatePriceBookInput)), true
+	case "Mutation.createPriceBookVersion":
+		if e.ComplexityRoot.Mutation.CreatePriceBookVersion == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createPriceBookVersion_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreatePriceBookVersion(childComplexity, args["input"].(model.CreatePriceBookVersionInput)), true
 	case "Mutation.deleteNamespace":
 		if e.ComplexityRoot.Mutation.DeleteNamespace == nil {
 			break
@@ -1665,6 +1962,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DeleteNamespace(childComplexity, args["id"].(int64)), true
+	case "Mutation.deletePrice":
+		if e.ComplexityRoot.Mutation.DeletePrice == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deletePrice_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeletePrice(childComplexity, args["versionId"].(int64), args["resource"].(string), args["class"].(*string)), true
 	case "Mutation.disableUser":
 		if e.ComplexityRoot.Mutation.DisableUser == nil {
 			break
@@ -1748,6 +2056,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.LogOut(childComplexity), true
+	case "Mutation.publishPriceBookVersion":
+		if e.ComplexityRoot.Mutation.PublishPriceBookVersion == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_publishPriceBookVersion_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.PublishPriceBookVersion(childComplexity, args["id"].(int64), args["effectiveFrom"].(time.Time)), true
 	case "Mutation.redeemGiftCode":
 		if e.ComplexityRoot.Mutation.RedeemGiftCode == nil {
 			break
@@ -1914,6 +2233,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetBillingWebhook(childComplexity, args["orgId"].(int64), args["url"].(string)), true
+	case "Mutation.setPlan":
+		if e.ComplexityRoot.Mutation.SetPlan == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setPlan_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetPlan(childComplexity, args["input"].(model.SetPlanInput)), true
+	case "Mutation.setPrice":
+		if e.ComplexityRoot.Mutation.SetPrice == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setPrice_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetPrice(childComplexity, args["input"].(model.SetPriceInput)), true
 	case "Mutation.setSpendingLimit":
 		if e.ComplexityRoot.Mutation.SetSpendingLimit == nil {
 			break
@@ -2372,6 +2713,197 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PageInfo.StartCursor(childComplexity), true
 
+	case "Plan.billingMode":
+		if e.ComplexityRoot.Plan.BillingMode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.BillingMode(childComplexity), true
+	case "Plan.cpuMillicores":
+		if e.ComplexityRoot.Plan.CPUMillicores == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.CPUMillicores(childComplexity), true
+	case "Plan.displayName":
+		if e.ComplexityRoot.Plan.DisplayName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.DisplayName(childComplexity), true
+	case "Plan.gpus":
+		if e.ComplexityRoot.Plan.Gpus == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.Gpus(childComplexity), true
+	case "Plan.memoryMiB":
+		if e.ComplexityRoot.Plan.MemoryMiB == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.MemoryMiB(childComplexity), true
+	case "Plan.name":
+		if e.ComplexityRoot.Plan.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.Name(childComplexity), true
+	case "Plan.namespaces":
+		if e.ComplexityRoot.Plan.Namespaces == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.Namespaces(childComplexity), true
+	case "Plan.pods":
+		if e.ComplexityRoot.Plan.Pods == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.Pods(childComplexity), true
+	case "Plan.priceBookId":
+		if e.ComplexityRoot.Plan.PriceBookID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.PriceBookID(childComplexity), true
+	case "Plan.storageMiB":
+		if e.ComplexityRoot.Plan.StorageMiB == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.StorageMiB(childComplexity), true
+
+	case "Price.class":
+		if e.ComplexityRoot.Price.Class == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Price.Class(childComplexity), true
+	case "Price.mode":
+		if e.ComplexityRoot.Price.Mode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Price.Mode(childComplexity), true
+	case "Price.resource":
+		if e.ComplexityRoot.Price.Resource == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Price.Resource(childComplexity), true
+	case "Price.tiers":
+		if e.ComplexityRoot.Price.Tiers == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Price.Tiers(childComplexity), true
+	case "Price.unit":
+		if e.ComplexityRoot.Price.Unit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Price.Unit(childComplexity), true
+	case "Price.unitDivisor":
+		if e.ComplexityRoot.Price.UnitDivisor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Price.UnitDivisor(childComplexity), true
+
+	case "PriceBook.createdAt":
+		if e.ComplexityRoot.PriceBook.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PriceBook.CreatedAt(childComplexity), true
+	case "PriceBook.currency":
+		if e.ComplexityRoot.PriceBook.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PriceBook.Currency(childComplexity), true
+	case "PriceBook.id":
+		if e.ComplexityRoot.PriceBook.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PriceBook.ID(childComplexity), true
+	case "PriceBook.name":
+		if e.ComplexityRoot.PriceBook.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PriceBook.Name(childComplexity), true
+	case "PriceBook.versions":
+		if e.ComplexityRoot.PriceBook.Versions == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PriceBook.Versions(childComplexity), true
+
+	case "PriceBookVersion.createdAt":
+		if e.ComplexityRoot.PriceBookVersion.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PriceBookVersion.CreatedAt(childComplexity), true
+	case "PriceBookVersion.draft":
+		if e.ComplexityRoot.PriceBookVersion.Draft == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PriceBookVersion.Draft(childComplexity), true
+	case "PriceBookVersion.effectiveFrom":
+		if e.ComplexityRoot.PriceBookVersion.EffectiveFrom == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PriceBookVersion.EffectiveFrom(childComplexity), true
+	case "PriceBookVersion.id":
+		if e.ComplexityRoot.PriceBookVersion.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PriceBookVersion.ID(childComplexity), true
+	case "PriceBookVersion.note":
+		if e.ComplexityRoot.PriceBookVersion.Note == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PriceBookVersion.Note(childComplexity), true
+	case "PriceBookVersion.priceBookId":
+		if e.ComplexityRoot.PriceBookVersion.PriceBookID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PriceBookVersion.PriceBookID(childComplexity), true
+	case "PriceBookVersion.prices":
+		if e.ComplexityRoot.PriceBookVersion.Prices == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PriceBookVersion.Prices(childComplexity), true
+	case "PriceBookVersion.publishedAt":
+		if e.ComplexityRoot.PriceBookVersion.PublishedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PriceBookVersion.PublishedAt(childComplexity), true
+
+	case "PriceTier.unitPrice":
+		if e.ComplexityRoot.PriceTier.UnitPrice == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PriceTier.UnitPrice(childComplexity), true
+	case "PriceTier.upToUnits":
+		if e.ComplexityRoot.PriceTier.UpToUnits == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PriceTier.UpToUnits(childComplexity), true
+
 	case "Query.apiTokens":
 		if e.ComplexityRoot.Query.APITokens == nil {
 			break
@@ -2405,6 +2937,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.AutoTopUp(childComplexity, args["orgId"].(int64)), true
+	case "Query.charge":
+		if e.ComplexityRoot.Query.Charge == nil {
+			break
+		}
+
+		args, err := ec.field_Query_charge_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Charge(childComplexity, args["orgId"].(int64), args["id"].(int64)), true
 	case "Query.creditGrants":
 		if e.ComplexityRoot.Query.CreditGrants == nil {
 			break
@@ -2555,6 +3098,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.OrgBillingWebhook(childComplexity, args["orgId"].(int64)), true
+	case "Query.orgCharges":
+		if e.ComplexityRoot.Query.OrgCharges == nil {
+			break
+		}
+
+		args, err := ec.field_Query_orgCharges_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.OrgCharges(childComplexity, args["orgId"].(int64), args["from"].(time.Time), args["to"].(time.Time), args["first"].(*int), args["after"].(*string)), true
 	case "Query.orgDebt":
 		if e.ComplexityRoot.Query.OrgDebt == nil {
 			break
@@ -2610,6 +3164,40 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Orgs(childComplexity, args["first"].(*int), args["after"].(*string)), true
+	case "Query.plans":
+		if e.ComplexityRoot.Query.Plans == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Plans(childComplexity), true
+	case "Query.priceBookVersion":
+		if e.ComplexityRoot.Query.PriceBookVersion == nil {
+			break
+		}
+
+		args, err := ec.field_Query_priceBookVersion_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.PriceBookVersion(childComplexity, args["id"].(int64)), true
+	case "Query.priceBooks":
+		if e.ComplexityRoot.Query.PriceBooks == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.PriceBooks(childComplexity), true
+	case "Query.reratingPreview":
+		if e.ComplexityRoot.Query.ReratingPreview == nil {
+			break
+		}
+
+		args, err := ec.field_Query_reratingPreview_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.ReratingPreview(childComplexity, args["versionId"].(int64), args["from"].(time.Time), args["to"].(time.Time)), true
 	case "Query.stripeReconciliation":
 		if e.ComplexityRoot.Query.StripeReconciliation == nil {
 			break
@@ -2638,6 +3226,74 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.User(childComplexity, args["id"].(int64)), true
+
+	case "ReratingPreview.charged":
+		if e.ComplexityRoot.ReratingPreview.Charged == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReratingPreview.Charged(childComplexity), true
+	case "ReratingPreview.draft":
+		if e.ComplexityRoot.ReratingPreview.Draft == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReratingPreview.Draft(childComplexity), true
+	case "ReratingPreview.from":
+		if e.ComplexityRoot.ReratingPreview.From == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReratingPreview.From(childComplexity), true
+	case "ReratingPreview.orgs":
+		if e.ComplexityRoot.ReratingPreview.Orgs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReratingPreview.Orgs(childComplexity), true
+	case "ReratingPreview.to":
+		if e.ComplexityRoot.ReratingPreview.To == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReratingPreview.To(childComplexity), true
+	case "ReratingPreview.versionId":
+		if e.ComplexityRoot.ReratingPreview.VersionID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReratingPreview.VersionID(childComplexity), true
+
+	case "ReratingPreviewOrg.charged":
+		if e.ComplexityRoot.ReratingPreviewOrg.Charged == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReratingPreviewOrg.Charged(childComplexity), true
+	case "ReratingPreviewOrg.currency":
+		if e.ComplexityRoot.ReratingPreviewOrg.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReratingPreviewOrg.Currency(childComplexity), true
+	case "ReratingPreviewOrg.difference":
+		if e.ComplexityRoot.ReratingPreviewOrg.Difference == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReratingPreviewOrg.Difference(childComplexity), true
+	case "ReratingPreviewOrg.draft":
+		if e.ComplexityRoot.ReratingPreviewOrg.Draft == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReratingPreviewOrg.Draft(childComplexity), true
+	case "ReratingPreviewOrg.orgId":
+		if e.ComplexityRoot.ReratingPreviewOrg.OrgID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.ReratingPreviewOrg.OrgID(childComplexity), true
 
 	case "SpendingLimit.currency":
 		if e.ComplexityRoot.SpendingLimit.Currency == nil {
@@ -2949,14 +3605,19 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CreateGiftCodeInput", ec.unmarshalInputCreateGiftCodeInput),
 			graphql.NewInputUnmarshaler("CreateNamespaceInput", ec.unmarshalInputCreateNamespaceInput),
 			graphql.NewInputUnmarshaler("CreateOrgInput", ec.unmarshalInputCreateOrgInput),
+			graphql.NewInputUnmarshaler("CreatePriceBookInput", ec.unmarshalInputCreatePriceBookInput),
+			graphql.NewInputUnmarshaler("CreatePriceBookVersionInput", ec.unmarshalInputCreatePriceBookVersionInput),
 			graphql.NewInputUnmarshaler("InviteInput", ec.unmarshalInputInviteInput),
 			graphql.NewInputUnmarshaler("LogInInput", ec.unmarshalInputLogInInput),
 			graphql.NewInputUnmarshaler("MemberInput", ec.unmarshalInputMemberInput),
 			graphql.NewInputUnmarshaler("MemberRefInput", ec.unmarshalInputMemberRefInput),
 			graphql.NewInputUnmarshaler("OrgMemberInput", ec.unmarshalInputOrgMemberInput),
 			graphql.NewInputUnmarshaler("OrgMemberRefInput", ec.unmarshalInputOrgMemberRefInput),
+			graphql.NewInputUnmarshaler("PriceTierInput", ec.unmarshalInputPriceTierInput),
 			graphql.NewInputUnmarshaler("RenameOrgInput", ec.unmarshalInputRenameOrgInput),
 			graphql.NewInputUnmarshaler("ResetPasswordInput", ec.unmarshalInputResetPasswordInput),
+			graphql.NewInputUnmarshaler("SetPlanInput", ec.unmarshalInputSetPlanInput),
+			graphql.NewInputUnmarshaler("SetPriceInput", ec.unmarshalInputSetPriceInput),
 			graphql.NewInputUnmarshaler("SignUpInput", ec.unmarshalInputSignUpInput),
 		)
 	}
@@ -3334,6 +3995,223 @@ extend type Mutation {
   createGiftCode(input: CreateGiftCodeInput!): CreatedGiftCode! @auth(scope: PLATFORM, action: "billing.giftcode")
   "Redeem a gift code for an org, once per org. Attempts are rate-limited."
   redeemGiftCode(orgId: ID!, code: String!): GiftCodeRedemption! @auth(scope: ORG, action: "org.billing", id: "orgId")
+}
+`, BuiltIn: false},
+	{Name: "../../schema/graphql/billing_prices.graphqls", Input: `"How a price turns usage into money."
+enum PriceMode {
+  "one price per priced unit"
+  UNIT
+  "each tier's price for the part of the org's usage in the month that falls in it"
+  GRADUATED
+}
+
+"When an org on a plan pays."
+enum BillingMode {
+  PREPAID
+  POSTPAID
+}
+
+"The prices of one currency, in versions."
+type PriceBook {
+  id: ID! @auth(scope: PARENT)
+  name: String! @auth(scope: PARENT)
+  currency: String! @auth(scope: PARENT)
+  createdAt: Time! @auth(scope: PARENT)
+  "Every version, drafts too, oldest first."
+  versions: [PriceBookVersion!]! @auth(scope: PARENT)
+}
+
+"One set of prices of a book: a draft until published; a published version never changes."
+type PriceBookVersion {
+  id: ID! @auth(scope: PARENT)
+  priceBookId: ID! @auth(scope: PARENT)
+  note: String! @auth(scope: PARENT)
+  "When it starts pricing usage; null for a draft."
+  effectiveFrom: Time @auth(scope: PARENT)
+  publishedAt: Time @auth(scope: PARENT)
+  draft: Boolean! @auth(scope: PARENT)
+  createdAt: Time! @auth(scope: PARENT)
+  prices: [Price!]! @auth(scope: PARENT)
+}
+
+"What one resource and class cost. Class \"\" prices every class without a price of its own."
+type Price {
+  "cpu, memory, gpu, storage, network.internet.egress, ..."
+  resource: String! @auth(scope: PARENT)
+  class: String! @auth(scope: PARENT)
+  mode: PriceMode! @auth(scope: PARENT)
+  "e.g. core-hour, GiB-hour, device-hour, GiB"
+  unit: String! @auth(scope: PARENT)
+  "How many usage units make one priced unit (60000 millicore-minutes per core-hour)."
+  unitDivisor: Int64! @auth(scope: PARENT)
+  tiers: [PriceTier!]! @auth(scope: PARENT)
+}
+
+"One step of a price."
+type PriceTier {
+  "The tier ends after this many priced units of the org's usage in the month; null: no end."
+  upToUnits: Int64 @auth(scope: PARENT)
+  "Per priced unit, in currency units, e.g. 0.04."
+  unitPrice: String! @auth(scope: PARENT)
+}
+
+"A plan binds a price book, a billing mode and a quota; every org has one."
+type Plan {
+  name: String! @auth(scope: PARENT)
+  displayName: String! @auth(scope: PARENT)
+  billingMode: BillingMode! @auth(scope: PARENT)
+  priceBookId: ID! @auth(scope: PARENT)
+  cpuMillicores: Int64! @auth(scope: PARENT)
+  memoryMiB: Int64! @auth(scope: PARENT)
+  storageMiB: Int64! @auth(scope: PARENT)
+  gpus: Int64! @auth(scope: PARENT)
+  pods: Int64! @auth(scope: PARENT)
+  namespaces: Int64! @auth(scope: PARENT)
+}
+
+"The money of one namespace's usage of one resource and class in one hour; revision > 0 corrects it for late usage."
+type ChargeLine {
+  id: ID! @auth(scope: PARENT)
+  orgId: ID! @auth(scope: PARENT)
+  namespaceId: ID! @auth(scope: PARENT)
+  resource: String! @auth(scope: PARENT)
+  class: String! @auth(scope: PARENT)
+  hour: Time! @auth(scope: PARENT)
+  revision: Int! @auth(scope: PARENT)
+  "In usage units (unit)."
+  quantity: Int64! @auth(scope: PARENT)
+  "e.g. millicore-minutes"
+  unit: String! @auth(scope: PARENT)
+  "Positive: the org owes it. In currency units, six decimals."
+  amount: String! @auth(scope: PARENT)
+  currency: String! @auth(scope: PARENT)
+  "The price book version in force for the hour; null when the usage was free for want of one."
+  priceBookVersionId: ID @auth(scope: PARENT)
+  "Per priced unit (of the tier the line ended in), in currency units."
+  unitPrice: String! @auth(scope: PARENT)
+  unitDivisor: Int64! @auth(scope: PARENT)
+  "The org's usage of the resource and class in the month before the line, which tiers count from."
+  tierStart: Int64! @auth(scope: PARENT)
+  "The ledger posting that moved the money; null when nothing was posted."
+  ledgerReference: String @auth(scope: PARENT)
+  ratedAt: Time! @auth(scope: PARENT)
+  "The minute samples of the namespace, resource, class and hour, while they are kept (days)."
+  samples: [ChargeSample!]! @auth(scope: PARENT)
+}
+
+"One minute of usage behind a charge."
+type ChargeSample {
+  minute: Time! @auth(scope: PARENT)
+  "The collector or meter."
+  source: String! @auth(scope: PARENT)
+  "The event's idempotency key; empty for the collectors' samples."
+  key: String! @auth(scope: PARENT)
+  quantity: Int64! @auth(scope: PARENT)
+}
+
+"A page of charge lines."
+type ChargeLineConnection {
+  nodes: [ChargeLine!]! @auth(scope: PARENT)
+  pageInfo: PageInfo! @auth(scope: PARENT)
+}
+
+"Rating a past period under a draft price book version, per org, without writing anything."
+type ReratingPreview {
+  versionId: ID! @auth(scope: PARENT)
+  from: Time! @auth(scope: PARENT)
+  to: Time! @auth(scope: PARENT)
+  "What was charged, every org of the book."
+  charged: String! @auth(scope: PARENT)
+  "What the draft would charge."
+  draft: String! @auth(scope: PARENT)
+  orgs: [ReratingPreviewOrg!]! @auth(scope: PARENT)
+}
+
+"One org in a re-rating preview."
+type ReratingPreviewOrg {
+  orgId: ID! @auth(scope: PARENT)
+  currency: String! @auth(scope: PARENT)
+  charged: String! @auth(scope: PARENT)
+  draft: String! @auth(scope: PARENT)
+  "draft less charged"
+  difference: String! @auth(scope: PARENT)
+}
+
+input CreatePriceBookInput {
+  name: String!
+  "default: the configured default currency"
+  currency: String
+}
+
+input CreatePriceBookVersionInput {
+  priceBookId: ID!
+  note: String
+  "A version of the same book whose prices the draft starts with."
+  copyFrom: ID
+}
+
+input PriceTierInput {
+  "null for the last tier"
+  upToUnits: Int64
+  "per priced unit, in currency units, e.g. \"0.04\""
+  unitPrice: String!
+}
+
+input SetPriceInput {
+  versionId: ID!
+  resource: String!
+  class: String
+  mode: PriceMode!
+  "default: the resource's (60000 for cpu, 61440 for memory and storage, 60 for gpu, 2^30 for network)"
+  unitDivisor: Int64
+  tiers: [PriceTierInput!]!
+}
+
+input SetPlanInput {
+  name: String!
+  displayName: String
+  billingMode: BillingMode!
+  priceBookId: ID!
+  cpuMillicores: Int64
+  memoryMiB: Int64
+  storageMiB: Int64
+  gpus: Int64
+  pods: Int64
+  namespaces: Int64
+}
+
+extend type Query {
+  "Every price book, for platform admins."
+  priceBooks: [PriceBook!]! @auth(scope: PLATFORM, action: "pricebook.read")
+  "One price book version with its prices."
+  priceBookVersion(id: ID!): PriceBookVersion! @auth(scope: PLATFORM, action: "pricebook.read")
+  "Every plan."
+  plans: [Plan!]! @auth(scope: PLATFORM, action: "pricebook.read")
+  "What rating [from, to) (whole hours, at most 31 days) under a version, draft or not, would charge each org of its book, beside what was charged."
+  reratingPreview(versionId: ID!, from: Time!, to: Time!): ReratingPreview!
+    @auth(scope: PLATFORM, action: "pricebook.read")
+  "An org's charge lines with hours in [from, to), oldest first, for its owners and billing members."
+  orgCharges(orgId: ID!, from: Time!, to: Time!, first: Int, after: String): ChargeLineConnection!
+    @auth(scope: ORG, action: "org.charges", id: "orgId")
+  "One charge line of an org, explained down to its samples."
+  charge(orgId: ID!, id: ID!): ChargeLine! @auth(scope: ORG, action: "org.charges", id: "orgId")
+}
+
+extend type Mutation {
+  createPriceBook(input: CreatePriceBookInput!): PriceBook! @auth(scope: PLATFORM, action: "pricebook.manage")
+  "A draft version of a book."
+  createPriceBookVersion(input: CreatePriceBookVersionInput!): PriceBookVersion!
+    @auth(scope: PLATFORM, action: "pricebook.manage")
+  "Adds or replaces a price in a draft."
+  setPrice(input: SetPriceInput!): PriceBookVersion! @auth(scope: PLATFORM, action: "pricebook.manage")
+  "Removes a price from a draft."
+  deletePrice(versionId: ID!, resource: String!, class: String): PriceBookVersion!
+    @auth(scope: PLATFORM, action: "pricebook.manage")
+  "Publishes a draft to price usage from effectiveFrom, a whole hour in the future."
+  publishPriceBookVersion(id: ID!, effectiveFrom: Time!): PriceBookVersion!
+    @auth(scope: PLATFORM, action: "pricebook.manage")
+  "Creates or updates a plan."
+  setPlan(input: SetPlanInput!): Plan! @auth(scope: PLATFORM, action: "pricebook.manage")
 }
 `, BuiltIn: false},
 	{Name: "../../schema/graphql/identity.graphqls", Input: `"Where a user stands."
@@ -4108,6 +4986,72 @@ func (ec *executionContext) childFields_BillingWebhookSecret(ctx context.Context
 	return nil, fmt.Errorf("no field named %q was found under type BillingWebhookSecret", field.Name)
 }
 
+func (ec *executionContext) childFields_ChargeLine(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_ChargeLine_id(ctx, field)
+	case "orgId":
+		return ec.fieldContext_ChargeLine_orgId(ctx, field)
+	case "namespaceId":
+		return ec.fieldContext_ChargeLine_namespaceId(ctx, field)
+	case "resource":
+		return ec.fieldContext_ChargeLine_resource(ctx, field)
+	case "class":
+		return ec.fieldContext_ChargeLine_class(ctx, field)
+	case "hour":
+		return ec.fieldContext_ChargeLine_hour(ctx, field)
+	case "revision":
+		return ec.fieldContext_ChargeLine_revision(ctx, field)
+	case "quantity":
+		return ec.fieldContext_ChargeLine_quantity(ctx, field)
+	case "unit":
+		return ec.fieldContext_ChargeLine_unit(ctx, field)
+	case "amount":
+		return ec.fieldContext_ChargeLine_amount(ctx, field)
+	case "currency":
+		return ec.fieldContext_ChargeLine_currency(ctx, field)
+	case "priceBookVersionId":
+		return ec.fieldContext_ChargeLine_priceBookVersionId(ctx, field)
+	case "unitPrice":
+		return ec.fieldContext_ChargeLine_unitPrice(ctx, field)
+	case "unitDivisor":
+		return ec.fieldContext_ChargeLine_unitDivisor(ctx, field)
+	case "tierStart":
+		return ec.fieldContext_ChargeLine_tierStart(ctx, field)
+	case "ledgerReference":
+		return ec.fieldContext_ChargeLine_ledgerReference(ctx, field)
+	case "ratedAt":
+		return ec.fieldContext_ChargeLine_ratedAt(ctx, field)
+	case "samples":
+		return ec.fieldContext_ChargeLine_samples(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ChargeLine", field.Name)
+}
+
+func (ec *executionContext) childFields_ChargeLineConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "nodes":
+		return ec.fieldContext_ChargeLineConnection_nodes(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_ChargeLineConnection_pageInfo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ChargeLineConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_ChargeSample(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "minute":
+		return ec.fieldContext_ChargeSample_minute(ctx, field)
+	case "source":
+		return ec.fieldContext_ChargeSample_source(ctx, field)
+	case "key":
+		return ec.fieldContext_ChargeSample_key(ctx, field)
+	case "quantity":
+		return ec.fieldContext_ChargeSample_quantity(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ChargeSample", field.Name)
+}
+
 func (ec *executionContext) childFields_CreatedGiftCode(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "code":
@@ -4652,6 +5596,132 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
 }
 
+func (ec *executionContext) childFields_Plan(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_Plan_name(ctx, field)
+	case "displayName":
+		return ec.fieldContext_Plan_displayName(ctx, field)
+	case "billingMode":
+		return ec.fieldContext_Plan_billingMode(ctx, field)
+	case "priceBookId":
+		return ec.fieldContext_Plan_priceBookId(ctx, field)
+	case "cpuMillicores":
+		return ec.fieldContext_Plan_cpuMillicores(ctx, field)
+	case "memoryMiB":
+		return ec.fieldContext_Plan_memoryMiB(ctx, field)
+	case "storageMiB":
+		return ec.fieldContext_Plan_storageMiB(ctx, field)
+	case "gpus":
+		return ec.fieldContext_Plan_gpus(ctx, field)
+	case "pods":
+		return ec.fieldContext_Plan_pods(ctx, field)
+	case "namespaces":
+		return ec.fieldContext_Plan_namespaces(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Plan", field.Name)
+}
+
+func (ec *executionContext) childFields_Price(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "resource":
+		return ec.fieldContext_Price_resource(ctx, field)
+	case "class":
+		return ec.fieldContext_Price_class(ctx, field)
+	case "mode":
+		return ec.fieldContext_Price_mode(ctx, field)
+	case "unit":
+		return ec.fieldContext_Price_unit(ctx, field)
+	case "unitDivisor":
+		return ec.fieldContext_Price_unitDivisor(ctx, field)
+	case "tiers":
+		return ec.fieldContext_Price_tiers(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Price", field.Name)
+}
+
+func (ec *executionContext) childFields_PriceBook(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_PriceBook_id(ctx, field)
+	case "name":
+		return ec.fieldContext_PriceBook_name(ctx, field)
+	case "currency":
+		return ec.fieldContext_PriceBook_currency(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_PriceBook_createdAt(ctx, field)
+	case "versions":
+		return ec.fieldContext_PriceBook_versions(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PriceBook", field.Name)
+}
+
+func (ec *executionContext) childFields_PriceBookVersion(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_PriceBookVersion_id(ctx, field)
+	case "priceBookId":
+		return ec.fieldContext_PriceBookVersion_priceBookId(ctx, field)
+	case "note":
+		return ec.fieldContext_PriceBookVersion_note(ctx, field)
+	case "effectiveFrom":
+		return ec.fieldContext_PriceBookVersion_effectiveFrom(ctx, field)
+	case "publishedAt":
+		return ec.fieldContext_PriceBookVersion_publishedAt(ctx, field)
+	case "draft":
+		return ec.fieldContext_PriceBookVersion_draft(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_PriceBookVersion_createdAt(ctx, field)
+	case "prices":
+		return ec.fieldContext_PriceBookVersion_prices(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PriceBookVersion", field.Name)
+}
+
+func (ec *executionContext) childFields_PriceTier(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "upToUnits":
+		return ec.fieldContext_PriceTier_upToUnits(ctx, field)
+	case "unitPrice":
+		return ec.fieldContext_PriceTier_unitPrice(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PriceTier", field.Name)
+}
+
+func (ec *executionContext) childFields_ReratingPreview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "versionId":
+		return ec.fieldContext_ReratingPreview_versionId(ctx, field)
+	case "from":
+		return ec.fieldContext_ReratingPreview_from(ctx, field)
+	case "to":
+		return ec.fieldContext_ReratingPreview_to(ctx, field)
+	case "charged":
+		return ec.fieldContext_ReratingPreview_charged(ctx, field)
+	case "draft":
+		return ec.fieldContext_ReratingPreview_draft(ctx, field)
+	case "orgs":
+		return ec.fieldContext_ReratingPreview_orgs(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ReratingPreview", field.Name)
+}
+
+func (ec *executionContext) childFields_ReratingPreviewOrg(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "orgId":
+		return ec.fieldContext_ReratingPreviewOrg_orgId(ctx, field)
+	case "currency":
+		return ec.fieldContext_ReratingPreviewOrg_currency(ctx, field)
+	case "charged":
+		return ec.fieldContext_ReratingPreviewOrg_charged(ctx, field)
+	case "draft":
+		return ec.fieldContext_ReratingPreviewOrg_draft(ctx, field)
+	case "difference":
+		return ec.fieldContext_ReratingPreviewOrg_difference(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type ReratingPreviewOrg", field.Name)
+}
+
 func (ec *executionContext) childFields_SpendingLimit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "namespaceId":
@@ -5092,6 +6162,34 @@ func (ec *executionContext) field_Mutation_createOrg_args(ctx context.Context, r
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_createPriceBookVersion_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CreatePriceBookVersionInput, error) {
+			return ec.unmarshalNCreatePriceBookVersionInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreatePriceBookVersionInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_createPriceBook_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.CreatePriceBookInput, error) {
+			return ec.unmarshalNCreatePriceBookInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreatePriceBookInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_deleteNamespace_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -5103,6 +6201,36 @@ func (ec *executionContext) field_Mutation_deleteNamespace_args(ctx context.Cont
 		return nil, err
 	}
 	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deletePrice_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "versionId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["versionId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "resource",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["resource"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "class",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["class"] = arg2
 	return args, nil
 }
 
@@ -5209,6 +6337,28 @@ func (ec *executionContext) field_Mutation_logIn_args(ctx context.Context, rawAr
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_publishPriceBookVersion_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "effectiveFrom",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["effectiveFrom"] = arg1
 	return args, nil
 }
 
@@ -5453,6 +6603,34 @@ func (ec *executionContext) field_Mutation_setBillingWebhook_args(ctx context.Co
 		return nil, err
 	}
 	args["url"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setPlan_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.SetPlanInput, error) {
+			return ec.unmarshalNSetPlanInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐSetPlanInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setPrice_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.SetPriceInput, error) {
+			return ec.unmarshalNSetPriceInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐSetPriceInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
 	return args, nil
 }
 
@@ -5746,6 +6924,28 @@ func (ec *executionContext) field_Query_autoTopUp_args(ctx context.Context, rawA
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_charge_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_creditGrants_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6010,6 +7210,52 @@ func (ec *executionContext) field_Query_orgBillingWebhook_args(ctx context.Conte
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_orgCharges_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "first",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["first"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg4
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_orgDebtTransitions_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6139,6 +7385,50 @@ func (ec *executionContext) field_Query_orgs_args(ctx context.Context, rawArgs m
 		return nil, err
 	}
 	args["after"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_priceBookVersion_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Query_reratingPreview_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "versionId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["versionId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "from",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["from"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "to",
+		func(ctx context.Context, v any) (time.Time, error) {
+			return ec.unmarshalNTime2timeᚐTime(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["to"] = arg2
 	return args, nil
 }
 
@@ -7785,6 +9075,1017 @@ func (ec *executionContext) _BillingWebhookSecret_secret(ctx context.Context, fi
 }
 func (ec *executionContext) fieldContext_BillingWebhookSecret_secret(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("BillingWebhookSecret", field, false, false, "String")
+}
+
+func (ec *executionContext) _ChargeLine_id(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ChargeLine_orgId(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_orgId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OrgID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_orgId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ChargeLine_namespaceId(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_namespaceId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NamespaceID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_namespaceId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ChargeLine_resource(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_resource(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Resource, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_resource(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "String")
+}
+
+func (ec *executionContext) _ChargeLine_class(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_class(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Class, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_class(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "String")
+}
+
+func (ec *executionContext) _ChargeLine_hour(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_hour(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Hour, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_hour(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ChargeLine_revision(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_revision(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Revision, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_revision(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "Int")
+}
+
+func (ec *executionContext) _ChargeLine_quantity(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_quantity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Quantity, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_quantity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _ChargeLine_unit(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_unit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Unit, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_unit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "String")
+}
+
+func (ec *executionContext) _ChargeLine_amount(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_amount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Amount, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_amount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "String")
+}
+
+func (ec *executionContext) _ChargeLine_currency(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "String")
+}
+
+func (ec *executionContext) _ChargeLine_priceBookVersionId(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_priceBookVersionId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PriceBookVersionID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *int64) graphql.Marshaler {
+			return ec.marshalOID2ᚖint64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_priceBookVersionId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ChargeLine_unitPrice(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_unitPrice(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UnitPrice, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_unitPrice(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "String")
+}
+
+func (ec *executionContext) _ChargeLine_unitDivisor(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_unitDivisor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UnitDivisor, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_unitDivisor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _ChargeLine_tierStart(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_tierStart(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.TierStart, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_tierStart(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _ChargeLine_ledgerReference(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_ledgerReference(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LedgerReference, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_ledgerReference(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "String")
+}
+
+func (ec *executionContext) _ChargeLine_ratedAt(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_ratedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.RatedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_ratedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeLine", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ChargeLine_samples(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLine_samples(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.ChargeLine().Samples(ctx, obj)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal []*model.ChargeSample
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.ChargeSample
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ChargeSample) graphql.Marshaler {
+			return ec.marshalNChargeSample2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐChargeSampleᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLine_samples(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ChargeLine",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ChargeSample(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ChargeLineConnection_nodes(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLineConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLineConnection_nodes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Nodes, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal []*model.ChargeLine
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.ChargeLine
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ChargeLine) graphql.Marshaler {
+			return ec.marshalNChargeLine2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐChargeLineᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLineConnection_nodes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ChargeLineConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ChargeLine(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ChargeLineConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *model.ChargeLineConnection) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeLineConnection_pageInfo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PageInfo, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *model.PageInfo
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.PageInfo
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPageInfo(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeLineConnection_pageInfo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ChargeLineConnection",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PageInfo(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ChargeSample_minute(ctx context.Context, field graphql.CollectedField, obj *model.ChargeSample) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeSample_minute(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Minute, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeSample_minute(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeSample", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ChargeSample_source(ctx context.Context, field graphql.CollectedField, obj *model.ChargeSample) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeSample_source(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Source, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeSample_source(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeSample", field, false, false, "String")
+}
+
+func (ec *executionContext) _ChargeSample_key(ctx context.Context, field graphql.CollectedField, obj *model.ChargeSample) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeSample_key(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Key, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeSample_key(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeSample", field, false, false, "String")
+}
+
+func (ec *executionContext) _ChargeSample_quantity(ctx context.Context, field graphql.CollectedField, obj *model.ChargeSample) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ChargeSample_quantity(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Quantity, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ChargeSample_quantity(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ChargeSample", field, false, false, "Int64")
 }
 
 func (ec *executionContext) _CreatedGiftCode_code(ctx context.Context, field graphql.CollectedField, obj *model.CreatedGiftCode) (ret graphql.Marshaler) {
@@ -14174,6 +16475,408 @@ func (ec *executionContext) fieldContext_Mutation_redeemGiftCode(ctx context.Con
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_createPriceBook(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createPriceBook(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreatePriceBook(ctx, fc.Args["input"].(model.CreatePriceBookInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal *model.PriceBook
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "pricebook.manage")
+				if err != nil {
+					var zeroVal *model.PriceBook
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.PriceBook
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PriceBook) graphql.Marshaler {
+			return ec.marshalNPriceBook2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceBook(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createPriceBook(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PriceBook(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createPriceBook_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_createPriceBookVersion(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_createPriceBookVersion(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().CreatePriceBookVersion(ctx, fc.Args["input"].(model.CreatePriceBookVersionInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal *model.PriceBookVersion
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "pricebook.manage")
+				if err != nil {
+					var zeroVal *model.PriceBookVersion
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.PriceBookVersion
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PriceBookVersion) graphql.Marshaler {
+			return ec.marshalNPriceBookVersion2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceBookVersion(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_createPriceBookVersion(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PriceBookVersion(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_createPriceBookVersion_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setPrice(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setPrice(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetPrice(ctx, fc.Args["input"].(model.SetPriceInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal *model.PriceBookVersion
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "pricebook.manage")
+				if err != nil {
+					var zeroVal *model.PriceBookVersion
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.PriceBookVersion
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PriceBookVersion) graphql.Marshaler {
+			return ec.marshalNPriceBookVersion2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceBookVersion(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setPrice(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PriceBookVersion(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setPrice_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deletePrice(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deletePrice(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeletePrice(ctx, fc.Args["versionId"].(int64), fc.Args["resource"].(string), fc.Args["class"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal *model.PriceBookVersion
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "pricebook.manage")
+				if err != nil {
+					var zeroVal *model.PriceBookVersion
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.PriceBookVersion
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PriceBookVersion) graphql.Marshaler {
+			return ec.marshalNPriceBookVersion2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceBookVersion(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deletePrice(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PriceBookVersion(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deletePrice_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_publishPriceBookVersion(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_publishPriceBookVersion(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().PublishPriceBookVersion(ctx, fc.Args["id"].(int64), fc.Args["effectiveFrom"].(time.Time))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal *model.PriceBookVersion
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "pricebook.manage")
+				if err != nil {
+					var zeroVal *model.PriceBookVersion
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.PriceBookVersion
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PriceBookVersion) graphql.Marshaler {
+			return ec.marshalNPriceBookVersion2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceBookVersion(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_publishPriceBookVersion(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PriceBookVersion(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_publishPriceBookVersion_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setPlan(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setPlan(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetPlan(ctx, fc.Args["input"].(model.SetPlanInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal *model.Plan
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "pricebook.manage")
+				if err != nil {
+					var zeroVal *model.Plan
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.Plan
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Plan) graphql.Marshaler {
+			return ec.marshalNPlan2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPlan(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setPlan(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Plan(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setPlan_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_signUp(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -17923,6 +20626,1304 @@ func (ec *executionContext) fieldContext_PageInfo_endCursor(_ context.Context, f
 	return graphql.NewScalarFieldContext("PageInfo", field, false, false, "String")
 }
 
+func (ec *executionContext) _Plan_name(ctx context.Context, field graphql.CollectedField, obj *model.Plan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Plan_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Plan_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Plan", field, false, false, "String")
+}
+
+func (ec *executionContext) _Plan_displayName(ctx context.Context, field graphql.CollectedField, obj *model.Plan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Plan_displayName(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DisplayName, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Plan_displayName(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Plan", field, false, false, "String")
+}
+
+func (ec *executionContext) _Plan_billingMode(ctx context.Context, field graphql.CollectedField, obj *model.Plan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Plan_billingMode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BillingMode, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal model.BillingMode
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal model.BillingMode
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v model.BillingMode) graphql.Marshaler {
+			return ec.marshalNBillingMode2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐBillingMode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Plan_billingMode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Plan", field, false, false, "BillingMode")
+}
+
+func (ec *executionContext) _Plan_priceBookId(ctx context.Context, field graphql.CollectedField, obj *model.Plan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Plan_priceBookId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PriceBookID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Plan_priceBookId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Plan", field, false, false, "ID")
+}
+
+func (ec *executionContext) _Plan_cpuMillicores(ctx context.Context, field graphql.CollectedField, obj *model.Plan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Plan_cpuMillicores(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CPUMillicores, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Plan_cpuMillicores(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Plan", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _Plan_memoryMiB(ctx context.Context, field graphql.CollectedField, obj *model.Plan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Plan_memoryMiB(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MemoryMiB, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Plan_memoryMiB(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Plan", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _Plan_storageMiB(ctx context.Context, field graphql.CollectedField, obj *model.Plan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Plan_storageMiB(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StorageMiB, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Plan_storageMiB(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Plan", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _Plan_gpus(ctx context.Context, field graphql.CollectedField, obj *model.Plan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Plan_gpus(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Gpus, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Plan_gpus(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Plan", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _Plan_pods(ctx context.Context, field graphql.CollectedField, obj *model.Plan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Plan_pods(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Pods, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Plan_pods(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Plan", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _Plan_namespaces(ctx context.Context, field graphql.CollectedField, obj *model.Plan) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Plan_namespaces(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Namespaces, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Plan_namespaces(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Plan", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _Price_resource(ctx context.Context, field graphql.CollectedField, obj *model.Price) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Price_resource(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Resource, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Price_resource(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Price", field, false, false, "String")
+}
+
+func (ec *executionContext) _Price_class(ctx context.Context, field graphql.CollectedField, obj *model.Price) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Price_class(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Class, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Price_class(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Price", field, false, false, "String")
+}
+
+func (ec *executionContext) _Price_mode(ctx context.Context, field graphql.CollectedField, obj *model.Price) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Price_mode(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Mode, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal model.PriceMode
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal model.PriceMode
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v model.PriceMode) graphql.Marshaler {
+			return ec.marshalNPriceMode2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceMode(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Price_mode(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Price", field, false, false, "PriceMode")
+}
+
+func (ec *executionContext) _Price_unit(ctx context.Context, field graphql.CollectedField, obj *model.Price) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Price_unit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Unit, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Price_unit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Price", field, false, false, "String")
+}
+
+func (ec *executionContext) _Price_unitDivisor(ctx context.Context, field graphql.CollectedField, obj *model.Price) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Price_unitDivisor(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UnitDivisor, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt642int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Price_unitDivisor(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Price", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _Price_tiers(ctx context.Context, field graphql.CollectedField, obj *model.Price) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Price_tiers(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Tiers, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal []*model.PriceTier
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.PriceTier
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.PriceTier) graphql.Marshaler {
+			return ec.marshalNPriceTier2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceTierᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Price_tiers(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Price",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PriceTier(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PriceBook_id(ctx context.Context, field graphql.CollectedField, obj *model.PriceBook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PriceBook_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PriceBook_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PriceBook", field, false, false, "ID")
+}
+
+func (ec *executionContext) _PriceBook_name(ctx context.Context, field graphql.CollectedField, obj *model.PriceBook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PriceBook_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PriceBook_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PriceBook", field, false, false, "String")
+}
+
+func (ec *executionContext) _PriceBook_currency(ctx context.Context, field graphql.CollectedField, obj *model.PriceBook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PriceBook_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PriceBook_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PriceBook", field, false, false, "String")
+}
+
+func (ec *executionContext) _PriceBook_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.PriceBook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PriceBook_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PriceBook_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PriceBook", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PriceBook_versions(ctx context.Context, field graphql.CollectedField, obj *model.PriceBook) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PriceBook_versions(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.PriceBook().Versions(ctx, obj)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal []*model.PriceBookVersion
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.PriceBookVersion
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.PriceBookVersion) graphql.Marshaler {
+			return ec.marshalNPriceBookVersion2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceBookVersionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PriceBook_versions(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PriceBook",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PriceBookVersion(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PriceBookVersion_id(ctx context.Context, field graphql.CollectedField, obj *model.PriceBookVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PriceBookVersion_id(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PriceBookVersion_id(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PriceBookVersion", field, false, false, "ID")
+}
+
+func (ec *executionContext) _PriceBookVersion_priceBookId(ctx context.Context, field graphql.CollectedField, obj *model.PriceBookVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PriceBookVersion_priceBookId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PriceBookID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PriceBookVersion_priceBookId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PriceBookVersion", field, false, false, "ID")
+}
+
+func (ec *executionContext) _PriceBookVersion_note(ctx context.Context, field graphql.CollectedField, obj *model.PriceBookVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PriceBookVersion_note(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Note, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PriceBookVersion_note(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PriceBookVersion", field, false, false, "String")
+}
+
+func (ec *executionContext) _PriceBookVersion_effectiveFrom(ctx context.Context, field graphql.CollectedField, obj *model.PriceBookVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PriceBookVersion_effectiveFrom(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.EffectiveFrom, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PriceBookVersion_effectiveFrom(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PriceBookVersion", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PriceBookVersion_publishedAt(ctx context.Context, field graphql.CollectedField, obj *model.PriceBookVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PriceBookVersion_publishedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PublishedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PriceBookVersion_publishedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PriceBookVersion", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PriceBookVersion_draft(ctx context.Context, field graphql.CollectedField, obj *model.PriceBookVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PriceBookVersion_draft(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Draft, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PriceBookVersion_draft(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PriceBookVersion", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _PriceBookVersion_createdAt(ctx context.Context, field graphql.CollectedField, obj *model.PriceBookVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PriceBookVersion_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PriceBookVersion_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PriceBookVersion", field, false, false, "Time")
+}
+
+func (ec *executionContext) _PriceBookVersion_prices(ctx context.Context, field graphql.CollectedField, obj *model.PriceBookVersion) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PriceBookVersion_prices(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Prices, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal []*model.Price
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.Price
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Price) graphql.Marshaler {
+			return ec.marshalNPrice2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PriceBookVersion_prices(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "PriceBookVersion",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Price(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _PriceTier_upToUnits(ctx context.Context, field graphql.CollectedField, obj *model.PriceTier) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PriceTier_upToUnits(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpToUnits, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal *int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *int64) graphql.Marshaler {
+			return ec.marshalOInt642ᚖint64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_PriceTier_upToUnits(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PriceTier", field, false, false, "Int64")
+}
+
+func (ec *executionContext) _PriceTier_unitPrice(ctx context.Context, field graphql.CollectedField, obj *model.PriceTier) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_PriceTier_unitPrice(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UnitPrice, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_PriceTier_unitPrice(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("PriceTier", field, false, false, "String")
+}
+
 func (ec *executionContext) _Query_me(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -19368,6 +23369,394 @@ func (ec *executionContext) fieldContext_Query_giftCodes(ctx context.Context, fi
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_priceBooks(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_priceBooks(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().PriceBooks(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal []*model.PriceBook
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "pricebook.read")
+				if err != nil {
+					var zeroVal []*model.PriceBook
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.PriceBook
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.PriceBook) graphql.Marshaler {
+			return ec.marshalNPriceBook2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceBookᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_priceBooks(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PriceBook(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_priceBookVersion(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_priceBookVersion(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().PriceBookVersion(ctx, fc.Args["id"].(int64))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal *model.PriceBookVersion
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "pricebook.read")
+				if err != nil {
+					var zeroVal *model.PriceBookVersion
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.PriceBookVersion
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.PriceBookVersion) graphql.Marshaler {
+			return ec.marshalNPriceBookVersion2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceBookVersion(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_priceBookVersion(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PriceBookVersion(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_priceBookVersion_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_plans(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_plans(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Plans(ctx)
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal []*model.Plan
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "pricebook.read")
+				if err != nil {
+					var zeroVal []*model.Plan
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.Plan
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.Plan) graphql.Marshaler {
+			return ec.marshalNPlan2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPlanᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_plans(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Plan(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_reratingPreview(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_reratingPreview(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().ReratingPreview(ctx, fc.Args["versionId"].(int64), fc.Args["from"].(time.Time), fc.Args["to"].(time.Time))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal *model.ReratingPreview
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "pricebook.read")
+				if err != nil {
+					var zeroVal *model.ReratingPreview
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.ReratingPreview
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ReratingPreview) graphql.Marshaler {
+			return ec.marshalNReratingPreview2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐReratingPreview(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_reratingPreview(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReratingPreview(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_reratingPreview_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_orgCharges(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_orgCharges(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().OrgCharges(ctx, fc.Args["orgId"].(int64), fc.Args["from"].(time.Time), fc.Args["to"].(time.Time), fc.Args["first"].(*int), fc.Args["after"].(*string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal *model.ChargeLineConnection
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.charges")
+				if err != nil {
+					var zeroVal *model.ChargeLineConnection
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal *model.ChargeLineConnection
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.ChargeLineConnection
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ChargeLineConnection) graphql.Marshaler {
+			return ec.marshalNChargeLineConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐChargeLineConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_orgCharges(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ChargeLineConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_orgCharges_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_charge(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_charge(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().Charge(ctx, fc.Args["orgId"].(int64), fc.Args["id"].(int64))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "ORG")
+				if err != nil {
+					var zeroVal *model.ChargeLine
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.charges")
+				if err != nil {
+					var zeroVal *model.ChargeLine
+					return zeroVal, err
+				}
+				id, err := ec.unmarshalOString2ᚖstring(ctx, "orgId")
+				if err != nil {
+					var zeroVal *model.ChargeLine
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.ChargeLine
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, id)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.ChargeLine) graphql.Marshaler {
+			return ec.marshalNChargeLine2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐChargeLine(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_charge(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ChargeLine(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_charge_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_autoTopUp(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -19713,6 +24102,466 @@ func (ec *executionContext) fieldContext_Query___schema(_ context.Context, field
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _ReratingPreview_versionId(ctx context.Context, field graphql.CollectedField, obj *model.ReratingPreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReratingPreview_versionId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.VersionID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReratingPreview_versionId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReratingPreview", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ReratingPreview_from(ctx context.Context, field graphql.CollectedField, obj *model.ReratingPreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReratingPreview_from(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.From, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReratingPreview_from(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReratingPreview", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ReratingPreview_to(ctx context.Context, field graphql.CollectedField, obj *model.ReratingPreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReratingPreview_to(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.To, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal time.Time
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal time.Time
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReratingPreview_to(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReratingPreview", field, false, false, "Time")
+}
+
+func (ec *executionContext) _ReratingPreview_charged(ctx context.Context, field graphql.CollectedField, obj *model.ReratingPreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReratingPreview_charged(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Charged, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReratingPreview_charged(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReratingPreview", field, false, false, "String")
+}
+
+func (ec *executionContext) _ReratingPreview_draft(ctx context.Context, field graphql.CollectedField, obj *model.ReratingPreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReratingPreview_draft(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Draft, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReratingPreview_draft(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReratingPreview", field, false, false, "String")
+}
+
+func (ec *executionContext) _ReratingPreview_orgs(ctx context.Context, field graphql.CollectedField, obj *model.ReratingPreview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReratingPreview_orgs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Orgs, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal []*model.ReratingPreviewOrg
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal []*model.ReratingPreviewOrg
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v []*model.ReratingPreviewOrg) graphql.Marshaler {
+			return ec.marshalNReratingPreviewOrg2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐReratingPreviewOrgᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReratingPreview_orgs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "ReratingPreview",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_ReratingPreviewOrg(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _ReratingPreviewOrg_orgId(ctx context.Context, field graphql.CollectedField, obj *model.ReratingPreviewOrg) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReratingPreviewOrg_orgId(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.OrgID, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal int64
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int64
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNID2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReratingPreviewOrg_orgId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReratingPreviewOrg", field, false, false, "ID")
+}
+
+func (ec *executionContext) _ReratingPreviewOrg_currency(ctx context.Context, field graphql.CollectedField, obj *model.ReratingPreviewOrg) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReratingPreviewOrg_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReratingPreviewOrg_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReratingPreviewOrg", field, false, false, "String")
+}
+
+func (ec *executionContext) _ReratingPreviewOrg_charged(ctx context.Context, field graphql.CollectedField, obj *model.ReratingPreviewOrg) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReratingPreviewOrg_charged(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Charged, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReratingPreviewOrg_charged(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReratingPreviewOrg", field, false, false, "String")
+}
+
+func (ec *executionContext) _ReratingPreviewOrg_draft(ctx context.Context, field graphql.CollectedField, obj *model.ReratingPreviewOrg) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReratingPreviewOrg_draft(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Draft, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReratingPreviewOrg_draft(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReratingPreviewOrg", field, false, false, "String")
+}
+
+func (ec *executionContext) _ReratingPreviewOrg_difference(ctx context.Context, field graphql.CollectedField, obj *model.ReratingPreviewOrg) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_ReratingPreviewOrg_difference(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Difference, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_ReratingPreviewOrg_difference(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("ReratingPreviewOrg", field, false, false, "String")
 }
 
 func (ec *executionContext) _SpendingLimit_namespaceId(ctx context.Context, field graphql.CollectedField, obj *model.SpendingLimit) (ret graphql.Marshaler) {
@@ -23119,6 +27968,111 @@ func UnmarshalCreateOrgInput(ctx context.Context, raw any) (model.CreateOrgInput
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputCreatePriceBookInput(ctx context.Context, obj any) (model.CreatePriceBookInput, error) {
+	var it model.CreatePriceBookInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "currency"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "currency":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("currency"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Currency = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreatePriceBookInput unmarshals raw into the CreatePriceBookInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreatePriceBookInput(ctx context.Context, raw any) (model.CreatePriceBookInput, error) {
+	var out model.CreatePriceBookInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreatePriceBookInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputCreatePriceBookVersionInput(ctx context.Context, obj any) (model.CreatePriceBookVersionInput, error) {
+	var it model.CreatePriceBookVersionInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"priceBookId", "note", "copyFrom"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "priceBookId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("priceBookId"))
+			data, err := ec.unmarshalNID2int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PriceBookID = data
+		case "note":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("note"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Note = data
+		case "copyFrom":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("copyFrom"))
+			data, err := ec.unmarshalOID2ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CopyFrom = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalCreatePriceBookVersionInput unmarshals raw into the CreatePriceBookVersionInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalCreatePriceBookVersionInput(ctx context.Context, raw any) (model.CreatePriceBookVersionInput, error) {
+	var out model.CreatePriceBookVersionInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreatePriceBookVersionInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputInviteInput(ctx context.Context, obj any) (model.InviteInput, error) {
 	var it model.InviteInput
 	if obj == nil {
@@ -23441,6 +28395,55 @@ func UnmarshalOrgMemberRefInput(ctx context.Context, raw any) (model.OrgMemberRe
 	return out, err
 }
 
+func (ec *executionContext) unmarshalInputPriceTierInput(ctx context.Context, obj any) (model.PriceTierInput, error) {
+	var it model.PriceTierInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"upToUnits", "unitPrice"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "upToUnits":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("upToUnits"))
+			data, err := ec.unmarshalOInt642ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UpToUnits = data
+		case "unitPrice":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("unitPrice"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UnitPrice = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalPriceTierInput unmarshals raw into the PriceTierInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalPriceTierInput(ctx context.Context, raw any) (model.PriceTierInput, error) {
+	var out model.PriceTierInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "PriceTierInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputRenameOrgInput(ctx context.Context, obj any) (model.RenameOrgInput, error) {
 	var it model.RenameOrgInput
 	if obj == nil {
@@ -23543,6 +28546,188 @@ func (ec *executionContext) unmarshalInputResetPasswordInput(ctx context.Context
 func UnmarshalResetPasswordInput(ctx context.Context, raw any) (model.ResetPasswordInput, error) {
 	var out model.ResetPasswordInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "ResetPasswordInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputSetPlanInput(ctx context.Context, obj any) (model.SetPlanInput, error) {
+	var it model.SetPlanInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "displayName", "billingMode", "priceBookId", "cpuMillicores", "memoryMiB", "storageMiB", "gpus", "pods", "namespaces"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "displayName":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("displayName"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.DisplayName = data
+		case "billingMode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("billingMode"))
+			data, err := ec.unmarshalNBillingMode2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐBillingMode(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BillingMode = data
+		case "priceBookId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("priceBookId"))
+			data, err := ec.unmarshalNID2int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PriceBookID = data
+		case "cpuMillicores":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cpuMillicores"))
+			data, err := ec.unmarshalOInt642ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.CPUMillicores = data
+		case "memoryMiB":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("memoryMiB"))
+			data, err := ec.unmarshalOInt642ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.MemoryMiB = data
+		case "storageMiB":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("storageMiB"))
+			data, err := ec.unmarshalOInt642ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.StorageMiB = data
+		case "gpus":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("gpus"))
+			data, err := ec.unmarshalOInt642ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Gpus = data
+		case "pods":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("pods"))
+			data, err := ec.unmarshalOInt642ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Pods = data
+		case "namespaces":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("namespaces"))
+			data, err := ec.unmarshalOInt642ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Namespaces = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalSetPlanInput unmarshals raw into the SetPlanInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalSetPlanInput(ctx context.Context, raw any) (model.SetPlanInput, error) {
+	var out model.SetPlanInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "SetPlanInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputSetPriceInput(ctx context.Context, obj any) (model.SetPriceInput, error) {
+	var it model.SetPriceInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"versionId", "resource", "class", "mode", "unitDivisor", "tiers"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "versionId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("versionId"))
+			data, err := ec.unmarshalNID2int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.VersionID = data
+		case "resource":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("resource"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Resource = data
+		case "class":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("class"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Class = data
+		case "mode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("mode"))
+			data, err := ec.unmarshalNPriceMode2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceMode(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Mode = data
+		case "unitDivisor":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("unitDivisor"))
+			data, err := ec.unmarshalOInt642ᚖint64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.UnitDivisor = data
+		case "tiers":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("tiers"))
+			data, err := ec.unmarshalNPriceTierInput2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceTierInputᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Tiers = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalSetPriceInput unmarshals raw into the SetPriceInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalSetPriceInput(ctx context.Context, raw any) (model.SetPriceInput, error) {
+	var out model.SetPriceInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "SetPriceInput", raw, &out)
 	return out, err
 }
 
@@ -24012,6 +29197,211 @@ func (ec *executionContext) _BillingWebhookSecret(ctx context.Context, sel ast.S
 			}
 		case "secret":
 			out.Values[i] = ec._BillingWebhookSecret_secret(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var chargeLineImplementors = []string{"ChargeLine"}
+
+func (ec *executionContext) _ChargeLine(ctx context.Context, sel ast.SelectionSet, obj *model.ChargeLine) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, chargeLineImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ChargeLine")
+		case "id":
+			out.Values[i] = ec._ChargeLine_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "orgId":
+			out.Values[i] = ec._ChargeLine_orgId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "namespaceId":
+			out.Values[i] = ec._ChargeLine_namespaceId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "resource":
+			out.Values[i] = ec._ChargeLine_resource(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "class":
+			out.Values[i] = ec._ChargeLine_class(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "hour":
+			out.Values[i] = ec._ChargeLine_hour(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "revision":
+			out.Values[i] = ec._ChargeLine_revision(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "quantity":
+			out.Values[i] = ec._ChargeLine_quantity(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "unit":
+			out.Values[i] = ec._ChargeLine_unit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "amount":
+			out.Values[i] = ec._ChargeLine_amount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "currency":
+			out.Values[i] = ec._ChargeLine_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "priceBookVersionId":
+			out.Values[i] = ec._ChargeLine_priceBookVersionId(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "unitPrice":
+			out.Values[i] = ec._ChargeLine_unitPrice(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "unitDivisor":
+			out.Values[i] = ec._ChargeLine_unitDivisor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "tierStart":
+			out.Values[i] = ec._ChargeLine_tierStart(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "ledgerReference":
+			out.Values[i] = ec._ChargeLine_ledgerReference(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "ratedAt":
+			out.Values[i] = ec._ChargeLine_ratedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "samples":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._ChargeLine_samples(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var chargeLineConnectionImplementors = []string{"ChargeLineConnection"}
+
+func (ec *executionContext) _ChargeLineConnection(ctx context.Context, sel ast.SelectionSet, obj *model.ChargeLineConnection) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, chargeLineConnectionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ChargeLineConnection")
+		case "nodes":
+			out.Values[i] = ec._ChargeLineConnection_nodes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pageInfo":
+			out.Values[i] = ec._ChargeLineConnection_pageInfo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var chargeSampleImplementors = []string{"ChargeSample"}
+
+func (ec *executionContext) _ChargeSample(ctx context.Context, sel ast.SelectionSet, obj *model.ChargeSample) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, chargeSampleImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ChargeSample")
+		case "minute":
+			out.Values[i] = ec._ChargeSample_minute(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "source":
+			out.Values[i] = ec._ChargeSample_source(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "key":
+			out.Values[i] = ec._ChargeSample_key(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "quantity":
+			out.Values[i] = ec._ChargeSample_quantity(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -25413,6 +30803,48 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "createPriceBook":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createPriceBook(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createPriceBookVersion":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_createPriceBookVersion(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setPrice":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setPrice(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deletePrice":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deletePrice(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "publishPriceBookVersion":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_publishPriceBookVersion(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setPlan":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setPlan(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "signUp":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_signUp(ctx, field)
@@ -26192,6 +31624,302 @@ func (ec *executionContext) _PageInfo(ctx context.Context, sel ast.SelectionSet,
 	return out
 }
 
+var planImplementors = []string{"Plan"}
+
+func (ec *executionContext) _Plan(ctx context.Context, sel ast.SelectionSet, obj *model.Plan) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, planImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Plan")
+		case "name":
+			out.Values[i] = ec._Plan_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "displayName":
+			out.Values[i] = ec._Plan_displayName(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "billingMode":
+			out.Values[i] = ec._Plan_billingMode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "priceBookId":
+			out.Values[i] = ec._Plan_priceBookId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cpuMillicores":
+			out.Values[i] = ec._Plan_cpuMillicores(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "memoryMiB":
+			out.Values[i] = ec._Plan_memoryMiB(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "storageMiB":
+			out.Values[i] = ec._Plan_storageMiB(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "gpus":
+			out.Values[i] = ec._Plan_gpus(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "pods":
+			out.Values[i] = ec._Plan_pods(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "namespaces":
+			out.Values[i] = ec._Plan_namespaces(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var priceImplementors = []string{"Price"}
+
+func (ec *executionContext) _Price(ctx context.Context, sel ast.SelectionSet, obj *model.Price) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, priceImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Price")
+		case "resource":
+			out.Values[i] = ec._Price_resource(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "class":
+			out.Values[i] = ec._Price_class(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "mode":
+			out.Values[i] = ec._Price_mode(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unit":
+			out.Values[i] = ec._Price_unit(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "unitDivisor":
+			out.Values[i] = ec._Price_unitDivisor(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "tiers":
+			out.Values[i] = ec._Price_tiers(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var priceBookImplementors = []string{"PriceBook"}
+
+func (ec *executionContext) _PriceBook(ctx context.Context, sel ast.SelectionSet, obj *model.PriceBook) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, priceBookImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PriceBook")
+		case "id":
+			out.Values[i] = ec._PriceBook_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "name":
+			out.Values[i] = ec._PriceBook_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "currency":
+			out.Values[i] = ec._PriceBook_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "createdAt":
+			out.Values[i] = ec._PriceBook_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "versions":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._PriceBook_versions(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var priceBookVersionImplementors = []string{"PriceBookVersion"}
+
+func (ec *executionContext) _PriceBookVersion(ctx context.Context, sel ast.SelectionSet, obj *model.PriceBookVersion) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, priceBookVersionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PriceBookVersion")
+		case "id":
+			out.Values[i] = ec._PriceBookVersion_id(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "priceBookId":
+			out.Values[i] = ec._PriceBookVersion_priceBookId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "note":
+			out.Values[i] = ec._PriceBookVersion_note(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "effectiveFrom":
+			out.Values[i] = ec._PriceBookVersion_effectiveFrom(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "publishedAt":
+			out.Values[i] = ec._PriceBookVersion_publishedAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "draft":
+			out.Values[i] = ec._PriceBookVersion_draft(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "createdAt":
+			out.Values[i] = ec._PriceBookVersion_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "prices":
+			out.Values[i] = ec._PriceBookVersion_prices(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var priceTierImplementors = []string{"PriceTier"}
+
+func (ec *executionContext) _PriceTier(ctx context.Context, sel ast.SelectionSet, obj *model.PriceTier) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, priceTierImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("PriceTier")
+		case "upToUnits":
+			out.Values[i] = ec._PriceTier_upToUnits(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "unitPrice":
+			out.Values[i] = ec._PriceTier_unitPrice(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var queryImplementors = []string{"Query"}
 
 func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) graphql.Marshaler {
@@ -26337,6 +32065,42 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_giftCodes(ctx, field)
 				})
+		case "priceBooks":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_priceBooks(ctx, field)
+				})
+		case "priceBookVersion":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_priceBookVersion(ctx, field)
+				})
+		case "plans":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_plans(ctx, field)
+				})
+		case "reratingPreview":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_reratingPreview(ctx, field)
+				})
+		case "orgCharges":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_orgCharges(ctx, field)
+				})
+		case "charge":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_charge(ctx, field)
+				})
 		case "autoTopUp":
 			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
 				true, true,
@@ -26374,6 +32138,117 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 			})
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var reratingPreviewImplementors = []string{"ReratingPreview"}
+
+func (ec *executionContext) _ReratingPreview(ctx context.Context, sel ast.SelectionSet, obj *model.ReratingPreview) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, reratingPreviewImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ReratingPreview")
+		case "versionId":
+			out.Values[i] = ec._ReratingPreview_versionId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "from":
+			out.Values[i] = ec._ReratingPreview_from(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "to":
+			out.Values[i] = ec._ReratingPreview_to(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "charged":
+			out.Values[i] = ec._ReratingPreview_charged(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "draft":
+			out.Values[i] = ec._ReratingPreview_draft(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "orgs":
+			out.Values[i] = ec._ReratingPreview_orgs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var reratingPreviewOrgImplementors = []string{"ReratingPreviewOrg"}
+
+func (ec *executionContext) _ReratingPreviewOrg(ctx context.Context, sel ast.SelectionSet, obj *model.ReratingPreviewOrg) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, reratingPreviewOrgImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("ReratingPreviewOrg")
+		case "orgId":
+			out.Values[i] = ec._ReratingPreviewOrg_orgId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currency":
+			out.Values[i] = ec._ReratingPreviewOrg_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "charged":
+			out.Values[i] = ec._ReratingPreviewOrg_charged(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "draft":
+			out.Values[i] = ec._ReratingPreviewOrg_draft(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "difference":
+			out.Values[i] = ec._ReratingPreviewOrg_difference(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -27376,6 +33251,16 @@ func (ec *executionContext) unmarshalNAutoTopUpInput2githubᚗcomᚋtenantplane�
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
+func (ec *executionContext) unmarshalNBillingMode2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐBillingMode(ctx context.Context, v any) (model.BillingMode, error) {
+	var res model.BillingMode
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNBillingMode2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐBillingMode(ctx context.Context, sel ast.SelectionSet, v model.BillingMode) graphql.Marshaler {
+	return v
+}
+
 func (ec *executionContext) marshalNBillingWebhook2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐBillingWebhook(ctx context.Context, sel ast.SelectionSet, v *model.BillingWebhook) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "BillingWebhook!")
@@ -27406,6 +33291,62 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) marshalNChargeLine2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐChargeLineᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ChargeLine) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNChargeLine2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐChargeLine(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNChargeLine2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐChargeLine(ctx context.Context, sel ast.SelectionSet, v *model.ChargeLine) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ChargeLine!")
+		return graphql.Null
+	}
+	return ec._ChargeLine(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNChargeLineConnection2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐChargeLineConnection(ctx context.Context, sel ast.SelectionSet, v *model.ChargeLineConnection) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ChargeLineConnection!")
+		return graphql.Null
+	}
+	return ec._ChargeLineConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNChargeSample2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐChargeSampleᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ChargeSample) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNChargeSample2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐChargeSample(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNChargeSample2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐChargeSample(ctx context.Context, sel ast.SelectionSet, v *model.ChargeSample) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ChargeSample!")
+		return graphql.Null
+	}
+	return ec._ChargeSample(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNCreateApiTokenInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreateAPITokenInput(ctx context.Context, v any) (model.CreateAPITokenInput, error) {
 	res, err := ec.unmarshalInputCreateApiTokenInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -27423,6 +33364,16 @@ func (ec *executionContext) unmarshalNCreateNamespaceInput2githubᚗcomᚋtenant
 
 func (ec *executionContext) unmarshalNCreateOrgInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreateOrgInput(ctx context.Context, v any) (model.CreateOrgInput, error) {
 	res, err := ec.unmarshalInputCreateOrgInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNCreatePriceBookInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreatePriceBookInput(ctx context.Context, v any) (model.CreatePriceBookInput, error) {
+	res, err := ec.unmarshalInputCreatePriceBookInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNCreatePriceBookVersionInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐCreatePriceBookVersionInput(ctx context.Context, v any) (model.CreatePriceBookVersionInput, error) {
+	res, err := ec.unmarshalInputCreatePriceBookVersionInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
 }
 
@@ -28086,9 +34037,190 @@ func (ec *executionContext) marshalNPageInfo2ᚖgithubᚗcomᚋtenantplaneᚋten
 	return ec._PageInfo(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNPlan2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPlanᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Plan) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPlan2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPlan(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPlan2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPlan(ctx context.Context, sel ast.SelectionSet, v *model.Plan) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Plan!")
+		return graphql.Null
+	}
+	return ec._Plan(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPrice2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.Price) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPrice2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPrice(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPrice2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPrice(ctx context.Context, sel ast.SelectionSet, v *model.Price) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Price!")
+		return graphql.Null
+	}
+	return ec._Price(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPriceBook2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceBookᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.PriceBook) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPriceBook2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceBook(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPriceBook2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceBook(ctx context.Context, sel ast.SelectionSet, v *model.PriceBook) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PriceBook!")
+		return graphql.Null
+	}
+	return ec._PriceBook(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPriceBookVersion2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceBookVersionᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.PriceBookVersion) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPriceBookVersion2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceBookVersion(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPriceBookVersion2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceBookVersion(ctx context.Context, sel ast.SelectionSet, v *model.PriceBookVersion) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PriceBookVersion!")
+		return graphql.Null
+	}
+	return ec._PriceBookVersion(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNPriceMode2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceMode(ctx context.Context, v any) (model.PriceMode, error) {
+	var res model.PriceMode
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNPriceMode2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceMode(ctx context.Context, sel ast.SelectionSet, v model.PriceMode) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) marshalNPriceTier2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceTierᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.PriceTier) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPriceTier2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceTier(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPriceTier2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceTier(ctx context.Context, sel ast.SelectionSet, v *model.PriceTier) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "PriceTier!")
+		return graphql.Null
+	}
+	return ec._PriceTier(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNPriceTierInput2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceTierInputᚄ(ctx context.Context, v any) ([]*model.PriceTierInput, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*model.PriceTierInput, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNPriceTierInput2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceTierInput(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) unmarshalNPriceTierInput2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐPriceTierInput(ctx context.Context, v any) (*model.PriceTierInput, error) {
+	res, err := ec.unmarshalInputPriceTierInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) unmarshalNRenameOrgInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐRenameOrgInput(ctx context.Context, v any) (model.RenameOrgInput, error) {
 	res, err := ec.unmarshalInputRenameOrgInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNReratingPreview2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐReratingPreview(ctx context.Context, sel ast.SelectionSet, v *model.ReratingPreview) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ReratingPreview!")
+		return graphql.Null
+	}
+	return ec._ReratingPreview(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNReratingPreviewOrg2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐReratingPreviewOrgᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.ReratingPreviewOrg) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNReratingPreviewOrg2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐReratingPreviewOrg(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNReratingPreviewOrg2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐReratingPreviewOrg(ctx context.Context, sel ast.SelectionSet, v *model.ReratingPreviewOrg) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "ReratingPreviewOrg!")
+		return graphql.Null
+	}
+	return ec._ReratingPreviewOrg(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNResetPasswordInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐResetPasswordInput(ctx context.Context, v any) (model.ResetPasswordInput, error) {
@@ -28104,6 +34236,16 @@ func (ec *executionContext) unmarshalNRole2githubᚗcomᚋtenantplaneᚋtenantpl
 
 func (ec *executionContext) marshalNRole2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐRole(ctx context.Context, sel ast.SelectionSet, v model.Role) graphql.Marshaler {
 	return v
+}
+
+func (ec *executionContext) unmarshalNSetPlanInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐSetPlanInput(ctx context.Context, v any) (model.SetPlanInput, error) {
+	res, err := ec.unmarshalInputSetPlanInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) unmarshalNSetPriceInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐSetPriceInput(ctx context.Context, v any) (model.SetPriceInput, error) {
+	res, err := ec.unmarshalInputSetPriceInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNSignUpInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐSignUpInput(ctx context.Context, v any) (model.SignUpInput, error) {

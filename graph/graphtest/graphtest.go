@@ -128,16 +128,19 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	lcfg.Webhook.AllowHTTP = true
 	lcfg.Webhook.AllowedNets = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}
 	e.Debt, err = billing.NewLifecycle(lcfg, billing.LifecycleDeps{Store: e.Billing, Suspender: e.Isolation.Suspension, Clock: e.Clock.Now})
+	require.NoError(t, err)
 	e.Payments, err = stripepay.New(stripepay.Config{
 		APIKey: "sk_test_graph", APIURL: testenv.Stripe(t).URL, WebhookSecrets: []string{"whsec_graph"},
 		SuccessURL: "https://console.test/billing?topup=done", CancelURL: "https://console.test/billing",
 	}, stripepay.Deps{Store: e.Billing, Clock: e.Clock.Now})
 	require.NoError(t, err)
+	pricing, err := billing.NewPricing(e.Billing, e.Billing, e.Billing, billing.RatingConfig{}, e.Clock.Now)
+	require.NoError(t, err)
 	e.Handler, err = graph.NewHandler(gcfg, graph.Deps{
 		Tenancy: e.Service, Authorizer: e.Authorizer,
 		Kubeconfigs: e.Isolation.Kubeconfigs, Suspender: e.Isolation.Suspension, Hosts: e.Isolation.Hosts,
 		Usage: usageQueries, Ledger: e.Billing, GiftCodes: e.GiftCodes, Debt: e.Debt, Payments: e.Payments,
-		Clock: e.Clock.Now,
+		Pricing: pricing, Clock: e.Clock.Now,
 	})
 	require.NoError(t, err)
 	e.Server = httptest.NewServer(e.Handler)

@@ -73,6 +73,52 @@ type BillingWebhookSecret struct {
 	Secret  string          `json:"secret"`
 }
 
+// The money of one namespace's usage of one resource and class in one hour; revision > 0 corrects it for late usage.
+type ChargeLine struct {
+	ID          int64     `json:"id"`
+	OrgID       int64     `json:"orgId"`
+	NamespaceID int64     `json:"namespaceId"`
+	Resource    string    `json:"resource"`
+	Class       string    `json:"class"`
+	Hour        time.Time `json:"hour"`
+	Revision    int       `json:"revision"`
+	// In usage units (unit).
+	Quantity int64 `json:"quantity"`
+	// e.g. millicore-minutes
+	Unit string `json:"unit"`
+	// Positive: the org owes it. In currency units, six decimals.
+	Amount   string `json:"amount"`
+	Currency string `json:"currency"`
+	// The price book version in force for the hour; null when the usage was free for want of one.
+	PriceBookVersionID *int64 `json:"priceBookVersionId,omitempty"`
+	// Per priced unit (of the tier the line ended in), in currency units.
+	UnitPrice   string `json:"unitPrice"`
+	UnitDivisor int64  `json:"unitDivisor"`
+	// The org's usage of the resource and class in the month before the line, which tiers count from.
+	TierStart int64 `json:"tierStart"`
+	// The ledger posting that moved the money; null when nothing was posted.
+	LedgerReference *string   `json:"ledgerReference,omitempty"`
+	RatedAt         time.Time `json:"ratedAt"`
+	// The minute samples of the namespace, resource, class and hour, while they are kept (days).
+	Samples []*ChargeSample `json:"samples"`
+}
+
+// A page of charge lines.
+type ChargeLineConnection struct {
+	Nodes    []*ChargeLine `json:"nodes"`
+	PageInfo *PageInfo     `json:"pageInfo"`
+}
+
+// One minute of usage behind a charge.
+type ChargeSample struct {
+	Minute time.Time `json:"minute"`
+	// The collector or meter.
+	Source string `json:"source"`
+	// The event's idempotency key; empty for the collectors' samples.
+	Key      string `json:"key"`
+	Quantity int64  `json:"quantity"`
+}
+
 type CreateAPITokenInput struct {
 	Name string `json:"name"`
 	// Lifetime in seconds; the server's default when absent.
@@ -97,6 +143,19 @@ type CreateNamespaceInput struct {
 type CreateOrgInput struct {
 	Name        string  `json:"name"`
 	DisplayName *string `json:"displayName,omitempty"`
+}
+
+type CreatePriceBookInput struct {
+	Name string `json:"name"`
+	// default: the configured default currency
+	Currency *string `json:"currency,omitempty"`
+}
+
+type CreatePriceBookVersionInput struct {
+	PriceBookID int64   `json:"priceBookId"`
+	Note        *string `json:"note,omitempty"`
+	// A version of the same book whose prices the draft starts with.
+	CopyFrom *int64 `json:"copyFrom,omitempty"`
 }
 
 // A gift code just created, with the code in clear: shown this once only.
@@ -420,6 +479,71 @@ type PageInfo struct {
 	EndCursor   *string `json:"endCursor,omitempty"`
 }
 
+// A plan binds a price book, a billing mode and a quota; every org has one.
+type Plan struct {
+	Name          string      `json:"name"`
+	DisplayName   string      `json:"displayName"`
+	BillingMode   BillingMode `json:"billingMode"`
+	PriceBookID   int64       `json:"priceBookId"`
+	CPUMillicores int64       `json:"cpuMillicores"`
+	MemoryMiB     int64       `json:"memoryMiB"`
+	StorageMiB    int64       `json:"storageMiB"`
+	Gpus          int64       `json:"gpus"`
+	Pods          int64       `json:"pods"`
+	Namespaces    int64       `json:"namespaces"`
+}
+
+// What one resource and class cost. Class "" prices every class without a price of its own.
+type Price struct {
+	// cpu, memory, gpu, storage, network.internet.egress, ...
+	Resource string    `json:"resource"`
+	Class    string    `json:"class"`
+	Mode     PriceMode `json:"mode"`
+	// e.g. core-hour, GiB-hour, device-hour, GiB
+	Unit string `json:"unit"`
+	// How many usage units make one priced unit (60000 millicore-minutes per core-hour).
+	UnitDivisor int64        `json:"unitDivisor"`
+	Tiers       []*PriceTier `json:"tiers"`
+}
+
+// The prices of one currency, in versions.
+type PriceBook struct {
+	ID        int64     `json:"id"`
+	Name      string    `json:"name"`
+	Currency  string    `json:"currency"`
+	CreatedAt time.Time `json:"createdAt"`
+	// Every version, drafts too, oldest first.
+	Versions []*PriceBookVersion `json:"versions"`
+}
+
+// One set of prices of a book: a draft until published; a published version never changes.
+type PriceBookVersion struct {
+	ID          int64  `json:"id"`
+	PriceBookID int64  `json:"priceBookId"`
+	Note        string `json:"note"`
+	// When it starts pricing usage; null for a draft.
+	EffectiveFrom *time.Time `json:"effectiveFrom,omitempty"`
+	PublishedAt   *time.Time `json:"publishedAt,omitempty"`
+	Draft         bool       `json:"draft"`
+	CreatedAt     time.Time  `json:"createdAt"`
+	Prices        []*Price   `json:"prices"`
+}
+
+// One step of a price.
+type PriceTier struct {
+	// The tier ends after this many priced units of the org's usage in the month; null: no end.
+	UpToUnits *int64 `json:"upToUnits,omitempty"`
+	// Per priced unit, in currency units, e.g. 0.04.
+	UnitPrice string `json:"unitPrice"`
+}
+
+type PriceTierInput struct {
+	// null for the last tier
+	UpToUnits *int64 `json:"upToUnits,omitempty"`
+	// per priced unit, in currency units, e.g. "0.04"
+	UnitPrice string `json:"unitPrice"`
+}
+
 type Query struct {
 }
 
@@ -429,9 +553,54 @@ type RenameOrgInput struct {
 	DisplayName *string `json:"displayName,omitempty"`
 }
 
+// Rating a past period under a draft price book version, per org, without writing anything.
+type ReratingPreview struct {
+	VersionID int64     `json:"versionId"`
+	From      time.Time `json:"from"`
+	To        time.Time `json:"to"`
+	// What was charged, every org of the book.
+	Charged string `json:"charged"`
+	// What the draft would charge.
+	Draft string                `json:"draft"`
+	Orgs  []*ReratingPreviewOrg `json:"orgs"`
+}
+
+// One org in a re-rating preview.
+type ReratingPreviewOrg struct {
+	OrgID    int64  `json:"orgId"`
+	Currency string `json:"currency"`
+	Charged  string `json:"charged"`
+	Draft    string `json:"draft"`
+	// draft less charged
+	Difference string `json:"difference"`
+}
+
 type ResetPasswordInput struct {
 	Token       string `json:"token"`
 	NewPassword string `json:"newPassword"`
+}
+
+type SetPlanInput struct {
+	Name          string      `json:"name"`
+	DisplayName   *string     `json:"displayName,omitempty"`
+	BillingMode   BillingMode `json:"billingMode"`
+	PriceBookID   int64       `json:"priceBookId"`
+	CPUMillicores *int64      `json:"cpuMillicores,omitempty"`
+	MemoryMiB     *int64      `json:"memoryMiB,omitempty"`
+	StorageMiB    *int64      `json:"storageMiB,omitempty"`
+	Gpus          *int64      `json:"gpus,omitempty"`
+	Pods          *int64      `json:"pods,omitempty"`
+	Namespaces    *int64      `json:"namespaces,omitempty"`
+}
+
+type SetPriceInput struct {
+	VersionID int64     `json:"versionId"`
+	Resource  string    `json:"resource"`
+	Class     *string   `json:"class,omitempty"`
+	Mode      PriceMode `json:"mode"`
+	// default: the resource's (60000 for cpu, 61440 for memory and storage, 60 for gpu, 2^30 for network)
+	UnitDivisor *int64            `json:"unitDivisor,omitempty"`
+	Tiers       []*PriceTierInput `json:"tiers"`
 }
 
 type SignUpInput struct {
@@ -600,6 +769,62 @@ func (e *AuthScope) UnmarshalJSON(b []byte) error {
 }
 
 func (e AuthScope) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// When an org on a plan pays.
+type BillingMode string
+
+const (
+	BillingModePrepaid  BillingMode = "PREPAID"
+	BillingModePostpaid BillingMode = "POSTPAID"
+)
+
+var AllBillingMode = []BillingMode{
+	BillingModePrepaid,
+	BillingModePostpaid,
+}
+
+func (e BillingMode) IsValid() bool {
+	switch e {
+	case BillingModePrepaid, BillingModePostpaid:
+		return true
+	}
+	return false
+}
+
+func (e BillingMode) String() string {
+	return string(e)
+}
+
+func (e *BillingMode) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = BillingMode(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid BillingMode", str)
+	}
+	return nil
+}
+
+func (e BillingMode) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *BillingMode) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e BillingMode) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil
@@ -961,6 +1186,64 @@ func (e *OrgRole) UnmarshalJSON(b []byte) error {
 }
 
 func (e OrgRole) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// How a price turns usage into money.
+type PriceMode string
+
+const (
+	// one price per priced unit
+	PriceModeUnit PriceMode = "UNIT"
+	// each tier's price for the part of the org's usage in the month that falls in it
+	PriceModeGraduated PriceMode = "GRADUATED"
+)
+
+var AllPriceMode = []PriceMode{
+	PriceModeUnit,
+	PriceModeGraduated,
+}
+
+func (e PriceMode) IsValid() bool {
+	switch e {
+	case PriceModeUnit, PriceModeGraduated:
+		return true
+	}
+	return false
+}
+
+func (e PriceMode) String() string {
+	return string(e)
+}
+
+func (e *PriceMode) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = PriceMode(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid PriceMode", str)
+	}
+	return nil
+}
+
+func (e PriceMode) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *PriceMode) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e PriceMode) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -78,6 +78,7 @@ var policyTypes = map[string]string{
 	"user":       "p6",
 	"audit":      "p7",
 	"billing":    "p8",
+	"pricebook":  "p9",
 }
 
 // PolicyType returns the policy type ("p", "p2", …) under which the
