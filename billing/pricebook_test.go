@@ -144,7 +144,7 @@ func TestPriceUnitDivisor(t *testing.T) {
 	}
 }
 
-func at(s string) time.Time {
+func parseAt(s string) time.Time {
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
 		panic(err)
@@ -160,14 +160,14 @@ func ptr[T any](v T) *T { return &v }
 func TestRateUsage(t *testing.T) {
 	t.Parallel()
 	book := billing.PriceBook{ID: 1, Name: "default", Currency: "USD"}
-	v1 := billing.PriceBookVersion{ID: 10, PriceBookID: 1, EffectiveFrom: ptr(at("2026-01-01T00:00:00Z")), PublishedAt: ptr(at("2025-12-01T00:00:00Z")),
+	v1 := billing.PriceBookVersion{ID: 10, PriceBookID: 1, EffectiveFrom: ptr(parseAt("2026-01-01T00:00:00Z")), PublishedAt: ptr(parseAt("2025-12-01T00:00:00Z")),
 		Prices: []billing.Price{unitPrice("cpu", "", 40_000), unitPrice("storage", "", 100), unitPrice("storage", "fast", 300), unitPrice("network.internet.egress", "", 90_000)}}
-	v2 := billing.PriceBookVersion{ID: 11, PriceBookID: 1, EffectiveFrom: ptr(at("2026-03-01T12:00:00Z")), PublishedAt: ptr(at("2026-02-01T00:00:00Z")),
+	v2 := billing.PriceBookVersion{ID: 11, PriceBookID: 1, EffectiveFrom: ptr(parseAt("2026-03-01T12:00:00Z")), PublishedAt: ptr(parseAt("2026-02-01T00:00:00Z")),
 		Prices: []billing.Price{unitPrice("cpu", "", 50_000)}}
 	draft := billing.PriceBookVersion{ID: 12, PriceBookID: 1, Prices: []billing.Price{unitPrice("cpu", "", 1)}}
 	cat := billing.NewPriceCatalog([]billing.PriceBook{book}, []billing.PriceBookVersion{v2, v1, draft})
 	row := func(ns int64, hour, res, class string, q int64, rev int) billing.ChargeUsage {
-		return billing.ChargeUsage{OrgID: 7, PriceBookID: 1, Hourly: usage.Hourly{NamespaceID: ns, Hour: at(hour), Resource: res, Class: class, Quantity: q, Revision: rev, Seq: q}}
+		return billing.ChargeUsage{OrgID: 7, PriceBookID: 1, Hourly: usage.Hourly{NamespaceID: ns, Hour: parseAt(hour), Resource: res, Class: class, Quantity: q, Revision: rev, Seq: q}}
 	}
 	rows := []billing.ChargeUsage{
 		row(3, "2026-03-01T11:00:00Z", "cpu", "", 120_000, 0),                  // v1: 2 core-hours × 0.04
@@ -178,7 +178,7 @@ func TestRateUsage(t *testing.T) {
 		row(3, "2026-03-01T11:00:00Z", "cpu", "", 60_000, 1),                   // correction, v1
 		row(3, "2025-12-31T23:00:00Z", "cpu", "", 60_000, 0),                   // before any version
 	}
-	lines, err := billing.RateUsage(context.Background(), rows, cat, nil, at("2026-03-02T00:00:00Z"))
+	lines, err := billing.RateUsage(context.Background(), rows, cat, nil, parseAt("2026-03-02T00:00:00Z"))
 	require.NoError(t, err)
 	type got struct {
 		amount, version, unitPrice int64
@@ -200,7 +200,7 @@ func TestRateUsage(t *testing.T) {
 	}, g)
 
 	// The draft, in force from noon, reprices only the hours from then.
-	lines, err = billing.RateUsage(context.Background(), rows[:2], cat.WithDraft(draft, at("2026-03-01T12:00:00Z")), nil, at("2026-03-02T00:00:00Z"))
+	lines, err = billing.RateUsage(context.Background(), rows[:2], cat.WithDraft(draft, parseAt("2026-03-01T12:00:00Z")), nil, parseAt("2026-03-02T00:00:00Z"))
 	require.NoError(t, err)
 	require.Equal(t, int64(80_000), lines[0].Amount)
 	require.Equal(t, int64(2), lines[1].Amount) // 120,000 × 1 / 60,000
@@ -213,22 +213,22 @@ func TestRateUsageGraduatedCountsTheMonth(t *testing.T) {
 	t.Parallel()
 	grad := billing.Price{ID: 5, Resource: "cpu", Mode: billing.PriceGraduated, UnitDivisor: 60_000,
 		Tiers: []billing.Tier{{UpToUnits: 10, UnitPrice: 50_000}, {UnitPrice: 40_000}}}
-	v := billing.PriceBookVersion{ID: 1, PriceBookID: 1, EffectiveFrom: ptr(at("2026-01-01T00:00:00Z")), PublishedAt: ptr(at("2026-01-01T00:00:00Z")),
+	v := billing.PriceBookVersion{ID: 1, PriceBookID: 1, EffectiveFrom: ptr(parseAt("2026-01-01T00:00:00Z")), PublishedAt: ptr(parseAt("2026-01-01T00:00:00Z")),
 		Prices: []billing.Price{grad}}
 	cat := billing.NewPriceCatalog([]billing.PriceBook{{ID: 1, Currency: "EUR"}}, []billing.PriceBookVersion{v})
 	row := func(ns int64, hour string, q int64) billing.ChargeUsage {
-		return billing.ChargeUsage{OrgID: 7, PriceBookID: 1, Hourly: usage.Hourly{NamespaceID: ns, Hour: at(hour), Resource: "cpu", Quantity: q}}
+		return billing.ChargeUsage{OrgID: 7, PriceBookID: 1, Hourly: usage.Hourly{NamespaceID: ns, Hour: parseAt(hour), Resource: "cpu", Quantity: q}}
 	}
 	var asked []billing.ChargeMonthKey
 	mtd := func(_ context.Context, keys []billing.ChargeMonthKey) (map[billing.ChargeMonthKey]int64, error) {
 		asked = keys
-		return map[billing.ChargeMonthKey]int64{{OrgID: 7, Resource: "cpu", Month: at("2026-03-01T00:00:00Z")}: 9 * 60_000}, nil
+		return map[billing.ChargeMonthKey]int64{{OrgID: 7, Resource: "cpu", Month: parseAt("2026-03-01T00:00:00Z")}: 9 * 60_000}, nil
 	}
 	lines, err := billing.RateUsage(context.Background(), []billing.ChargeUsage{
 		row(1, "2026-03-31T22:00:00Z", 60_000), // core-hour 10: 0.05
 		row(2, "2026-03-31T22:00:00Z", 60_000), // core-hour 11: 0.04
 		row(1, "2026-04-01T00:00:00Z", 60_000), // a new month: 0.05
-	}, cat, mtd, at("2026-04-01T02:00:00Z"))
+	}, cat, mtd, parseAt("2026-04-01T02:00:00Z"))
 	require.NoError(t, err)
 	require.Len(t, asked, 2)
 	require.Equal(t, []int64{50_000, 40_000, 50_000}, []int64{lines[0].Amount, lines[1].Amount, lines[2].Amount})
