@@ -44,7 +44,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCommand(), newServeCommand(), newMigrateCommand(), newDevCommand(), newAgentCommand())
+	root.AddCommand(newVersionCommand(), newServeCommand(), newMigrateCommand(), newDevCommand(), newAgentCommand(), newExportCommand())
 	return root
 }
 

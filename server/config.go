@@ -57,6 +57,7 @@ type Config struct {
 	GraphQL   GraphQLConfig
 	Isolation IsolationConfig
 	Metering  MeteringConfig
+	Export    ExportConfig
 }
 
 // GraphQLConfig bounds what one GraphQL request may ask for.
@@ -86,6 +87,7 @@ func defaultConfig() Config {
 		Identity:  defaultIdentityConfig(),
 		Isolation: defaultIsolationConfig(),
 		Metering:  defaultMeteringConfig(),
+		Export:    defaultExportConfig(),
 		GraphQL:   GraphQLConfig{MaxDepth: 12, MaxComplexity: 50000},
 	}
 }
@@ -111,6 +113,7 @@ func (c *Config) bindFlags(fs *pflag.FlagSet) {
 	c.Identity.bindFlags(fs)
 	c.Isolation.bindFlags(fs)
 	c.Metering.bindFlags(fs)
+	c.Export.bindFlags(fs)
 }
 
 // applyEnv sets every flag not given on the command line from its
@@ -174,7 +177,10 @@ func (c *Config) validate() error {
 	if err := c.Isolation.validate(); err != nil {
 		return err
 	}
-	return c.Metering.validate()
+	if err := c.Metering.validate(); err != nil {
+		return err
+	}
+	return c.Export.validate()
 }
 
 func (h *HTTPConfig) validate() error {

@@ -188,6 +188,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	})
 	a.http.handle("/graphql", gql)
 	a.http.handle("POST /v1/usage", a.metering.ingest)
+	if err := a.mountExports(); err != nil {
+		return nil, err
+	}
 	if cfg.Dev {
 		a.http.handle("GET /{$}", gql) // GraphiQL
 	}
