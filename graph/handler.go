@@ -20,6 +20,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/parser"
 
+	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/collectors/usage"
 	"github.com/tenantplane/tenantplane/graph/generated"
 	"github.com/tenantplane/tenantplane/internal/errcode"
@@ -125,6 +126,13 @@ type Usage interface {
 	Org(ctx context.Context, orgID int64, from, to time.Time, g usage.Granularity) (usage.Usage, error)
 }
 
+// BillingAdmin performs platform admins' changes to money and plans,
+// each audited with its reason; *billing.Admin is one.
+type BillingAdmin interface {
+	Post(ctx context.Context, in billing.AdminPosting) (billing.Posted, error)
+	ChangePlan(ctx context.Context, orgID int64, plan, reason string) (string, error)
+}
+
 // Deps are what the handler calls.
 type Deps struct {
 	// Tenancy answers every query and performs every mutation but those
@@ -140,6 +148,8 @@ type Deps struct {
 	Hosts Hosts
 	// Usage answers the usage queries. Required.
 	Usage Usage
+	// Billing adjusts balances, grants credit and changes plans. Required.
+	Billing BillingAdmin
 	// Logger receives internal errors with their request id; nil discards.
 	Logger *slog.Logger
 	// Clock tells the status of invitations; nil means time.Now in UTC.
@@ -158,8 +168,8 @@ func NewHandler(cfg Config, deps Deps) (http.Handler, error) {
 		return nil, err
 	}
 	if deps.Tenancy == nil || deps.Authorizer == nil || deps.Kubeconfigs == nil ||
-		deps.Suspender == nil || deps.Hosts == nil || deps.Usage == nil {
-		return nil, errors.New("graph: tenancy, authorizer, kubeconfigs, suspender, hosts and usage are required")
+		deps.Suspender == nil || deps.Hosts == nil || deps.Usage == nil || deps.Billing == nil {
+		return nil, errors.New("graph: tenancy, authorizer, kubeconfigs, suspender, hosts, usage and billing are required")
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
@@ -304,7 +314,7 @@ func NewExecutableSchema(deps Deps) graphql.ExecutableSchema {
 	}
 	r := &Resolver{
 		tenancy: deps.Tenancy, authz: deps.Authorizer, kubeconfigs: deps.Kubeconfigs,
-		suspender: deps.Suspender, hosts: deps.Hosts, usage: deps.Usage, now: now, log: deps.Logger,
+		suspender: deps.Suspender, hosts: deps.Hosts, usage: deps.Usage, billing: deps.Billing, now: now, log: deps.Logger,
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)

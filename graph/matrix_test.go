@@ -242,7 +242,7 @@ func specs() map[string]spec {
 				require.NoError(c.f.t, err)
 				return map[string]any{"id": id(tok.ID)}
 			}},
-		"Mutation.disableUser": {doc: `mutation($id: ID!) { disableUser(userId: $id) }`, padmin: ok,
+		"Mutation.disableUser": {doc: `mutation($id: ID!) { disableUser(userId: $id, reason: "abuse") }`, padmin: ok,
 			vars: func(c *cell) map[string]any { return map[string]any{"id": id(c.freshUser())} }},
 		"Mutation.enableUser": {doc: `mutation($id: ID!) { enableUser(userId: $id) }`, padmin: ok,
 			vars: func(c *cell) map[string]any {

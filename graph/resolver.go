@@ -15,6 +15,7 @@ type Resolver struct {
 	suspender   Suspender
 	hosts       Hosts
 	usage       Usage
+	billing     BillingAdmin
 	now         func() time.Time
 	log         *slog.Logger
 }

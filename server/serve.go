@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/tenantplane/tenantplane/billing"
+	"github.com/tenantplane/tenantplane/billing/billingstore"
 	"github.com/tenantplane/tenantplane/graph"
 	"github.com/tenantplane/tenantplane/internal/reqmeta"
 	"github.com/tenantplane/tenantplane/schema/dbmigrate"
@@ -159,6 +161,10 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		return nil, err
 	}
 
+	billingAdmin, err := billing.NewAdmin(billingstore.New(pool, clock), clock)
+	if err != nil {
+		return nil, err
+	}
 	gql, err := graph.NewHandler(graph.Config{
 		Dev:           cfg.Dev,
 		Introspection: cfg.Dev || cfg.GraphQL.Introspection,
@@ -168,7 +174,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		Tenancy: a.tenancy, Authorizer: a.authz,
 		Kubeconfigs: a.isolation.kubeconfigs, Suspender: a.isolation.suspension,
 		Hosts: a.isolation.hosts, Usage: a.metering.queries,
-		Logger: log, Clock: clock,
+		Billing: billingAdmin, Logger: log, Clock: clock,
 	})
 	if err != nil {
 		return nil, err

@@ -16,6 +16,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/tenantplane/tenantplane/billing"
+	"github.com/tenantplane/tenantplane/billing/billingstore"
 	"github.com/tenantplane/tenantplane/collectors/usage"
 	"github.com/tenantplane/tenantplane/collectors/usage/usagestore"
 	"github.com/tenantplane/tenantplane/graph"
@@ -39,7 +41,9 @@ type Env struct {
 	// suspends with, on the shared Kubernetes control plane.
 	Isolation Isolation
 	// Usage is the usage store the handler's usage queries read.
-	Usage   *usagestore.Store
+	Usage *usagestore.Store
+	// Billing performs the admin operations on money and plans.
+	Billing *billing.Admin
 	Handler http.Handler
 	Server  *httptest.Server
 	Client  *http.Client
@@ -104,12 +108,15 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 
 	e.Isolation = newIsolation(ctx, t, isolationstore.New(pool), e.Service)
 	e.Usage = usagestore.New(pool)
+	wallClock := func() time.Time { return time.Now().UTC() }
+	e.Billing, err = billing.NewAdmin(billingstore.New(pool, wallClock), wallClock)
+	require.NoError(t, err)
 	usageQueries, err := usage.NewQueries(e.Usage, usage.QueryConfig{})
 	require.NoError(t, err)
 	e.Handler, err = graph.NewHandler(gcfg, graph.Deps{
 		Tenancy: e.Service, Authorizer: e.Authorizer,
 		Kubeconfigs: e.Isolation.Kubeconfigs, Suspender: e.Isolation.Suspension, Hosts: e.Isolation.Hosts,
-		Usage: usageQueries,
+		Usage: usageQueries, Billing: e.Billing,
 	})
 	require.NoError(t, err)
 	e.Server = httptest.NewServer(e.Handler)

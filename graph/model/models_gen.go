@@ -10,6 +10,19 @@ import (
 	"time"
 )
 
+// An admin's correction of an org's cash balance.
+type AdjustBalanceInput struct {
+	OrgID int64 `json:"orgId"`
+	// Signed decimal amount in currency units, such as 12.5 or -0.000001.
+	Amount string `json:"amount"`
+	// ISO 4217 code such as USD; the org's account currency.
+	Currency string `json:"currency"`
+	// Why, for the ledger entry and the audit log; required, at most 500 bytes.
+	Reason string `json:"reason"`
+	// Makes a retry safe: a second call with the same key changes nothing.
+	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
+}
+
 type APITokenConnection struct {
 	Edges    []*APITokenEdge `json:"edges"`
 	Nodes    []*APIToken     `json:"nodes"`
@@ -40,6 +53,20 @@ type AuditFilter struct {
 	Until  *time.Time `json:"until,omitempty"`
 }
 
+// What an admin's change of an org's money did. Amounts are decimal strings
+// in currency units with six decimals, such as "-12.500000".
+type BalanceChange struct {
+	// The ledger reference of the change; the same idempotency key posts once.
+	Reference string `json:"reference"`
+	// True when the key had been posted before and nothing changed now.
+	Duplicate bool   `json:"duplicate"`
+	Currency  string `json:"currency"`
+	// The org's cash after the change.
+	Cash string `json:"cash"`
+	// The credit the org's grants have left after the change, expired or not.
+	Credit string `json:"credit"`
+}
+
 type CreateAPITokenInput struct {
 	Name string `json:"name"`
 	// Lifetime in seconds; the server's default when absent.
@@ -54,6 +81,20 @@ type CreateNamespaceInput struct {
 type CreateOrgInput struct {
 	Name        string  `json:"name"`
 	DisplayName *string `json:"displayName,omitempty"`
+}
+
+// Credit granted to an org by an admin, used before cash.
+type GrantCreditInput struct {
+	OrgID int64 `json:"orgId"`
+	// Positive decimal amount in currency units.
+	Amount   string `json:"amount"`
+	Currency string `json:"currency"`
+	// When what is left of the grant expires; never when absent.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// Why; required, at most 500 bytes.
+	Reason string `json:"reason"`
+	// Makes a retry safe: a second call with the same key changes nothing.
+	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
 }
 
 // A host name a namespace holds for its Ingresses and HTTPRoutes.
