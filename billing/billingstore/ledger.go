@@ -2,6 +2,7 @@ package billingstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -217,7 +218,7 @@ func (s *Store) Balance(ctx context.Context, orgID int64, now time.Time, default
 func balance(ctx context.Context, db dbtx, orgID int64, now time.Time, defaultCurrency string) (billing.Balance, error) {
 	b := billing.Balance{OrgID: orgID}
 	err := db.QueryRow(ctx, qBalance, orgID, now.UTC()).Scan(&b.Currency, &b.Cash, &b.Credit, &b.UpdatedAt, &b.UsableCredit)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return billing.Balance{OrgID: orgID, Currency: defaultCurrency}, nil
 	}
 	b.UpdatedAt = b.UpdatedAt.UTC()

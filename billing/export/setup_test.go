@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantplane/tenantplane/billing"
@@ -110,6 +109,3 @@ func (b *bundle) post(p billing.Posting) {
 	_, err := b.store.Post(context.Background(), p)
 	require.NoError(b.t, err)
 }
-
-// pool is the bundle's pool, for helpers shared with other bundles.
-func (b *bundle) pool() *pgxpool.Pool { return b.db.Pool }
