@@ -136,6 +136,13 @@ type Payments interface {
 	LastReconciliation(ctx context.Context) (stripepay.Reconciliation, error)
 }
 
+// BillingAdmin performs platform admins' changes to money and plans,
+// each audited with its reason; *billing.Admin is one.
+type BillingAdmin interface {
+	Post(ctx context.Context, in billing.AdminPosting) (billing.Posted, error)
+	ChangePlan(ctx context.Context, orgID int64, plan, reason string) (string, error)
+}
+
 // Deps are what the handler calls.
 type Deps struct {
 	// Tenancy answers every query and performs every mutation but those
@@ -162,6 +169,8 @@ type Deps struct {
 	Payments Payments
 	// Pricing answers the price book, plan and charge fields. Required.
 	Pricing Pricing
+	// Admin adjusts balances, grants credit and changes plans. Required.
+	Admin BillingAdmin
 	// Logger receives internal errors with their request id; nil discards.
 	Logger *slog.Logger
 	// Clock tells the status of invitations; nil means time.Now in UTC.
@@ -181,8 +190,8 @@ func NewHandler(cfg Config, deps Deps) (http.Handler, error) {
 	}
 	if deps.Tenancy == nil || deps.Authorizer == nil || deps.Kubeconfigs == nil ||
 		deps.Suspender == nil || deps.Hosts == nil || deps.Usage == nil || deps.Ledger == nil || deps.GiftCodes == nil ||
-		deps.Pricing == nil {
-		return nil, errors.New("graph: tenancy, authorizer, kubeconfigs, suspender, hosts, usage, ledger, gift codes and pricing are required")
+		deps.Pricing == nil || deps.Admin == nil {
+		return nil, errors.New("graph: tenancy, authorizer, kubeconfigs, suspender, hosts, usage, ledger, gift codes, pricing and admin are required")
 	}
 	if deps.Logger == nil {
 		deps.Logger = slog.New(slog.DiscardHandler)
@@ -329,6 +338,7 @@ func NewExecutableSchema(deps Deps) graphql.ExecutableSchema {
 		tenancy: deps.Tenancy, authz: deps.Authorizer, kubeconfigs: deps.Kubeconfigs,
 		suspender: deps.Suspender, hosts: deps.Hosts, usage: deps.Usage, now: now, log: deps.Logger,
 		ledger: deps.Ledger, giftCodes: deps.GiftCodes, debt: deps.Debt, payments: deps.Payments, pricing: deps.Pricing,
+		admin: deps.Admin,
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)

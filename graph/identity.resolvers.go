@@ -9,6 +9,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/graph/generated"
 	"github.com/tenantplane/tenantplane/graph/model"
 	"github.com/tenantplane/tenantplane/tenancy/authz"
@@ -75,11 +76,21 @@ func (r *mutationResolver) RevokeAPIToken(ctx context.Context, id int64) (bool, 
 	return done(r.tenancy.RevokeAPIToken(ctx, id))
 }
 
-func (r *mutationResolver) DisableUser(ctx context.Context, userID int64) (bool, error) {
-	if err := r.tenancy.DisableUser(ctx, userID); err != nil {
+func (r *mutationResolver) DisableUser(ctx context.Context, userID int64, reason string) (bool, error) {
+	reason, err := billing.AdminReason(reason)
+	if err != nil {
+		return false, err
+	}
+	if err := r.tenancy.DisableUserWithReason(ctx, userID, reason); err != nil {
 		return false, err
 	}
 	r.refresh(ctx, userID, authz.Platform)
+	// Disabling revoked every session and API token; kubeconfigs are
+	// tokens of the user's ServiceAccount, which the reconciler deletes
+	// through the outbox, and which goes now already.
+	if err := r.kubeconfigs.RevokeAll(ctx, userID, reason); err != nil {
+		return false, err
+	}
 	return true, nil
 }
 

@@ -292,7 +292,7 @@ func specs() map[string]spec {
 				require.NoError(c.f.t, err)
 				return map[string]any{"id": id(tok.ID)}
 			}},
-		"Mutation.disableUser": {doc: `mutation($id: ID!) { disableUser(userId: $id) }`, padmin: ok,
+		"Mutation.disableUser": {doc: `mutation($id: ID!) { disableUser(userId: $id, reason: "abuse") }`, padmin: ok,
 			vars: func(c *cell) map[string]any { return map[string]any{"id": id(c.freshUser())} }},
 		"Mutation.enableUser": {doc: `mutation($id: ID!) { enableUser(userId: $id) }`, padmin: ok,
 			vars: func(c *cell) map[string]any {
@@ -344,6 +344,16 @@ func specs() map[string]spec {
 			}, allow: []role{orgOwner}, padmin: forbidden},
 		"Mutation.deleteNamespace": {doc: `mutation($id: ID!) { deleteNamespace(id: $id) { state } }`, vars: freshNs,
 			allow: []role{owner, orgOwner}, padmin: forbidden},
+		"Mutation.adjustBalance": {doc: `mutation($o: ID!) { adjustBalance(input: {orgId: $o, amount: "1.5", currency: "USD", reason: "test"}) { cash } }`,
+			vars: func(c *cell) map[string]any { return map[string]any{"o": id(c.target.org)} }, padmin: ok},
+		"Mutation.grantCredit": {doc: `mutation($o: ID!) { grantCredit(input: {orgId: $o, amount: "2", currency: "USD", reason: "test"}) { credit } }`,
+			vars: func(c *cell) map[string]any { return map[string]any{"o": id(c.target.org)} }, padmin: ok},
+		"Mutation.suspendOrg": {doc: `mutation($o: ID!) { suspendOrg(orgId: $o, reason: "test") }`,
+			vars: func(c *cell) map[string]any { return map[string]any{"o": id(c.f.signUp("target").OrgID)} }, padmin: ok},
+		"Mutation.resumeOrg": {doc: `mutation($o: ID!) { resumeOrg(orgId: $o, reason: "paid") }`,
+			vars: func(c *cell) map[string]any { return map[string]any{"o": id(c.f.signUp("target").OrgID)} }, padmin: ok},
+		"Mutation.changeOrgPlan": {doc: `mutation($o: ID!) { changeOrgPlan(orgId: $o, plan: "team", reason: "test") { plan } }`,
+			vars: func(c *cell) map[string]any { return map[string]any{"o": id(c.f.signUp("target").OrgID)} }, padmin: ok},
 		"Mutation.suspendNamespace": {doc: `mutation($id: ID!) { suspendNamespace(id: $id, reason: "test") { state } }`,
 			vars: freshNs, padmin: ok},
 		"Mutation.resumeNamespace": {doc: `mutation($id: ID!) { resumeNamespace(id: $id, reason: "paid") { state } }`,

@@ -20,6 +20,7 @@ type Resolver struct {
 	debt        Debt
 	payments    Payments
 	pricing     Pricing
+	admin       BillingAdmin
 	now         func() time.Time
 	log         *slog.Logger
 }

@@ -45,7 +45,7 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newVersionCommand(), newServeCommand(), newMigrateCommand(), newDevCommand(), newAgentCommand(),
-		newBillingCommand())
+		newBillingCommand(), newExportCommand())
 	return root
 }
 

@@ -63,6 +63,7 @@ type Config struct {
 	Stripe           StripeConfig
 	// BillingRating is the rating of usage into charges.
 	BillingRating BillingRatingConfig
+	Export        ExportConfig
 }
 
 // GraphQLConfig bounds what one GraphQL request may ask for.
@@ -96,6 +97,7 @@ func defaultConfig() Config {
 		BillingLifecycle: defaultBillingLifecycleConfig(),
 		Stripe:           defaultStripeConfig(),
 		BillingRating:    defaultBillingRatingConfig(),
+		Export:           defaultExportConfig(),
 		GraphQL:          GraphQLConfig{MaxDepth: 12, MaxComplexity: 50000},
 	}
 }
@@ -125,6 +127,7 @@ func (c *Config) bindFlags(fs *pflag.FlagSet) {
 	c.BillingLifecycle.bindFlags(fs)
 	c.Stripe.bindFlags(fs)
 	c.BillingRating.bindFlags(fs)
+	c.Export.bindFlags(fs)
 }
 
 // applyEnv sets every flag not given on the command line from its
@@ -200,7 +203,10 @@ func (c *Config) validate() error {
 	if err := c.Stripe.validate(); err != nil {
 		return err
 	}
-	return c.BillingRating.validate()
+	if err := c.BillingRating.validate(); err != nil {
+		return err
+	}
+	return c.Export.validate()
 }
 
 func (h *HTTPConfig) validate() error {

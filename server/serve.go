@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/tenantplane/tenantplane/billing"
+	"github.com/tenantplane/tenantplane/billing/billingstore"
 	"github.com/tenantplane/tenantplane/billing/stripepay"
 	"github.com/tenantplane/tenantplane/graph"
 	"github.com/tenantplane/tenantplane/internal/reqmeta"
@@ -187,6 +188,10 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		return nil, err
 	}
 
+	billingAdmin, err := billing.NewAdmin(billingstore.New(pool, clock), clock)
+	if err != nil {
+		return nil, err
+	}
 	gql, err := graph.NewHandler(graph.Config{
 		Dev:           cfg.Dev,
 		Introspection: cfg.Dev || cfg.GraphQL.Introspection,
@@ -197,7 +202,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		Kubeconfigs: a.isolation.kubeconfigs, Suspender: a.isolation.suspension,
 		Hosts: a.isolation.hosts, Usage: a.metering.queries,
 		Ledger: a.invoicing.store, GiftCodes: a.invoicing.giftCodes, Debt: a.lifecycle, Payments: payments,
-		Pricing: a.rating.pricing,
+		Pricing: a.rating.pricing, Admin: billingAdmin,
 		Logger: log, Clock: clock,
 	})
 	if err != nil {
@@ -220,6 +225,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	a.http.handle("POST /v1/usage", a.metering.ingest)
 	if a.stripe != nil {
 		a.http.handle("POST /webhooks/stripe", a.stripe.Webhook())
+	}
+	if err := a.mountExports(); err != nil {
+		return nil, err
 	}
 	if cfg.Dev {
 		a.http.handle("GET /{$}", gql) // GraphiQL

@@ -732,8 +732,17 @@ func (s *Service) Me(ctx context.Context) (User, error) {
 // platform admins and the platform itself may, and not on themselves.
 // Writes an outbox row so Kubernetes access goes too.
 func (s *Service) DisableUser(ctx context.Context, userID int64) error {
+	return s.DisableUserWithReason(ctx, userID, "")
+}
+
+// DisableUserWithReason is DisableUser with a reason for the audit log,
+// such as a platform admin's.
+func (s *Service) DisableUserWithReason(ctx context.Context, userID int64, reason string) error {
 	a, err := requirePrivileged(ctx)
 	if err != nil {
+		return err
+	}
+	if reason, err = cleanText("reason", reason, maxReasonLen); err != nil {
 		return err
 	}
 	if userID == a.UserID {
@@ -755,7 +764,11 @@ func (s *Service) DisableUser(ctx context.Context, userID int64) error {
 		if err != nil {
 			return err
 		}
-		if err := s.audit(ctx, tx, a, "user.disable", UserKey(u.ID), map[string]any{"tokens_revoked": revoked}); err != nil {
+		detail := map[string]any{"tokens_revoked": revoked}
+		if reason != "" {
+			detail["reason"] = reason
+		}
+		if err := s.audit(ctx, tx, a, "user.disable", UserKey(u.ID), detail); err != nil {
 			return err
 		}
 		return s.outbox(ctx, tx, "user.disable", UserKey(u.ID), map[string]any{"user_id": u.ID})

@@ -325,4 +325,3 @@ func versions(ctx context.Context, db dbtx, book int64, published bool) ([]billi
 	}
 	return vs, nil
 }
-

@@ -89,7 +89,7 @@ const (
 	VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (payment_intent_id) DO NOTHING`
 	qPaymentOrg   = `SELECT org_id FROM stripe_payments WHERE payment_intent_id = $1`
 	qCustomerOrg  = `SELECT org_id FROM stripe_customers WHERE customer_id = $1`
-	qStripeCharge       = `SELECT charge_id, org_id, refunded_micros, currency FROM stripe_charges WHERE charge_id = $1`
+	qStripeCharge = `SELECT charge_id, org_id, refunded_micros, currency FROM stripe_charges WHERE charge_id = $1`
 	qUpsertCharge = `INSERT INTO stripe_charges (charge_id, org_id, refunded_micros, currency, updated_at) VALUES ($1, $2, $3, $4, $5)
 	ON CONFLICT (charge_id) DO UPDATE SET refunded_micros = EXCLUDED.refunded_micros, updated_at = EXCLUDED.updated_at`
 	qRecordDispute = `INSERT INTO stripe_disputes (dispute_id, org_id, charge_id, amount_micros, currency, reason, created_at)

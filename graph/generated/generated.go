@@ -97,6 +97,14 @@ type ComplexityRoot struct {
 		Threshold       func(childComplexity int) int
 	}
 
+	BalanceChange struct {
+		Cash      func(childComplexity int) int
+		Credit    func(childComplexity int) int
+		Currency  func(childComplexity int) int
+		Duplicate func(childComplexity int) int
+		Reference func(childComplexity int) int
+	}
+
 	BillingWebhook struct {
 		CreatedAt func(childComplexity int) int
 		URL       func(childComplexity int) int
@@ -323,6 +331,8 @@ type ComplexityRoot struct {
 		AcceptInvitation        func(childComplexity int, token string) int
 		AddMember               func(childComplexity int, input model.MemberInput) int
 		AddOrgMember            func(childComplexity int, input model.OrgMemberInput) int
+		AdjustBalance           func(childComplexity int, input model.AdjustBalanceInput) int
+		ChangeOrgPlan           func(childComplexity int, orgID int64, plan string, reason string) int
 		ChangeOrgRole           func(childComplexity int, input model.OrgMemberInput) int
 		ChangeRole              func(childComplexity int, input model.MemberInput) int
 		ClaimHost               func(childComplexity int, namespaceID int64, host string) int
@@ -334,8 +344,9 @@ type ComplexityRoot struct {
 		CreatePriceBookVersion  func(childComplexity int, input model.CreatePriceBookVersionInput) int
 		DeleteNamespace         func(childComplexity int, id int64) int
 		DeletePrice             func(childComplexity int, versionID int64, resource string, class *string) int
-		DisableUser             func(childComplexity int, userID int64) int
+		DisableUser             func(childComplexity int, userID int64, reason string) int
 		EnableUser              func(childComplexity int, userID int64) int
+		GrantCredit             func(childComplexity int, input model.GrantCreditInput) int
 		Invite                  func(childComplexity int, input model.InviteInput) int
 		Kubeconfig              func(childComplexity int, namespaceID int64, ttlSeconds *int) int
 		LeaveNamespace          func(childComplexity int, namespaceID int64) int
@@ -353,6 +364,7 @@ type ComplexityRoot struct {
 		ResendVerification      func(childComplexity int) int
 		ResetPassword           func(childComplexity int, input model.ResetPasswordInput) int
 		ResumeNamespace         func(childComplexity int, id int64, reason string) int
+		ResumeOrg               func(childComplexity int, orgID int64, reason string) int
 		RevokeAPIToken          func(childComplexity int, id int64) int
 		RevokeInvitation        func(childComplexity int, id int64) int
 		RevokeMyKubeconfigs     func(childComplexity int) int
@@ -364,6 +376,7 @@ type ComplexityRoot struct {
 		SetSpendingLimit        func(childComplexity int, namespaceID int64, limitMicros *int64) int
 		SignUp                  func(childComplexity int, input model.SignUpInput) int
 		SuspendNamespace        func(childComplexity int, id int64, reason string) int
+		SuspendOrg              func(childComplexity int, orgID int64, reason string) int
 		TopUp                   func(childComplexity int, orgID int64, amount string) int
 		TransferOrgOwnership    func(childComplexity int, input model.OrgMemberRefInput) int
 		TransferOwnership       func(childComplexity int, input model.MemberRefInput) int
@@ -673,6 +686,11 @@ type MutationResolver interface {
 	RemoveMember(ctx context.Context, input model.MemberRefInput) (bool, error)
 	LeaveNamespace(ctx context.Context, namespaceID int64) (bool, error)
 	TransferOwnership(ctx context.Context, input model.MemberRefInput) (bool, error)
+	AdjustBalance(ctx context.Context, input model.AdjustBalanceInput) (*model.BalanceChange, error)
+	GrantCredit(ctx context.Context, input model.GrantCreditInput) (*model.BalanceChange, error)
+	SuspendOrg(ctx context.Context, orgID int64, reason string) (int, error)
+	ResumeOrg(ctx context.Context, orgID int64, reason string) (int, error)
+	ChangeOrgPlan(ctx context.Context, orgID int64, plan string, reason string) (*model.Org, error)
 	SetBillingWebhook(ctx context.Context, orgID int64, url string) (*model.BillingWebhookSecret, error)
 	RemoveBillingWebhook(ctx context.Context, orgID int64) (bool, error)
 	SetSpendingLimit(ctx context.Context, namespaceID int64, limitMicros *int64) (*model.SpendingLimit, error)
@@ -693,7 +711,7 @@ type MutationResolver interface {
 	ResetPassword(ctx context.Context, input model.ResetPasswordInput) (bool, error)
 	CreateAPIToken(ctx context.Context, input model.CreateAPITokenInput) (*model.IssuedToken, error)
 	RevokeAPIToken(ctx context.Context, id int64) (bool, error)
-	DisableUser(ctx context.Context, userID int64) (bool, error)
+	DisableUser(ctx context.Context, userID int64, reason string) (bool, error)
 	EnableUser(ctx context.Context, userID int64) (bool, error)
 	Kubeconfig(ctx context.Context, namespaceID int64, ttlSeconds *int) (*model.Kubeconfig, error)
 	RevokeMyKubeconfigs(ctx context.Context) (bool, error)
@@ -962,6 +980,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AutoTopUp.Threshold(childComplexity), true
+
+	case "BalanceChange.cash":
+		if e.ComplexityRoot.BalanceChange.Cash == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BalanceChange.Cash(childComplexity), true
+	case "BalanceChange.credit":
+		if e.ComplexityRoot.BalanceChange.Credit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BalanceChange.Credit(childComplexity), true
+	case "BalanceChange.currency":
+		if e.ComplexityRoot.BalanceChange.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BalanceChange.Currency(childComplexity), true
+	case "BalanceChange.duplicate":
+		if e.ComplexityRoot.BalanceChange.Duplicate == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BalanceChange.Duplicate(childComplexity), true
+	case "BalanceChange.reference":
+		if e.ComplexityRoot.BalanceChange.Reference == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BalanceChange.Reference(childComplexity), true
 
 	case "BillingWebhook.createdAt":
 		if e.ComplexityRoot.BillingWebhook.CreatedAt == nil {
@@ -1852,6 +1901,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AddOrgMember(childComplexity, args["input"].(model.OrgMemberInput)), true
+	case "Mutation.adjustBalance":
+		if e.ComplexityRoot.Mutation.AdjustBalance == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_adjustBalance_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AdjustBalance(childComplexity, args["input"].(model.AdjustBalanceInput)), true
+	case "Mutation.changeOrgPlan":
+		if e.ComplexityRoot.Mutation.ChangeOrgPlan == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_changeOrgPlan_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ChangeOrgPlan(childComplexity, args["orgId"].(int64), args["plan"].(string), args["reason"].(string)), true
 	case "Mutation.changeOrgRole":
 		if e.ComplexityRoot.Mutation.ChangeOrgRole == nil {
 			break
@@ -1983,7 +2054,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.DisableUser(childComplexity, args["userId"].(int64)), true
+		return e.ComplexityRoot.Mutation.DisableUser(childComplexity, args["userId"].(int64), args["reason"].(string)), true
 	case "Mutation.enableUser":
 		if e.ComplexityRoot.Mutation.EnableUser == nil {
 			break
@@ -1995,6 +2066,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.EnableUser(childComplexity, args["userId"].(int64)), true
+	case "Mutation.grantCredit":
+		if e.ComplexityRoot.Mutation.GrantCredit == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_grantCredit_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.GrantCredit(childComplexity, args["input"].(model.GrantCreditInput)), true
 	case "Mutation.invite":
 		if e.ComplexityRoot.Mutation.Invite == nil {
 			break
@@ -2172,6 +2254,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ResumeNamespace(childComplexity, args["id"].(int64), args["reason"].(string)), true
+	case "Mutation.resumeOrg":
+		if e.ComplexityRoot.Mutation.ResumeOrg == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_resumeOrg_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ResumeOrg(childComplexity, args["orgId"].(int64), args["reason"].(string)), true
 	case "Mutation.revokeApiToken":
 		if e.ComplexityRoot.Mutation.RevokeAPIToken == nil {
 			break
@@ -2288,6 +2381,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SuspendNamespace(childComplexity, args["id"].(int64), args["reason"].(string)), true
+	case "Mutation.suspendOrg":
+		if e.ComplexityRoot.Mutation.SuspendOrg == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_suspendOrg_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SuspendOrg(childComplexity, args["orgId"].(int64), args["reason"].(string)), true
 	case "Mutation.topUp":
 		if e.ComplexityRoot.Mutation.TopUp == nil {
 			break
@@ -3599,6 +3703,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	ec := newExecutionContext(opCtx, e, make(chan graphql.DeferredResult))
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
+			graphql.NewInputUnmarshaler("AdjustBalanceInput", ec.unmarshalInputAdjustBalanceInput),
 			graphql.NewInputUnmarshaler("AuditFilter", ec.unmarshalInputAuditFilter),
 			graphql.NewInputUnmarshaler("AutoTopUpInput", ec.unmarshalInputAutoTopUpInput),
 			graphql.NewInputUnmarshaler("CreateApiTokenInput", ec.unmarshalInputCreateApiTokenInput),
@@ -3607,6 +3712,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CreateOrgInput", ec.unmarshalInputCreateOrgInput),
 			graphql.NewInputUnmarshaler("CreatePriceBookInput", ec.unmarshalInputCreatePriceBookInput),
 			graphql.NewInputUnmarshaler("CreatePriceBookVersionInput", ec.unmarshalInputCreatePriceBookVersionInput),
+			graphql.NewInputUnmarshaler("GrantCreditInput", ec.unmarshalInputGrantCreditInput),
 			graphql.NewInputUnmarshaler("InviteInput", ec.unmarshalInputInviteInput),
 			graphql.NewInputUnmarshaler("LogInInput", ec.unmarshalInputLogInInput),
 			graphql.NewInputUnmarshaler("MemberInput", ec.unmarshalInputMemberInput),
@@ -3695,6 +3801,69 @@ func newExecutionContext(
 }
 
 var sources = []*ast.Source{
+	{Name: "../../schema/graphql/admin.graphqls", Input: `"""
+What an admin's change of an org's money did. Amounts are decimal strings
+in currency units with six decimals, such as "-12.500000".
+"""
+type BalanceChange {
+  "The ledger reference of the change; the same idempotency key posts once."
+  reference: String! @auth(scope: PARENT)
+  "True when the key had been posted before and nothing changed now."
+  duplicate: Boolean! @auth(scope: PARENT)
+  currency: String! @auth(scope: PARENT)
+  "The org's cash after the change."
+  cash: String! @auth(scope: PARENT)
+  "The credit the org's grants have left after the change, expired or not."
+  credit: String! @auth(scope: PARENT)
+}
+
+"An admin's correction of an org's cash balance."
+input AdjustBalanceInput {
+  orgId: ID!
+  "Signed decimal amount in currency units, such as 12.5 or -0.000001."
+  amount: String!
+  "ISO 4217 code such as USD; the org's account currency."
+  currency: String!
+  "Why, for the ledger entry and the audit log; required, at most 500 bytes."
+  reason: String!
+  "Makes a retry safe: a second call with the same key changes nothing."
+  idempotencyKey: String
+}
+
+"Credit granted to an org by an admin, used before cash."
+input GrantCreditInput {
+  orgId: ID!
+  "Positive decimal amount in currency units."
+  amount: String!
+  currency: String!
+  "When what is left of the grant expires; never when absent."
+  expiresAt: Time
+  "Why; required, at most 500 bytes."
+  reason: String!
+  "Makes a retry safe: a second call with the same key changes nothing."
+  idempotencyKey: String
+}
+
+extend type Mutation {
+  "Adjusts an org's cash balance, with a reason; platform admins only."
+  adjustBalance(input: AdjustBalanceInput!): BalanceChange!
+    @auth(scope: PLATFORM, action: "org.adjust_balance")
+  "Grants an org credit, optionally expiring, with a reason; platform admins only."
+  grantCredit(input: GrantCreditInput!): BalanceChange!
+    @auth(scope: PLATFORM, action: "org.grant_credit")
+  """
+  Suspends every namespace of an org, as suspendNamespace does one, with a
+  reason; returns how many were active and are now suspended. Platform
+  admins only.
+  """
+  suspendOrg(orgId: ID!, reason: String!): Int! @auth(scope: PLATFORM, action: "org.suspend")
+  "Resumes every suspended namespace of an org; returns how many. Platform admins only."
+  resumeOrg(orgId: ID!, reason: String!): Int! @auth(scope: PLATFORM, action: "org.suspend")
+  "Moves an org to another plan, with a reason; its namespaces' quotas follow. Platform admins only."
+  changeOrgPlan(orgId: ID!, plan: String!, reason: String!): Org!
+    @auth(scope: PLATFORM, action: "org.change_plan")
+}
+`, BuiltIn: false},
 	{Name: "../../schema/graphql/billing_debt.graphqls", Input: `"Where an org stands in the debt lifecycle."
 enum DebtState {
   "usable balance above the low-balance threshold"
@@ -4308,8 +4477,11 @@ extend type Mutation {
   createApiToken(input: CreateApiTokenInput!): IssuedToken! @auth(scope: USER)
   "Revokes one of the caller's API tokens."
   revokeApiToken(id: ID!): Boolean! @auth(scope: USER)
-  "Disables a user and revokes their tokens; platform admins only."
-  disableUser(userId: ID!): Boolean! @auth(scope: PLATFORM, action: "user.disable")
+  """
+  Disables a user with a reason (required, at most 500 bytes) and revokes
+  every session, API token and kubeconfig they hold; platform admins only.
+  """
+  disableUser(userId: ID!, reason: String!): Boolean! @auth(scope: PLATFORM, action: "user.disable")
   "Re-enables a disabled user; platform admins only."
   enableUser(userId: ID!): Boolean! @auth(scope: PLATFORM, action: "user.disable")
 }
@@ -4962,6 +5134,22 @@ func (ec *executionContext) childFields_AutoTopUp(ctx context.Context, field gra
 		return ec.fieldContext_AutoTopUp_paymentMethodId(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AutoTopUp", field.Name)
+}
+
+func (ec *executionContext) childFields_BalanceChange(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "reference":
+		return ec.fieldContext_BalanceChange_reference(ctx, field)
+	case "duplicate":
+		return ec.fieldContext_BalanceChange_duplicate(ctx, field)
+	case "currency":
+		return ec.fieldContext_BalanceChange_currency(ctx, field)
+	case "cash":
+		return ec.fieldContext_BalanceChange_cash(ctx, field)
+	case "credit":
+		return ec.fieldContext_BalanceChange_credit(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BalanceChange", field.Name)
 }
 
 func (ec *executionContext) childFields_BillingWebhook(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -6056,6 +6244,50 @@ func (ec *executionContext) field_Mutation_addOrgMember_args(ctx context.Context
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_adjustBalance_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.AdjustBalanceInput, error) {
+			return ec.unmarshalNAdjustBalanceInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAdjustBalanceInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_changeOrgPlan_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "plan",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["plan"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg2
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_changeOrgRole_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6245,6 +6477,14 @@ func (ec *executionContext) field_Mutation_disableUser_args(ctx context.Context,
 		return nil, err
 	}
 	args["userId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg1
 	return args, nil
 }
 
@@ -6259,6 +6499,20 @@ func (ec *executionContext) field_Mutation_enableUser_args(ctx context.Context, 
 		return nil, err
 	}
 	args["userId"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_grantCredit_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "input",
+		func(ctx context.Context, v any) (model.GrantCreditInput, error) {
+			return ec.unmarshalNGrantCreditInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGrantCreditInput(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["input"] = arg0
 	return args, nil
 }
 
@@ -6512,6 +6766,28 @@ func (ec *executionContext) field_Mutation_resumeNamespace_args(ctx context.Cont
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_resumeOrg_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_revokeApiToken_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -6681,6 +6957,28 @@ func (ec *executionContext) field_Mutation_suspendNamespace_args(ctx context.Con
 		return nil, err
 	}
 	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["reason"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_suspendOrg_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "orgId",
+		func(ctx context.Context, v any) (int64, error) {
+			return ec.unmarshalNID2int64(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["orgId"] = arg0
 	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "reason",
 		func(ctx context.Context, v any) (string, error) {
 			return ec.unmarshalNString2string(ctx, v)
@@ -8861,6 +9159,211 @@ func (ec *executionContext) _AutoTopUp_paymentMethodId(ctx context.Context, fiel
 }
 func (ec *executionContext) fieldContext_AutoTopUp_paymentMethodId(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("AutoTopUp", field, false, false, "String")
+}
+
+func (ec *executionContext) _BalanceChange_reference(ctx context.Context, field graphql.CollectedField, obj *model.BalanceChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BalanceChange_reference(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Reference, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BalanceChange_reference(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BalanceChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _BalanceChange_duplicate(ctx context.Context, field graphql.CollectedField, obj *model.BalanceChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BalanceChange_duplicate(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Duplicate, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal bool
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal bool
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BalanceChange_duplicate(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BalanceChange", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _BalanceChange_currency(ctx context.Context, field graphql.CollectedField, obj *model.BalanceChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BalanceChange_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BalanceChange_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BalanceChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _BalanceChange_cash(ctx context.Context, field graphql.CollectedField, obj *model.BalanceChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BalanceChange_cash(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cash, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BalanceChange_cash(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BalanceChange", field, false, false, "String")
+}
+
+func (ec *executionContext) _BalanceChange_credit(ctx context.Context, field graphql.CollectedField, obj *model.BalanceChange) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BalanceChange_credit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Credit, nil
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PARENT")
+				if err != nil {
+					var zeroVal string
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal string
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, obj, directive0, scope, nil, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BalanceChange_credit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BalanceChange", field, false, false, "String")
 }
 
 func (ec *executionContext) _BillingWebhook_url(ctx context.Context, field graphql.CollectedField, obj *model.BillingWebhook) (ret graphql.Marshaler) {
@@ -16120,6 +16623,341 @@ func (ec *executionContext) fieldContext_Mutation_transferOwnership(ctx context.
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_adjustBalance(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_adjustBalance(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().AdjustBalance(ctx, fc.Args["input"].(model.AdjustBalanceInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal *model.BalanceChange
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.adjust_balance")
+				if err != nil {
+					var zeroVal *model.BalanceChange
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.BalanceChange
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.BalanceChange) graphql.Marshaler {
+			return ec.marshalNBalanceChange2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐBalanceChange(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_adjustBalance(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BalanceChange(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_adjustBalance_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_grantCredit(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_grantCredit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().GrantCredit(ctx, fc.Args["input"].(model.GrantCreditInput))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal *model.BalanceChange
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.grant_credit")
+				if err != nil {
+					var zeroVal *model.BalanceChange
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.BalanceChange
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.BalanceChange) graphql.Marshaler {
+			return ec.marshalNBalanceChange2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐBalanceChange(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_grantCredit(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BalanceChange(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_grantCredit_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_suspendOrg(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_suspendOrg(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SuspendOrg(ctx, fc.Args["orgId"].(int64), fc.Args["reason"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.suspend")
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_suspendOrg(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Int does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_suspendOrg_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_resumeOrg(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_resumeOrg(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ResumeOrg(ctx, fc.Args["orgId"].(int64), fc.Args["reason"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.suspend")
+				if err != nil {
+					var zeroVal int
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal int
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_resumeOrg(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return nil, errors.New("field of type Int does not have child fields")
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_resumeOrg_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_changeOrgPlan(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_changeOrgPlan(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().ChangeOrgPlan(ctx, fc.Args["orgId"].(int64), fc.Args["plan"].(string), fc.Args["reason"].(string))
+		},
+		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
+			directive0 := next
+
+			directive1 := func(ctx context.Context) (any, error) {
+				scope, err := ec.unmarshalNAuthScope2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAuthScope(ctx, "PLATFORM")
+				if err != nil {
+					var zeroVal *model.Org
+					return zeroVal, err
+				}
+				action, err := ec.unmarshalOString2ᚖstring(ctx, "org.change_plan")
+				if err != nil {
+					var zeroVal *model.Org
+					return zeroVal, err
+				}
+				if ec.Directives.Auth == nil {
+					var zeroVal *model.Org
+					return zeroVal, errors.New("directive auth is not implemented")
+				}
+				return ec.Directives.Auth(ctx, nil, directive0, scope, action, nil)
+			}
+
+			next = directive1
+			return next
+		},
+		func(ctx context.Context, selections ast.SelectionSet, v *model.Org) graphql.Marshaler {
+			return ec.marshalNOrg2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐOrg(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_changeOrgPlan(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Org(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_changeOrgPlan_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_setBillingWebhook(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -17403,7 +18241,7 @@ func (ec *executionContext) _Mutation_disableUser(ctx context.Context, field gra
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().DisableUser(ctx, fc.Args["userId"].(int64))
+			return ec.Resolvers.Mutation().DisableUser(ctx, fc.Args["userId"].(int64), fc.Args["reason"].(string))
 		},
 		func(ctx context.Context, next graphql.Resolver) graphql.Resolver {
 			directive0 := next
@@ -27611,6 +28449,76 @@ func (ec *executionContext) fieldContext___Type_isOneOf(_ context.Context, field
 
 // region    **************************** input.gotpl *****************************
 
+func (ec *executionContext) unmarshalInputAdjustBalanceInput(ctx context.Context, obj any) (model.AdjustBalanceInput, error) {
+	var it model.AdjustBalanceInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"orgId", "amount", "currency", "reason", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "orgId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("orgId"))
+			data, err := ec.unmarshalNID2int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OrgID = data
+		case "amount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("amount"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Amount = data
+		case "currency":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("currency"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Currency = data
+		case "reason":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reason"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Reason = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalAdjustBalanceInput unmarshals raw into the AdjustBalanceInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalAdjustBalanceInput(ctx context.Context, raw any) (model.AdjustBalanceInput, error) {
+	var out model.AdjustBalanceInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "AdjustBalanceInput", raw, &out)
+	return out, err
+}
+
 func (ec *executionContext) unmarshalInputAuditFilter(ctx context.Context, obj any) (model.AuditFilter, error) {
 	var it model.AuditFilter
 	if obj == nil {
@@ -28070,6 +28978,83 @@ func (ec *executionContext) unmarshalInputCreatePriceBookVersionInput(ctx contex
 func UnmarshalCreatePriceBookVersionInput(ctx context.Context, raw any) (model.CreatePriceBookVersionInput, error) {
 	var out model.CreatePriceBookVersionInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "CreatePriceBookVersionInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputGrantCreditInput(ctx context.Context, obj any) (model.GrantCreditInput, error) {
+	var it model.GrantCreditInput
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"orgId", "amount", "currency", "expiresAt", "reason", "idempotencyKey"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "orgId":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("orgId"))
+			data, err := ec.unmarshalNID2int64(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.OrgID = data
+		case "amount":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("amount"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Amount = data
+		case "currency":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("currency"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Currency = data
+		case "expiresAt":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("expiresAt"))
+			data, err := ec.unmarshalOTime2ᚖtimeᚐTime(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.ExpiresAt = data
+		case "reason":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("reason"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Reason = data
+		case "idempotencyKey":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idempotencyKey"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdempotencyKey = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalGrantCreditInput unmarshals raw into the GrantCreditInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalGrantCreditInput(ctx context.Context, raw any) (model.GrantCreditInput, error) {
+	var out model.GrantCreditInput
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "GrantCreditInput", raw, &out)
 	return out, err
 }
 
@@ -29116,6 +30101,59 @@ func (ec *executionContext) _AutoTopUp(ctx context.Context, sel ast.SelectionSet
 			}
 		case "paymentMethodId":
 			out.Values[i] = ec._AutoTopUp_paymentMethodId(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var balanceChangeImplementors = []string{"BalanceChange"}
+
+func (ec *executionContext) _BalanceChange(ctx context.Context, sel ast.SelectionSet, obj *model.BalanceChange) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, balanceChangeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BalanceChange")
+		case "reference":
+			out.Values[i] = ec._BalanceChange_reference(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "duplicate":
+			out.Values[i] = ec._BalanceChange_duplicate(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currency":
+			out.Values[i] = ec._BalanceChange_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cash":
+			out.Values[i] = ec._BalanceChange_cash(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "credit":
+			out.Values[i] = ec._BalanceChange_credit(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -30764,6 +31802,41 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "transferOwnership":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_transferOwnership(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "adjustBalance":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_adjustBalance(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "grantCredit":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_grantCredit(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "suspendOrg":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_suspendOrg(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "resumeOrg":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_resumeOrg(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "changeOrgPlan":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_changeOrgPlan(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -33116,6 +34189,11 @@ func (ec *executionContext) ___Type(ctx context.Context, sel ast.SelectionSet, o
 
 // region    ***************************** type.gotpl *****************************
 
+func (ec *executionContext) unmarshalNAdjustBalanceInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAdjustBalanceInput(ctx context.Context, v any) (model.AdjustBalanceInput, error) {
+	res, err := ec.unmarshalInputAdjustBalanceInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) marshalNApiToken2ᚕᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAPITokenᚄ(ctx context.Context, sel ast.SelectionSet, v []*model.APIToken) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
@@ -33249,6 +34327,14 @@ func (ec *executionContext) marshalNAutoTopUp2ᚖgithubᚗcomᚋtenantplaneᚋte
 func (ec *executionContext) unmarshalNAutoTopUpInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐAutoTopUpInput(ctx context.Context, v any) (model.AutoTopUpInput, error) {
 	res, err := ec.unmarshalInputAutoTopUpInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNBalanceChange2ᚖgithubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐBalanceChange(ctx context.Context, sel ast.SelectionSet, v *model.BalanceChange) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "BalanceChange!")
+		return graphql.Null
+	}
+	return ec._BalanceChange(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNBillingMode2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐBillingMode(ctx context.Context, v any) (model.BillingMode, error) {
@@ -33489,6 +34575,11 @@ func (ec *executionContext) marshalNGiftCodeRedemption2ᚖgithubᚗcomᚋtenantp
 		return graphql.Null
 	}
 	return ec._GiftCodeRedemption(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNGrantCreditInput2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGrantCreditInput(ctx context.Context, v any) (model.GrantCreditInput, error) {
+	res, err := ec.unmarshalInputGrantCreditInput(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
 }
 
 func (ec *executionContext) unmarshalNGranularity2githubᚗcomᚋtenantplaneᚋtenantplaneᚋgraphᚋmodelᚐGranularity(ctx context.Context, v any) (model.Granularity, error) {

@@ -57,7 +57,9 @@ type Env struct {
 	Debt *billing.Lifecycle
 	// Payments takes top-ups through the shared stripe-mock.
 	Payments *stripepay.Service
-	queries  *testenv.QueryCounter
+	// Admin performs the admin operations on money and plans.
+	Admin   *billing.Admin
+	queries *testenv.QueryCounter
 }
 
 // Option adjusts an Env's configuration before it starts.
@@ -122,6 +124,8 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	require.NoError(t, err)
 	e.Clock = NewClock(time.Now())
 	e.Billing = billingstore.New(pool, e.Clock.Now)
+	e.Admin, err = billing.NewAdmin(e.Billing, e.Clock.Now)
+	require.NoError(t, err)
 	e.GiftCodes, err = billing.NewGiftCodes(e.Billing, billing.DefaultGiftCodeConfig(), nil, nil, e.Clock.Now)
 	require.NoError(t, err)
 	lcfg := billing.DefaultLifecycleConfig()
@@ -140,7 +144,7 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 		Tenancy: e.Service, Authorizer: e.Authorizer,
 		Kubeconfigs: e.Isolation.Kubeconfigs, Suspender: e.Isolation.Suspension, Hosts: e.Isolation.Hosts,
 		Usage: usageQueries, Ledger: e.Billing, GiftCodes: e.GiftCodes, Debt: e.Debt, Payments: e.Payments,
-		Pricing: pricing, Clock: e.Clock.Now,
+		Pricing: pricing, Admin: e.Admin, Clock: e.Clock.Now,
 	})
 	require.NoError(t, err)
 	e.Server = httptest.NewServer(e.Handler)

@@ -10,6 +10,19 @@ import (
 	"time"
 )
 
+// An admin's correction of an org's cash balance.
+type AdjustBalanceInput struct {
+	OrgID int64 `json:"orgId"`
+	// Signed decimal amount in currency units, such as 12.5 or -0.000001.
+	Amount string `json:"amount"`
+	// ISO 4217 code such as USD; the org's account currency.
+	Currency string `json:"currency"`
+	// Why, for the ledger entry and the audit log; required, at most 500 bytes.
+	Reason string `json:"reason"`
+	// Makes a retry safe: a second call with the same key changes nothing.
+	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
+}
+
 type APITokenConnection struct {
 	Edges    []*APITokenEdge `json:"edges"`
 	Nodes    []*APIToken     `json:"nodes"`
@@ -58,6 +71,20 @@ type AutoTopUpInput struct {
 	Threshold       string `json:"threshold"`
 	Amount          string `json:"amount"`
 	PaymentMethodID string `json:"paymentMethodId"`
+}
+
+// What an admin's change of an org's money did. Amounts are decimal strings
+// in currency units with six decimals, such as "-12.500000".
+type BalanceChange struct {
+	// The ledger reference of the change; the same idempotency key posts once.
+	Reference string `json:"reference"`
+	// True when the key had been posted before and nothing changed now.
+	Duplicate bool   `json:"duplicate"`
+	Currency  string `json:"currency"`
+	// The org's cash after the change.
+	Cash string `json:"cash"`
+	// The credit the org's grants have left after the change, expired or not.
+	Credit string `json:"credit"`
 }
 
 // Where an org's debt events are posted, signed with HMAC-SHA256 (header Tenantplane-Signature: t=<unix>,v1=<hex of HMAC(secret, t + '.' + body)>).
@@ -228,6 +255,20 @@ type GiftCodeRedemption struct {
 	// The credit grant it created.
 	CreditGrant *CreditGrant `json:"creditGrant"`
 	Balance     *OrgBalance  `json:"balance"`
+}
+
+// Credit granted to an org by an admin, used before cash.
+type GrantCreditInput struct {
+	OrgID int64 `json:"orgId"`
+	// Positive decimal amount in currency units.
+	Amount   string `json:"amount"`
+	Currency string `json:"currency"`
+	// When what is left of the grant expires; never when absent.
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+	// Why; required, at most 500 bytes.
+	Reason string `json:"reason"`
+	// Makes a retry safe: a second call with the same key changes nothing.
+	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
 }
 
 // A host name a namespace holds for its Ingresses and HTTPRoutes.

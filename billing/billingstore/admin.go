@@ -1,0 +1,71 @@
+package billingstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/tenantplane/tenantplane/billing"
+)
+
+var _ billing.AdminStore = (*Store)(nil)
+
+const (
+	qLockOrgPlan = `SELECT plan FROM orgs WHERE id = $1 FOR UPDATE`
+	qSetOrgPlan  = `UPDATE orgs SET plan = $2, updated_at = $3 WHERE id = $1`
+	// qInsertOrgOutbox asks the isolation reconciler to apply an org's
+	// plan to its namespaces.
+	qInsertOrgOutbox = `INSERT INTO outbox (kind, key, payload, created_at, next_attempt_at)
+	VALUES ($1, $2, $3, $4, $4)`
+)
+
+func adminAudit(a billing.AdminAudit, at time.Time) AuditEntry {
+	return AuditEntry{At: at, Actor: a.Actor, Action: a.Action, Target: a.Target, IP: a.IP, RequestID: a.RequestID, Detail: a.Detail}
+}
+
+// PostAudited implements billing.AdminStore: the posting and its audit
+// row commit together or not at all. A retried posting (same reference)
+// changes nothing and writes no second audit row.
+func (s *Store) PostAudited(ctx context.Context, p billing.Posting, a billing.AdminAudit) (billing.Posted, error) {
+	var out billing.Posted
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var err error
+		if out, err = s.post(ctx, tx, p); err != nil || out.Duplicate {
+			return err
+		}
+		return writeAudit(ctx, tx, adminAudit(a, s.now()))
+	})
+	return out, err
+}
+
+// SetOrgPlan implements billing.AdminStore. Setting the plan an org has
+// already changes nothing.
+func (s *Store) SetOrgPlan(ctx context.Context, orgID int64, plan string, a billing.AdminAudit) (string, error) {
+	var old string
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := tx.QueryRow(ctx, qLockOrgPlan, orgID).Scan(&old); err != nil {
+			return storeErr("locking org", "org", err)
+		}
+		if old == plan {
+			return nil
+		}
+		now := s.now()
+		if _, err := tx.Exec(ctx, qSetOrgPlan, orgID, plan, now); err != nil {
+			return storeErr("setting plan", "plan", err)
+		}
+		payload, err := json.Marshal(map[string]any{"org_id": orgID, "plan": plan, "previous": old})
+		if err != nil {
+			return fmt.Errorf("encoding outbox payload: %w", err)
+		}
+		if _, err := tx.Exec(ctx, qInsertOrgOutbox, "org.plan", "org:"+strconv.FormatInt(orgID, 10), payload, now); err != nil {
+			return storeErr("writing outbox", "outbox row", err)
+		}
+		a.Detail["previous"] = old
+		return writeAudit(ctx, tx, adminAudit(a, now))
+	})
+	return old, err
+}

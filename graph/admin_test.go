@@ -1,0 +1,175 @@
+package graph_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/tenantplane/tenantplane/graph/graphtest"
+)
+
+const (
+	adjustMutation = `mutation($in: AdjustBalanceInput!) { adjustBalance(input: $in) { reference duplicate currency cash credit } }`
+	creditMutation = `mutation($in: GrantCreditInput!) { grantCredit(input: $in) { reference duplicate currency cash credit } }`
+)
+
+type balanceChange struct {
+	Reference, Currency, Cash, Credit string
+	Duplicate                         bool
+}
+
+// refused requires that token may not run doc: FORBIDDEN.
+func refused(t *testing.T, e *graphtest.Env, token, doc string, vars map[string]any) {
+	t.Helper()
+	r := e.Do(t, token, doc, vars)
+	require.Len(t, r.Errors, 1, "%s", r.Data)
+	require.Equal(t, "FORBIDDEN", r.Errors[0].Code())
+}
+
+func TestAdminAdjustsBalancesAndGrantsCredit(t *testing.T) {
+	t.Parallel()
+	e := graphtest.New(t)
+	owner := e.SignUp(t, "owner@example.com")
+	padmin := signUpPlatformAdmin(t, e, "padmin@example.com")
+	org := fmt.Sprint(owner.OrgID)
+	adjust := map[string]any{"in": map[string]any{"orgId": org, "amount": "12.5", "currency": "USD",
+		"reason": "refund of ticket 42", "idempotencyKey": "ticket-42"}}
+
+	refused(t, e, owner.Token, adjustMutation, adjust)
+	var a struct{ AdjustBalance balanceChange }
+	e.MustDo(t, padmin.Token, adjustMutation, adjust).Decode(t, &a)
+	require.Equal(t, balanceChange{Reference: fmt.Sprintf("admin:adjustment:org:%d:ticket-42", owner.OrgID),
+		Currency: "USD", Cash: "12.500000", Credit: "0.000000"}, a.AdjustBalance)
+	// A retry with the same key changes nothing.
+	e.MustDo(t, padmin.Token, adjustMutation, adjust).Decode(t, &a)
+	require.True(t, a.AdjustBalance.Duplicate)
+	require.Equal(t, "12.500000", a.AdjustBalance.Cash)
+	neg := map[string]any{"in": map[string]any{"orgId": org, "amount": "-0.000001", "currency": "USD", "reason": "rounding"}}
+	e.MustDo(t, padmin.Token, adjustMutation, neg).Decode(t, &a)
+	require.Equal(t, "12.499999", a.AdjustBalance.Cash)
+
+	expires := time.Now().UTC().Add(30 * 24 * time.Hour).Truncate(time.Second)
+	credit := map[string]any{"in": map[string]any{"orgId": org, "amount": "5", "currency": "USD",
+		"expiresAt": expires.Format(time.RFC3339), "reason": "welcome offer"}}
+	refused(t, e, owner.Token, creditMutation, credit)
+	var c struct{ GrantCredit balanceChange }
+	e.MustDo(t, padmin.Token, creditMutation, credit).Decode(t, &c)
+	require.Equal(t, "5.000000", c.GrantCredit.Credit)
+	require.Equal(t, "12.499999", c.GrantCredit.Cash)
+
+	target := fmt.Sprintf("org:%d", owner.OrgID)
+	require.Equal(t, []string{"refund of ticket 42", "rounding"}, auditReasons(t, e, "billing.adjust", target))
+	require.Equal(t, []string{"welcome offer"}, auditReasons(t, e, "billing.credit", target))
+	var expiry time.Time
+	require.NoError(t, e.DB.Pool.QueryRow(context.Background(), `SELECT expires_at FROM credit_grants WHERE org_id = $1`, owner.OrgID).Scan(&expiry))
+	require.True(t, expires.Equal(expiry))
+
+	for _, tc := range []struct {
+		doc   string
+		in    map[string]any
+		field string
+	}{
+		{adjustMutation, map[string]any{"orgId": org, "amount": "1", "currency": "USD", "reason": "  "}, "reason"},
+		{adjustMutation, map[string]any{"orgId": org, "amount": "1", "currency": "USD", "reason": string(make([]byte, 501))}, "reason"},
+		{adjustMutation, map[string]any{"orgId": org, "amount": "1.0000001", "currency": "USD", "reason": "x"}, "amount"},
+		{adjustMutation, map[string]any{"orgId": org, "amount": "0", "currency": "USD", "reason": "x"}, "amount"},
+		{adjustMutation, map[string]any{"orgId": org, "amount": "1", "currency": "usd", "reason": "x"}, "currency"},
+		{creditMutation, map[string]any{"orgId": org, "amount": "-1", "currency": "USD", "reason": "x"}, "amount"},
+		{creditMutation, map[string]any{"orgId": org, "amount": "1", "currency": "USD", "reason": "x", "expiresAt": "2001-01-01T00:00:00Z"}, "expiresAt"},
+	} {
+		r := e.Do(t, padmin.Token, tc.doc, map[string]any{"in": tc.in})
+		require.Len(t, r.Errors, 1, "%v", tc.in)
+		require.Equal(t, "BAD_USER_INPUT", r.Errors[0].Code(), "%v", tc.in)
+		require.Equal(t, tc.field, r.Errors[0].Extensions["field"], "%v", tc.in)
+	}
+	// Another currency than the account's is a conflict; an unknown org is not found.
+	r := e.Do(t, padmin.Token, adjustMutation, map[string]any{"in": map[string]any{"orgId": org, "amount": "1", "currency": "EUR", "reason": "x"}})
+	require.Equal(t, "CONFLICT", r.Errors[0].Code())
+	r = e.Do(t, padmin.Token, adjustMutation, map[string]any{"in": map[string]any{"orgId": "999999", "amount": "1", "currency": "EUR", "reason": "x"}})
+	require.Equal(t, "NOT_FOUND", r.Errors[0].Code())
+}
+
+func TestAdminSuspendsOrgsAndChangesPlans(t *testing.T) {
+	t.Parallel()
+	e := graphtest.New(t)
+	owner := e.SignUp(t, "owner@example.com")
+	padmin := signUpPlatformAdmin(t, e, "padmin@example.com")
+	_, err := e.Service.CreateNamespace(e.As(owner.ID, false), owner.OrgID, "second")
+	require.NoError(t, err)
+	e.SyncAuthz(t)
+	vars := map[string]any{"org": fmt.Sprint(owner.OrgID), "reason": "unpaid since March"}
+	const suspend = `mutation($org: ID!, $reason: String!) { suspendOrg(orgId: $org, reason: $reason) }`
+	const resume = `mutation($org: ID!, $reason: String!) { resumeOrg(orgId: $org, reason: $reason) }`
+
+	refused(t, e, owner.Token, suspend, vars)
+	var s struct{ SuspendOrg, ResumeOrg int }
+	e.MustDo(t, padmin.Token, suspend, vars).Decode(t, &s)
+	require.Equal(t, 2, s.SuspendOrg)
+	e.MustDo(t, padmin.Token, suspend, vars).Decode(t, &s)
+	require.Zero(t, s.SuspendOrg, "suspending again changes nothing")
+	var states []string
+	rows, err := e.DB.Pool.Query(context.Background(), `SELECT state FROM namespaces WHERE org_id = $1`, owner.OrgID)
+	require.NoError(t, err)
+	for rows.Next() {
+		var st string
+		require.NoError(t, rows.Scan(&st))
+		states = append(states, st)
+	}
+	require.Equal(t, []string{"suspended", "suspended"}, states)
+	require.Equal(t, []string{"unpaid since March"}, auditReasons(t, e, "namespace.suspend", fmt.Sprintf("ns:%d", owner.NamespaceID)))
+	refused(t, e, owner.Token, resume, vars)
+	vars["reason"] = "paid"
+	e.MustDo(t, padmin.Token, resume, vars).Decode(t, &s)
+	require.Equal(t, 2, s.ResumeOrg)
+	vars["reason"] = ""
+	r := e.Do(t, padmin.Token, suspend, vars)
+	require.Equal(t, "BAD_USER_INPUT", r.Errors[0].Code())
+
+	const plan = `mutation($org: ID!, $plan: String!, $reason: String!) { changeOrgPlan(orgId: $org, plan: $plan, reason: $reason) { plan } }`
+	pvars := map[string]any{"org": fmt.Sprint(owner.OrgID), "plan": "team", "reason": "sales deal 9"}
+	refused(t, e, owner.Token, plan, pvars)
+	var p struct{ ChangeOrgPlan struct{ Plan string } }
+	e.MustDo(t, padmin.Token, plan, pvars).Decode(t, &p)
+	require.Equal(t, "team", p.ChangeOrgPlan.Plan)
+	target := fmt.Sprintf("org:%d", owner.OrgID)
+	require.Equal(t, []string{"sales deal 9"}, auditReasons(t, e, "org.plan", target))
+	var outbox int
+	require.NoError(t, e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE key = $1 AND kind = 'org.plan'`, target).Scan(&outbox))
+	require.Equal(t, 1, outbox)
+	pvars["plan"] = "Not A Plan"
+	r = e.Do(t, padmin.Token, plan, pvars)
+	require.Equal(t, "BAD_USER_INPUT", r.Errors[0].Code())
+}
+
+func TestAdminDisablesAUserEverywhere(t *testing.T) {
+	t.Parallel()
+	e := graphtest.New(t)
+	owner := e.SignUp(t, "owner@example.com")
+	padmin := signUpPlatformAdmin(t, e, "padmin@example.com")
+	var got kubeconfigAnswer
+	e.MustDo(t, owner.Token, kubeconfigMutation, map[string]any{"ns": fmt.Sprint(owner.NamespaceID)}).Decode(t, &got)
+	conf, err := clientcmd.Load([]byte(got.Kubeconfig.YAML))
+	require.NoError(t, err)
+	kubeToken := conf.AuthInfos[conf.Contexts[conf.CurrentContext].AuthInfo].Token
+	require.True(t, authenticates(t, kubeToken))
+
+	const disable = `mutation($id: ID!, $reason: String!) { disableUser(userId: $id, reason: $reason) }`
+	vars := map[string]any{"id": fmt.Sprint(owner.ID), "reason": "fraud ring 3"}
+	refused(t, e, owner.Token, disable, map[string]any{"id": fmt.Sprint(padmin.ID), "reason": "x"})
+	r := e.Do(t, padmin.Token, disable, map[string]any{"id": fmt.Sprint(owner.ID), "reason": " "})
+	require.Equal(t, "BAD_USER_INPUT", r.Errors[0].Code())
+	e.MustDo(t, padmin.Token, disable, vars)
+
+	// Sessions and API tokens go at once, kubeconfigs with the user's
+	// ServiceAccount.
+	r = e.Do(t, owner.Token, `{ me { id } }`, nil)
+	require.Equal(t, 401, r.Status)
+	revoked(t, kubeToken)
+	target := fmt.Sprintf("user:%d", owner.ID)
+	require.Equal(t, []string{"fraud ring 3"}, auditReasons(t, e, "user.disable", target))
+	require.Contains(t, auditReasons(t, e, "kubeconfig.revoke_all", target), "fraud ring 3")
+}
