@@ -25,7 +25,7 @@ func BenchmarkRating10k(b *testing.B) { benchRating(b, 10_000) }
 func BenchmarkRating100k(b *testing.B) { benchRating(b, 100_000) }
 
 var benchResources = []struct{ resource, class string }{
-	{"cpu", ""}, {"memory", ""}, {"storage", "ssd"}, {"network.internet.egress", ""},
+	{"cpu", ""}, {"memory", ""}, {"storage", "ssd"}, {"network.internet.egress", "internet"},
 }
 
 func benchRating(b *testing.B, namespaces int) {

@@ -115,7 +115,7 @@ func seedUsage(t *testing.T, pool *pgxpool.Pool, orgs, hours int, seed uint64) f
 					usage.Sample{NamespaceID: ns, Resource: "cpu", Minute: minute, Quantity: r.Int64N(4000)},
 					usage.Sample{NamespaceID: ns, Resource: "memory", Minute: minute, Quantity: r.Int64N(8192)},
 					usage.Sample{NamespaceID: ns, Resource: "storage", Class: "ssd", Minute: minute, Quantity: 10240 + r.Int64N(100)},
-					usage.Sample{NamespaceID: ns, Resource: "network.internet.egress", Class: "", Minute: minute, Quantity: r.Int64N(50 << 20)},
+					usage.Sample{NamespaceID: ns, Resource: "network.internet.egress", Class: "internet", Minute: minute, Quantity: r.Int64N(50 << 20)},
 				)
 			}
 		}
