@@ -160,10 +160,11 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	}
 
 	gql, err := graph.NewHandler(graph.Config{
-		Dev:           cfg.Dev,
-		Introspection: cfg.Dev || cfg.GraphQL.Introspection,
-		MaxDepth:      cfg.GraphQL.MaxDepth,
-		MaxComplexity: cfg.GraphQL.MaxComplexity,
+		Dev:            cfg.Dev,
+		Introspection:  cfg.Dev || cfg.GraphQL.Introspection,
+		MaxDepth:       cfg.GraphQL.MaxDepth,
+		MaxComplexity:  cfg.GraphQL.MaxComplexity,
+		TrustedProxies: cfg.HTTP.proxies,
 	}, graph.Deps{
 		Tenancy: a.tenancy, Authorizer: a.authz,
 		Kubeconfigs: a.isolation.kubeconfigs, Suspender: a.isolation.suspension,
@@ -203,7 +204,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		if err != nil {
 			return nil, &configError{"--oidc-config (TENANTPLANE_OIDC_CONFIG)", err.Error()}
 		}
-		a.http.handle("/auth/oidc/", withAnonymousActor(h))
+		a.http.handle("/auth/oidc/", withAnonymousActor(cfg.HTTP.proxies, h))
 	}
 
 	a.background = append(a.background,
@@ -252,12 +253,12 @@ func newMailer(cfg IdentityConfig, log *slog.Logger) (mail.Mailer, error) {
 	return m, nil
 }
 
-// withAnonymousActor records the client address and request id of a
-// request made before anyone is logged in (OIDC log-in), for the audit log
-// and rate limits.
-func withAnonymousActor(next http.Handler) http.Handler {
+// withAnonymousActor records the client address (through proxies) and
+// request id of a request made before anyone is logged in (OIDC log-in),
+// for the audit log and rate limits.
+func withAnonymousActor(proxies reqmeta.Proxies, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a := tenancy.Actor{RequestID: RequestID(r.Context()), IP: reqmeta.ClientIP(r.RemoteAddr)}
+		a := tenancy.Actor{RequestID: RequestID(r.Context()), IP: proxies.ClientIP(r)}
 		next.ServeHTTP(w, r.WithContext(tenancy.WithActor(r.Context(), a)))
 	})
 }
