@@ -78,6 +78,8 @@ func TestServeConfigErrorsNameTheSetting(t *testing.T) {
 		{"tiny body", []string{"serve", "--database-url", "postgres://x", "--http-max-body-bytes", "10"}, nil, "--http-max-body-bytes"},
 		{"wildcard cors", []string{"serve", "--database-url", "postgres://x", "--cors-origins", "*"}, nil, "--cors-origins"},
 		{"proxy not a network", []string{"serve", "--database-url", "postgres://x", "--trusted-proxies", "10.0.0.0/8,lb.internal"}, nil, "--trusted-proxies"},
+		{"gc off without a limit", []string{"serve", "--database-url", "postgres://x", "--gc-percent", "-1"}, nil, "--gc-percent"},
+		{"bad memory limit from env", []string{"serve", "--database-url", "postgres://x"}, map[string]string{"TENANTPLANE_MEMORY_LIMIT": "lots"}, "--memory-limit"},
 		{"every address a proxy", []string{"serve", "--database-url", "postgres://x"}, map[string]string{"TENANTPLANE_TRUSTED_PROXIES": "10.0.0.0/8,0.0.0.0/0"}, "--trusted-proxies"},
 		{"missing kubeconfig", []string{"serve", "--database-url", "postgres://x", "--kubeconfig", "/nonexistent/kubeconfig"}, nil, "--kubeconfig"},
 	} {

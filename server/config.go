@@ -67,6 +67,7 @@ type Config struct {
 	GraphQL   GraphQLConfig
 	Isolation IsolationConfig
 	Metering  MeteringConfig
+	Runtime   RuntimeConfig
 }
 
 // GraphQLConfig bounds what one GraphQL request may ask for.
@@ -123,6 +124,7 @@ func (c *Config) bindFlags(fs *pflag.FlagSet) {
 	c.Identity.bindFlags(fs)
 	c.Isolation.bindFlags(fs)
 	c.Metering.bindFlags(fs)
+	c.Runtime.bindFlags(fs)
 }
 
 // applyEnv sets every flag not given on the command line from its
@@ -176,6 +178,9 @@ func (c *Config) validate() error {
 	}
 	if c.GraphQL.MaxComplexity < 10 || c.GraphQL.MaxComplexity > 10_000_000 {
 		return &configError{"--graphql-max-complexity", fmt.Sprintf("%d is not between 10 and 10000000", c.GraphQL.MaxComplexity)}
+	}
+	if err := c.Runtime.validate(); err != nil {
+		return err
 	}
 	if err := c.HTTP.validate(); err != nil {
 		return err

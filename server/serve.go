@@ -43,6 +43,7 @@ func newServeCommand() *cobra.Command {
 				return err
 			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.LogLevel)
+			cfg.Runtime.apply(log)
 			l, err := net.Listen("tcp", cfg.HTTP.Listen)
 			if err != nil {
 				return fmt.Errorf("listening on %s: %w", cfg.HTTP.Listen, err)
