@@ -16,10 +16,11 @@ import (
 	"github.com/tenantplane/tenantplane/tenancy"
 )
 
-// BenchmarkMeHandler serves benchQuery through the GraphQL handler
-// directly, one request at a time and without a network, so that its
-// time and allocations per request are the handler's own (with its two
-// statements):
+// BenchmarkMeHandler serves benchQuery through the GraphQL handler and
+// through the bare handler directly, one request at a time and without a
+// network or a load generator, so that the allocations, the process CPU
+// (cpu-µs/op, the runtime's included) and the Postgres CPU (pg-µs/op) per
+// request are the handler's own:
 // go test -run '^$' -bench MeHandler -benchmem ./graph/graphtest
 func BenchmarkMeHandler(b *testing.B) {
 	db := testenv.Postgres(b)
@@ -41,21 +42,34 @@ func BenchmarkMeHandler(b *testing.B) {
 	require.NoError(b, err)
 	body, err := json.Marshal(map[string]string{"query": benchQuery})
 	require.NoError(b, err)
-	serve := func() *httptest.ResponseRecorder {
-		req := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+tok.Secret)
-		w := httptest.NewRecorder()
-		e.Handler.ServeHTTP(w, req)
-		return w
-	}
-	w := serve()
-	require.Equal(b, http.StatusOK, w.Code)
-	require.Contains(b, w.Body.String(), `"members"`)
-	require.NotContains(b, w.Body.String(), `"errors"`)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		serve()
+	barePool, _ := db.CountingPool(b, 20)
+	pg := postgresCPU(b, db.URL)
+	for _, h := range []struct {
+		name string
+		h    http.Handler
+	}{{"graphql", e.Handler}, {"bare", bareHandler(barePool)}} {
+		b.Run(h.name, func(b *testing.B) {
+			serve := func() *httptest.ResponseRecorder {
+				req := httptest.NewRequest(http.MethodPost, "/graphql", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+tok.Secret)
+				w := httptest.NewRecorder()
+				h.h.ServeHTTP(w, req)
+				return w
+			}
+			w := serve()
+			require.Equal(b, http.StatusOK, w.Code)
+			require.Contains(b, w.Body.String(), `"members"`)
+			require.NotContains(b, w.Body.String(), `"errors"`)
+			b.ReportAllocs()
+			c0, p0 := cpuTime(), pg()
+			b.ResetTimer()
+			for b.Loop() {
+				serve()
+			}
+			b.StopTimer()
+			b.ReportMetric(float64((cpuTime()-c0).Microseconds())/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64((pg()-p0).Microseconds())/float64(b.N), "pg-µs/op")
+		})
 	}
 }
