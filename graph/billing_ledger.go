@@ -53,6 +53,13 @@ func keysetPage[T any](first *int, after *string, id func(T) int64, fetch func(b
 	return tenancy.NewConnection(q, items, func(v T) tenancy.Cursor { return tenancy.Cursor{ID: id(v)} }), nil
 }
 
+// storeEdges presents a page a store read as the edges and page info of
+// a connection type, each built only when the selection shows it.
+func storeEdges[T, N, E any](ctx context.Context, c tenancy.Connection[T], present func(T) N, edge func(N, string) E) ([]E, *model.PageInfo) {
+	_, edges, info := connection(ctx, storePage(c), func(e tenancy.Edge[T]) N { return present(e.Node) }, edge)
+	return edges, info
+}
+
 func presentBalance(b billing.Balance) *model.OrgBalance {
 	out := &model.OrgBalance{
 		OrgID: b.OrgID, Currency: b.Currency, CashMicros: b.Cash, CreditMicros: b.Credit,

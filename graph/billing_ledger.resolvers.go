@@ -85,12 +85,10 @@ func (r *queryResolver) LedgerEntries(ctx context.Context, orgID int64, first *i
 	if err != nil {
 		return nil, err
 	}
-	nodes, cursors, info := connection(c, presentEntry)
-	out := &model.LedgerEntryConnection{PageInfo: info, Edges: make([]*model.LedgerEntryEdge, len(nodes))}
-	for i := range nodes {
-		out.Edges[i] = &model.LedgerEntryEdge{Node: nodes[i], Cursor: cursors[i]}
-	}
-	return out, nil
+	edges, info := storeEdges(ctx, c, presentEntry, func(n *model.LedgerEntry, cur string) *model.LedgerEntryEdge {
+		return &model.LedgerEntryEdge{Node: n, Cursor: cur}
+	})
+	return &model.LedgerEntryConnection{Edges: edges, PageInfo: info}, nil
 }
 
 func (r *queryResolver) CreditGrants(ctx context.Context, orgID int64, all *bool) ([]*model.CreditGrant, error) {
@@ -112,12 +110,10 @@ func (r *queryResolver) Invoices(ctx context.Context, orgID int64, first *int, a
 	if err != nil {
 		return nil, err
 	}
-	nodes, cursors, info := connection(c, presentInvoice)
-	out := &model.InvoiceConnection{PageInfo: info, Edges: make([]*model.InvoiceEdge, len(nodes))}
-	for i := range nodes {
-		out.Edges[i] = &model.InvoiceEdge{Node: nodes[i], Cursor: cursors[i]}
-	}
-	return out, nil
+	edges, info := storeEdges(ctx, c, presentInvoice, func(n *model.Invoice, cur string) *model.InvoiceEdge {
+		return &model.InvoiceEdge{Node: n, Cursor: cur}
+	})
+	return &model.InvoiceConnection{Edges: edges, PageInfo: info}, nil
 }
 
 func (r *queryResolver) Invoice(ctx context.Context, orgID int64, id int64) (*model.Invoice, error) {
@@ -135,12 +131,10 @@ func (r *queryResolver) GiftCodes(ctx context.Context, first *int, after *string
 	if err != nil {
 		return nil, err
 	}
-	nodes, cursors, info := connection(c, presentGiftCode)
-	out := &model.GiftCodeConnection{PageInfo: info, Edges: make([]*model.GiftCodeEdge, len(nodes))}
-	for i := range nodes {
-		out.Edges[i] = &model.GiftCodeEdge{Node: nodes[i], Cursor: cursors[i]}
-	}
-	return out, nil
+	edges, info := storeEdges(ctx, c, presentGiftCode, func(n *model.GiftCode, cur string) *model.GiftCodeEdge {
+		return &model.GiftCodeEdge{Node: n, Cursor: cur}
+	})
+	return &model.GiftCodeConnection{Edges: edges, PageInfo: info}, nil
 }
 
 func (r *Resolver) Invoice() generated.InvoiceResolver { return &invoiceResolver{r} }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -51,6 +52,10 @@ type Config struct {
 	LoaderWait time.Duration
 	// QueryCacheSize is how many parsed documents are kept; default 1000.
 	QueryCacheSize int
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client address that rate limits and the audit log see; the zero
+	// value trusts none, and the address is the TCP peer's.
+	TrustedProxies reqmeta.Proxies
 }
 
 func (c *Config) validate() error {
@@ -244,7 +249,7 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, errcode.BadUserInput, "GET requests only allow queries", reqID)
 		return
 	}
-	ctx, err := Authenticate(r.Context(), h.deps.Tenancy, r, reqID)
+	ctx, err := Authenticate(r.Context(), h.deps.Tenancy, r, h.cfg.TrustedProxies.ClientIP(r), reqID)
 	if err != nil {
 		if errcode.Of(err) == errcode.Internal {
 			h.deps.Logger.Error("graphql authenticate", "err", err, "request_id", reqID)
@@ -260,12 +265,11 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Authenticate reads the bearer token of r, if any, through the tenancy
 // service and returns a context carrying the tenancy.Actor (with the
-// client address of r.RemoteAddr and requestID) for the service's audit
-// and rate limits, and the principal for the @auth directive. Without a
-// token the actor is anonymous. A token that does not authenticate is an
-// UNAUTHENTICATED error.
-func Authenticate(ctx context.Context, svc *tenancy.Service, r *http.Request, requestID string) (context.Context, error) {
-	ip := reqmeta.ClientIP(r.RemoteAddr)
+// client address ip, see reqmeta.Proxies, and requestID) for the
+// service's audit and rate limits, and the principal for the @auth
+// directive. Without a token the actor is anonymous. A token that does
+// not authenticate is an UNAUTHENTICATED error.
+func Authenticate(ctx context.Context, svc *tenancy.Service, r *http.Request, ip netip.Addr, requestID string) (context.Context, error) {
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
 		return tenancy.WithActor(ctx, tenancy.Actor{IP: ip, RequestID: requestID}), nil

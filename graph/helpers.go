@@ -54,7 +54,7 @@ func (r *Resolver) userOrgs(ctx context.Context, userID int64, first *int, after
 	if err != nil {
 		return nil, err
 	}
-	return orgConnection(c, func(m tenancy.OrgMembership) *model.Org { return presentOrg(m.Org) }), nil
+	return orgConnection(ctx, c, func(m tenancy.OrgMembership) *model.Org { return presentOrg(m.Org) }), nil
 }
 
 // userNamespaces lists a user's namespaces, a page of the loader's whole
@@ -68,7 +68,7 @@ func (r *Resolver) userNamespaces(ctx context.Context, userID int64, first *int,
 	if err != nil {
 		return nil, err
 	}
-	return namespaceConnection(c, func(m tenancy.NamespaceMembership) *model.Namespace {
+	return namespaceConnection(ctx, c, func(m tenancy.NamespaceMembership) *model.Namespace {
 		return presentNamespace(m.Namespace)
 	}), nil
 }

@@ -2,9 +2,13 @@ package graph
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"slices"
 	"strings"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
 
 	"github.com/tenantplane/tenantplane/graph/model"
 	"github.com/tenantplane/tenantplane/tenancy"
@@ -120,12 +124,29 @@ func pageArgs(first *int, after *string) tenancy.PageArgs {
 	return p
 }
 
+// page is one page of a list, cut by pageOf or read by a store: its
+// items, whether more follow, and each item's cursor, which is encoded
+// only when the selection shows it.
+type page[T any] struct {
+	items   []T
+	hasNext bool
+	cursor  func(i int) string
+}
+
+// storePage is a page a store read, with the cursors it made.
+func storePage[T any](c tenancy.Connection[T]) page[tenancy.Edge[T]] {
+	return page[tenancy.Edge[T]]{
+		items: c.Edges, hasNext: c.PageInfo.HasNextPage,
+		cursor: func(i int) string { return c.Edges[i].Cursor },
+	}
+}
+
 // pageOf cuts one page out of a whole list held in memory (a dataloader's
 // result), sorted by key, with the same cursors the stores use.
-func pageOf[T any](items []T, key func(T) int64, first *int, after *string) (tenancy.Connection[T], error) {
+func pageOf[T any](items []T, key func(T) int64, first *int, after *string) (page[T], error) {
 	q, err := pageArgs(first, after).Query()
 	if err != nil {
-		return tenancy.Connection[T]{}, err
+		return page[T]{}, err
 	}
 	byKey := func(a, b T) int { return cmp.Compare(key(a), key(b)) }
 	sorted := items // the loaders' lists come sorted; a copy only if not
@@ -136,90 +157,113 @@ func pageOf[T any](items []T, key func(T) int64, first *int, after *string) (ten
 	if q.HasAfter {
 		start, _ = slices.BinarySearchFunc(sorted, q.After.ID+1, func(t T, id int64) int { return cmp.Compare(key(t), id) })
 	}
-	end := min(len(sorted), start+q.Limit+1)
-	return tenancy.NewConnection(q, sorted[start:end], func(t T) tenancy.Cursor { return tenancy.Cursor{ID: key(t)} }), nil
+	p := page[T]{items: sorted[start:]}
+	if len(p.items) > q.Limit {
+		p.items, p.hasNext = p.items[:q.Limit], true
+	}
+	p.cursor = func(i int) string { return tenancy.Cursor{ID: key(p.items[i])}.Encode() }
+	return p, nil
 }
 
-func pageInfo(p tenancy.PageInfo) *model.PageInfo {
-	info := &model.PageInfo{HasNextPage: p.HasNextPage}
-	if p.StartCursor != "" {
-		info.StartCursor, info.EndCursor = &p.StartCursor, &p.EndCursor
+// connectionShape tells which parts of the connection being resolved its
+// selection shows, through fragments too; all of them outside a field.
+func connectionShape(ctx context.Context) (edges, pageInfo bool) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil || fc.Field.Field == nil || fc.Field.Definition == nil {
+		return true, true
 	}
-	return info
+	la := lookahead{ctx: ctx}
+	la.eachField(fc.Field.Selections, fc.Field.Definition.Type.Name(), func(f *ast.Field) bool {
+		switch f.Name {
+		case "edges":
+			edges = true
+		case "pageInfo":
+			pageInfo = true
+		}
+		return edges && pageInfo
+	})
+	return edges, pageInfo
 }
 
-// connection converts a page of domain values with present, building
-// edges, nodes and the page info the generated connection types hold.
-func connection[T, N any](c tenancy.Connection[T], present func(T) N) (edges []N, cursors []string, info *model.PageInfo) {
-	edges = make([]N, len(c.Edges))
-	cursors = make([]string, len(c.Edges))
-	for i, e := range c.Edges {
-		edges[i], cursors[i] = present(e.Node), e.Cursor
+// connection presents a page as the parts of a generated connection type
+// that the selection shows: the nodes always (the resolvers hand them
+// things), the edges with their cursors and the page info only when
+// asked for; the parts not asked for are never marshalled.
+func connection[T, N, E any](ctx context.Context, p page[T], present func(T) N, edge func(N, string) E) (nodes []N, edges []E, info *model.PageInfo) {
+	nodes = make([]N, len(p.items))
+	for i, it := range p.items {
+		nodes[i] = present(it)
 	}
-	return edges, cursors, pageInfo(c.PageInfo)
+	withEdges, withInfo := connectionShape(ctx)
+	if withEdges {
+		edges = make([]E, len(nodes))
+		for i, n := range nodes {
+			edges[i] = edge(n, p.cursor(i))
+		}
+	}
+	if withInfo {
+		info = &model.PageInfo{HasNextPage: p.hasNext}
+		if n := len(nodes); n > 0 {
+			start, end := p.cursor(0), p.cursor(n-1)
+			info.StartCursor, info.EndCursor = &start, &end
+		}
+	}
+	return nodes, edges, info
 }
 
-func orgConnection[T any](c tenancy.Connection[T], present func(T) *model.Org) *model.OrgConnection {
-	nodes, cursors, info := connection(c, present)
-	out := &model.OrgConnection{Nodes: nodes, PageInfo: info, Edges: make([]*model.OrgEdge, len(nodes))}
-	for i := range nodes {
-		out.Edges[i] = &model.OrgEdge{Node: nodes[i], Cursor: cursors[i]}
-	}
-	return out
+func orgConnection[T any](ctx context.Context, p page[T], present func(T) *model.Org) *model.OrgConnection {
+	nodes, edges, info := connection(ctx, p, present, func(n *model.Org, c string) *model.OrgEdge {
+		return &model.OrgEdge{Node: n, Cursor: c}
+	})
+	return &model.OrgConnection{Nodes: nodes, Edges: edges, PageInfo: info}
 }
 
-func namespaceConnection[T any](c tenancy.Connection[T], present func(T) *model.Namespace) *model.NamespaceConnection {
-	nodes, cursors, info := connection(c, present)
-	out := &model.NamespaceConnection{Nodes: nodes, PageInfo: info, Edges: make([]*model.NamespaceEdge, len(nodes))}
-	for i := range nodes {
-		out.Edges[i] = &model.NamespaceEdge{Node: nodes[i], Cursor: cursors[i]}
-	}
-	return out
+func namespaceConnection[T any](ctx context.Context, p page[T], present func(T) *model.Namespace) *model.NamespaceConnection {
+	nodes, edges, info := connection(ctx, p, present, func(n *model.Namespace, c string) *model.NamespaceEdge {
+		return &model.NamespaceEdge{Node: n, Cursor: c}
+	})
+	return &model.NamespaceConnection{Nodes: nodes, Edges: edges, PageInfo: info}
 }
 
-func memberConnection(c tenancy.Connection[tenancy.Member]) *model.MemberConnection {
-	nodes, cursors, info := connection(c, presentMember)
-	out := &model.MemberConnection{Nodes: nodes, PageInfo: info, Edges: make([]*model.MemberEdge, len(nodes))}
-	for i := range nodes {
-		out.Edges[i] = &model.MemberEdge{Node: nodes[i], Cursor: cursors[i]}
-	}
-	return out
+func memberConnection[T any](ctx context.Context, p page[T], present func(T) *model.Member) *model.MemberConnection {
+	nodes, edges, info := connection(ctx, p, present, func(n *model.Member, c string) *model.MemberEdge {
+		return &model.MemberEdge{Node: n, Cursor: c}
+	})
+	return &model.MemberConnection{Nodes: nodes, Edges: edges, PageInfo: info}
 }
 
-func orgMemberConnection(c tenancy.Connection[tenancy.OrgMember]) *model.OrgMemberConnection {
-	nodes, cursors, info := connection(c, presentOrgMember)
-	out := &model.OrgMemberConnection{Nodes: nodes, PageInfo: info, Edges: make([]*model.OrgMemberEdge, len(nodes))}
-	for i := range nodes {
-		out.Edges[i] = &model.OrgMemberEdge{Node: nodes[i], Cursor: cursors[i]}
-	}
-	return out
+func orgMemberConnection(ctx context.Context, c tenancy.Connection[tenancy.OrgMember]) *model.OrgMemberConnection {
+	nodes, edges, info := connection(ctx, storePage(c), func(e tenancy.Edge[tenancy.OrgMember]) *model.OrgMember {
+		return presentOrgMember(e.Node)
+	}, func(n *model.OrgMember, c string) *model.OrgMemberEdge {
+		return &model.OrgMemberEdge{Node: n, Cursor: c}
+	})
+	return &model.OrgMemberConnection{Nodes: nodes, Edges: edges, PageInfo: info}
 }
 
-func invitationConnection(c tenancy.Connection[tenancy.Invitation], status func(tenancy.Invitation) tenancy.InvitationStatus) *model.InvitationConnection {
-	nodes, cursors, info := connection(c, func(i tenancy.Invitation) *model.Invitation { return presentInvitation(i, status(i)) })
-	out := &model.InvitationConnection{Nodes: nodes, PageInfo: info, Edges: make([]*model.InvitationEdge, len(nodes))}
-	for i := range nodes {
-		out.Edges[i] = &model.InvitationEdge{Node: nodes[i], Cursor: cursors[i]}
-	}
-	return out
+func invitationConnection(ctx context.Context, c tenancy.Connection[tenancy.Invitation], status func(tenancy.Invitation) tenancy.InvitationStatus) *model.InvitationConnection {
+	nodes, edges, info := connection(ctx, storePage(c), func(e tenancy.Edge[tenancy.Invitation]) *model.Invitation {
+		return presentInvitation(e.Node, status(e.Node))
+	}, func(n *model.Invitation, c string) *model.InvitationEdge {
+		return &model.InvitationEdge{Node: n, Cursor: c}
+	})
+	return &model.InvitationConnection{Nodes: nodes, Edges: edges, PageInfo: info}
 }
 
-func apiTokenConnection(c tenancy.Connection[tenancy.APIToken]) *model.APITokenConnection {
-	nodes, cursors, info := connection(c, presentAPIToken)
-	out := &model.APITokenConnection{Nodes: nodes, PageInfo: info, Edges: make([]*model.APITokenEdge, len(nodes))}
-	for i := range nodes {
-		out.Edges[i] = &model.APITokenEdge{Node: nodes[i], Cursor: cursors[i]}
-	}
-	return out
+func apiTokenConnection(ctx context.Context, c tenancy.Connection[tenancy.APIToken]) *model.APITokenConnection {
+	nodes, edges, info := connection(ctx, storePage(c), func(e tenancy.Edge[tenancy.APIToken]) *model.APIToken {
+		return presentAPIToken(e.Node)
+	}, func(n *model.APIToken, c string) *model.APITokenEdge { return &model.APITokenEdge{Node: n, Cursor: c} })
+	return &model.APITokenConnection{Nodes: nodes, Edges: edges, PageInfo: info}
 }
 
-func auditConnection(c tenancy.Connection[tenancy.AuditEntry]) *model.AuditEntryConnection {
-	nodes, cursors, info := connection(c, presentAuditEntry)
-	out := &model.AuditEntryConnection{Nodes: nodes, PageInfo: info, Edges: make([]*model.AuditEntryEdge, len(nodes))}
-	for i := range nodes {
-		out.Edges[i] = &model.AuditEntryEdge{Node: nodes[i], Cursor: cursors[i]}
-	}
-	return out
+func auditConnection(ctx context.Context, c tenancy.Connection[tenancy.AuditEntry]) *model.AuditEntryConnection {
+	nodes, edges, info := connection(ctx, storePage(c), func(e tenancy.Edge[tenancy.AuditEntry]) *model.AuditEntry {
+		return presentAuditEntry(e.Node)
+	}, func(n *model.AuditEntry, c string) *model.AuditEntryEdge {
+		return &model.AuditEntryEdge{Node: n, Cursor: c}
+	})
+	return &model.AuditEntryConnection{Nodes: nodes, Edges: edges, PageInfo: info}
 }
 
 // callerID returns the signed-in user; @auth has made sure there is one.

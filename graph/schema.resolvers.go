@@ -69,7 +69,7 @@ func (r *queryResolver) Members(ctx context.Context, namespaceID int64, first *i
 	if err != nil {
 		return nil, err
 	}
-	return memberConnection(c), nil
+	return memberConnection(ctx, storePage(c), func(e tenancy.Edge[tenancy.Member]) *model.Member { return presentMember(e.Node) }), nil
 }
 
 func (r *queryResolver) Invitations(ctx context.Context, namespaceID int64, first *int, after *string) (*model.InvitationConnection, error) {
@@ -77,7 +77,7 @@ func (r *queryResolver) Invitations(ctx context.Context, namespaceID int64, firs
 	if err != nil {
 		return nil, err
 	}
-	return invitationConnection(c, r.invitationStatus), nil
+	return invitationConnection(ctx, c, r.invitationStatus), nil
 }
 
 func (r *queryResolver) APITokens(ctx context.Context, first *int, after *string) (*model.APITokenConnection, error) {
@@ -85,7 +85,7 @@ func (r *queryResolver) APITokens(ctx context.Context, first *int, after *string
 	if err != nil {
 		return nil, err
 	}
-	return apiTokenConnection(c), nil
+	return apiTokenConnection(ctx, c), nil
 }
 
 func (r *queryResolver) AuditLog(ctx context.Context, filter *model.AuditFilter, first *int, after *string) (*model.AuditEntryConnection, error) {
@@ -103,7 +103,7 @@ func (r *queryResolver) AuditLog(ctx context.Context, filter *model.AuditFilter,
 	if err != nil {
 		return nil, err
 	}
-	return auditConnection(c), nil
+	return auditConnection(ctx, c), nil
 }
 
 func (r *Resolver) Query() generated.QueryResolver { return &queryResolver{r} }

@@ -255,7 +255,7 @@ func (r *namespaceResolver) Members(ctx context.Context, obj *model.Namespace, f
 	if err != nil {
 		return nil, err
 	}
-	out := memberConnection(c)
+	out := memberConnection(ctx, c, presentMember)
 	if nodesSelect(ctx, "MemberConnection", "MemberEdge", "Member", "user") {
 		l.attachUsers(ctx, out.Nodes)
 	}
@@ -267,7 +267,7 @@ func (r *namespaceResolver) Invitations(ctx context.Context, obj *model.Namespac
 	if err != nil {
 		return nil, err
 	}
-	return invitationConnection(c, r.invitationStatus), nil
+	return invitationConnection(ctx, c, r.invitationStatus), nil
 }
 
 func (r *orgResolver) ViewerRole(ctx context.Context, obj *model.Org) (*model.OrgRole, error) {
@@ -297,7 +297,7 @@ func (r *orgResolver) Namespaces(ctx context.Context, obj *model.Org, first *int
 	if err != nil {
 		return nil, err
 	}
-	return namespaceConnection(c, presentNamespace), nil
+	return namespaceConnection(ctx, c, presentNamespace), nil
 }
 
 func (r *orgResolver) Members(ctx context.Context, obj *model.Org, first *int, after *string) (*model.OrgMemberConnection, error) {
@@ -305,7 +305,7 @@ func (r *orgResolver) Members(ctx context.Context, obj *model.Org, first *int, a
 	if err != nil {
 		return nil, err
 	}
-	return orgMemberConnection(c), nil
+	return orgMemberConnection(ctx, c), nil
 }
 
 func (r *orgMemberResolver) User(ctx context.Context, obj *model.OrgMember) (*model.User, error) {

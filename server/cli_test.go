@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/spf13/cobra"
@@ -77,6 +79,10 @@ func TestServeConfigErrorsNameTheSetting(t *testing.T) {
 		{"wildcard cors", []string{"serve", "--database-url", "postgres://x", "--cors-origins", "*"}, nil, "--cors-origins"},
 		{"stripe without secret", []string{"serve", "--database-url", "postgres://x", "--mailer", "log", "--stripe-api-key", "sk_test_1"}, nil, "--stripe-*"},
 		{"bad top-up bound", []string{"serve", "--database-url", "postgres://x", "--mailer", "log", "--stripe-api-key", "sk_test_1", "--stripe-min-topup", "five"}, nil, "--stripe-min-topup"},
+		{"proxy not a network", []string{"serve", "--database-url", "postgres://x", "--trusted-proxies", "10.0.0.0/8,lb.internal"}, nil, "--trusted-proxies"},
+		{"gc off without a limit", []string{"serve", "--database-url", "postgres://x", "--gc-percent", "-1"}, nil, "--gc-percent"},
+		{"bad memory limit from env", []string{"serve", "--database-url", "postgres://x"}, map[string]string{"TENANTPLANE_MEMORY_LIMIT": "lots"}, "--memory-limit"},
+		{"every address a proxy", []string{"serve", "--database-url", "postgres://x"}, map[string]string{"TENANTPLANE_TRUSTED_PROXIES": "10.0.0.0/8,0.0.0.0/0"}, "--trusted-proxies"},
 		{"missing kubeconfig", []string{"serve", "--database-url", "postgres://x", "--kubeconfig", "/nonexistent/kubeconfig"}, nil, "--kubeconfig"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,4 +107,21 @@ func TestEnvFillsUnsetFlagsOnly(t *testing.T) {
 	require.NoError(t, applyEnv(cmd))
 	require.Equal(t, "127.0.0.1:9999", cfg.HTTP.Listen)
 	require.Equal(t, "warn", cfg.LogLevel, "a flag on the command line wins over the environment")
+}
+
+func TestTrustedProxiesFromEnv(t *testing.T) {
+	t.Setenv("TENANTPLANE_TRUSTED_PROXIES", "10.0.0.0/8, 2001:db8::/32")
+	cfg := defaultConfig()
+	cmd := &cobra.Command{Use: "serve"}
+	cfg.bindFlags(cmd.Flags())
+	require.NoError(t, cmd.Flags().Parse(nil))
+	require.NoError(t, applyEnv(cmd))
+	require.NoError(t, cfg.HTTP.validate())
+	require.Equal(t, []string{"10.0.0.0/8", " 2001:db8::/32"}, cfg.HTTP.TrustedProxies)
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.RemoteAddr = "10.1.1.1:3000"
+	r.Header.Set("X-Forwarded-For", "203.0.113.9")
+	require.Equal(t, "203.0.113.9", cfg.HTTP.proxies.ClientIP(r).String())
+	r.RemoteAddr = "192.0.2.1:3000"
+	require.Equal(t, "192.0.2.1", cfg.HTTP.proxies.ClientIP(r).String())
 }

@@ -10,6 +10,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/tenantplane/tenantplane/internal/reqmeta"
 )
 
 // EnvPrefix prefixes the environment variable of every flag: --database-url
@@ -36,6 +38,14 @@ type HTTPConfig struct {
 	// CORSOrigins are the browser origins allowed to call the API; empty
 	// allows none. "*" is refused: credentials are bearer tokens.
 	CORSOrigins []string
+	// TrustedProxies are the networks (CIDR, or single addresses) of the
+	// reverse proxies in front of the server. Only requests from them have
+	// their X-Forwarded-For read, for the client address that rate limits
+	// and the audit log record; empty trusts none. A network of every
+	// address is refused.
+	TrustedProxies []string
+
+	proxies reqmeta.Proxies // TrustedProxies, parsed by validate
 }
 
 // Config is the configuration of `tenantplane serve`.
@@ -64,6 +74,7 @@ type Config struct {
 	// BillingRating is the rating of usage into charges.
 	BillingRating BillingRatingConfig
 	Export        ExportConfig
+	Runtime       RuntimeConfig
 }
 
 // GraphQLConfig bounds what one GraphQL request may ask for.
@@ -117,6 +128,8 @@ func (c *Config) bindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.HTTP.ShutdownTimeout, "shutdown-timeout", c.HTTP.ShutdownTimeout, "time in-flight requests get after SIGTERM")
 	fs.Int64Var(&c.HTTP.MaxBodyBytes, "http-max-body-bytes", c.HTTP.MaxBodyBytes, "largest request body accepted")
 	fs.StringSliceVar(&c.HTTP.CORSOrigins, "cors-origins", c.HTTP.CORSOrigins, "browser origins allowed to call the API (comma-separated)")
+	fs.StringSliceVar(&c.HTTP.TrustedProxies, "trusted-proxies", c.HTTP.TrustedProxies,
+		"networks (CIDR, comma-separated) of the reverse proxies whose X-Forwarded-For names the client address")
 	fs.BoolVar(&c.GraphQL.Introspection, "graphql-introspection", c.GraphQL.Introspection, "serve the GraphQL schema to clients (always on with --dev)")
 	fs.IntVar(&c.GraphQL.MaxDepth, "graphql-max-depth", c.GraphQL.MaxDepth, "deepest nesting a GraphQL query may have")
 	fs.IntVar(&c.GraphQL.MaxComplexity, "graphql-max-complexity", c.GraphQL.MaxComplexity, "highest cost a GraphQL query may have")
@@ -128,6 +141,7 @@ func (c *Config) bindFlags(fs *pflag.FlagSet) {
 	c.Stripe.bindFlags(fs)
 	c.BillingRating.bindFlags(fs)
 	c.Export.bindFlags(fs)
+	c.Runtime.bindFlags(fs)
 }
 
 // applyEnv sets every flag not given on the command line from its
@@ -181,6 +195,9 @@ func (c *Config) validate() error {
 	}
 	if c.GraphQL.MaxComplexity < 10 || c.GraphQL.MaxComplexity > 10_000_000 {
 		return &configError{"--graphql-max-complexity", fmt.Sprintf("%d is not between 10 and 10000000", c.GraphQL.MaxComplexity)}
+	}
+	if err := c.Runtime.validate(); err != nil {
+		return err
 	}
 	if err := c.HTTP.validate(); err != nil {
 		return err
@@ -236,5 +253,10 @@ func (h *HTTPConfig) validate() error {
 			return &configError{"--cors-origins", fmt.Sprintf("%q is not an origin such as https://console.example.com", o)}
 		}
 	}
+	proxies, err := reqmeta.ParseProxies(h.TrustedProxies)
+	if err != nil {
+		return &configError{"--trusted-proxies (TENANTPLANE_TRUSTED_PROXIES)", err.Error()}
+	}
+	h.proxies = proxies
 	return nil
 }

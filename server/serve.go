@@ -46,6 +46,7 @@ func newServeCommand() *cobra.Command {
 				return err
 			}
 			log := newLogger(cmd.ErrOrStderr(), cfg.LogLevel)
+			cfg.Runtime.apply(log)
 			l, err := net.Listen("tcp", cfg.HTTP.Listen)
 			if err != nil {
 				return fmt.Errorf("listening on %s: %w", cfg.HTTP.Listen, err)
@@ -193,10 +194,11 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		return nil, err
 	}
 	gql, err := graph.NewHandler(graph.Config{
-		Dev:           cfg.Dev,
-		Introspection: cfg.Dev || cfg.GraphQL.Introspection,
-		MaxDepth:      cfg.GraphQL.MaxDepth,
-		MaxComplexity: cfg.GraphQL.MaxComplexity,
+		Dev:            cfg.Dev,
+		Introspection:  cfg.Dev || cfg.GraphQL.Introspection,
+		MaxDepth:       cfg.GraphQL.MaxDepth,
+		MaxComplexity:  cfg.GraphQL.MaxComplexity,
+		TrustedProxies: cfg.HTTP.proxies,
 	}, graph.Deps{
 		Tenancy: a.tenancy, Authorizer: a.authz,
 		Kubeconfigs: a.isolation.kubeconfigs, Suspender: a.isolation.suspension,
@@ -244,7 +246,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		if err != nil {
 			return nil, &configError{"--oidc-config (TENANTPLANE_OIDC_CONFIG)", err.Error()}
 		}
-		a.http.handle("/auth/oidc/", withAnonymousActor(h))
+		a.http.handle("/auth/oidc/", withAnonymousActor(cfg.HTTP.proxies, h))
 	}
 
 	a.background = append(a.background,
@@ -299,12 +301,12 @@ func newMailer(cfg IdentityConfig, log *slog.Logger) (mail.Mailer, error) {
 	return m, nil
 }
 
-// withAnonymousActor records the client address and request id of a
-// request made before anyone is logged in (OIDC log-in), for the audit log
-// and rate limits.
-func withAnonymousActor(next http.Handler) http.Handler {
+// withAnonymousActor records the client address (through proxies) and
+// request id of a request made before anyone is logged in (OIDC log-in),
+// for the audit log and rate limits.
+func withAnonymousActor(proxies reqmeta.Proxies, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a := tenancy.Actor{RequestID: RequestID(r.Context()), IP: reqmeta.ClientIP(r.RemoteAddr)}
+		a := tenancy.Actor{RequestID: RequestID(r.Context()), IP: proxies.ClientIP(r)}
 		next.ServeHTTP(w, r.WithContext(tenancy.WithActor(r.Context(), a)))
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -157,13 +158,13 @@ func bareHandler(pool *pgxpool.Pool) http.Handler {
 // target is one handler under load: its client, and what the slices of
 // load measured so far.
 type target struct {
-	url     string
-	client  *http.Client
-	queries func() int64 // statements its pool has sent
-	lat     []time.Duration
-	elapsed time.Duration
-	cpu, pg time.Duration // process and Postgres CPU
-	stmts   int64
+	url         string
+	client      *http.Client
+	queries     func() int64 // statements its pool has sent
+	lat         []time.Duration
+	elapsed     time.Duration
+	cpu, pg, gc time.Duration // process, Postgres and garbage collector CPU
+	stmts       int64
 }
 
 func newTarget(tb testing.TB, url string, queries func() int64) *target {
@@ -175,21 +176,22 @@ func newTarget(tb testing.TB, url string, queries func() int64) *target {
 // measure loads the target for d and adds what it measured.
 func (t *target) measure(tb testing.TB, tokens []string, pg func() time.Duration, d time.Duration) {
 	tb.Helper()
-	c0, p0, q0 := cpuTime(), pg(), t.queries()
+	c0, p0, q0, g0 := cpuTime(), pg(), t.queries(), gcTime()
 	lat, elapsed := load(tb, t.client, t.url, tokens, benchClients, d)
 	t.cpu += cpuTime() - c0
 	t.pg += pg() - p0
+	t.gc += gcTime() - g0
 	t.stmts += t.queries() - q0
 	t.lat = append(t.lat, lat...)
 	t.elapsed += elapsed
 }
 
 type loadResult struct {
-	requests int
-	rps      float64
-	p50, p99 time.Duration
-	cpu, pg  time.Duration // per request
-	stmts    float64       // per request
+	requests    int
+	rps         float64
+	p50, p99    time.Duration
+	cpu, pg, gc time.Duration // per request
+	stmts       float64       // per request
 }
 
 func (t *target) result(tb testing.TB) loadResult {
@@ -204,6 +206,7 @@ func (t *target) result(tb testing.TB) loadResult {
 		p99:      t.lat[n*99/100],
 		cpu:      t.cpu / time.Duration(n),
 		pg:       t.pg / time.Duration(n),
+		gc:       t.gc / time.Duration(n),
 		stmts:    float64(t.stmts) / float64(n),
 	}
 }
@@ -316,7 +319,8 @@ func BenchmarkMeQuery(b *testing.B) {
 	}
 	b.StopTimer()
 	gql, ref := graphqlTarget.result(b), bareTarget.result(b)
-	b.Logf("process CPU per request (server and client): graphql %s, bare %s", gql.cpu, ref.cpu)
+	b.Logf("process CPU per request (server and client): graphql %s, bare %s; of it the garbage collector's: graphql %s, bare %s",
+		gql.cpu, ref.cpu, gql.gc, ref.gc)
 	b.Logf("Postgres CPU per request: graphql %s, bare %s; statements per request: graphql %.2f, bare %.2f",
 		gql.pg, ref.pg, gql.stmts, ref.stmts)
 
@@ -375,6 +379,14 @@ func postgresCPU(tb testing.TB, dbURL string) func() time.Duration {
 		}
 		return time.Duration(ticks) * 10 * time.Millisecond
 	}
+}
+
+// gcTime is the CPU time the garbage collector has used so far, as the
+// runtime estimates it.
+func gcTime() time.Duration {
+	s := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(s)
+	return time.Duration(s[0].Value.Float64() * float64(time.Second))
 }
 
 // cpuTime is the CPU time this process has used, user and system.

@@ -25,16 +25,18 @@ const tokenByHash = `SELECT t.id, t.kind, t.expires_at, t.last_used_at, u.id, u.
 	WHERE t.hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND u.status <> 'disabled'`
 
 func (q *queries) TokenByHash(ctx context.Context, hash []byte, now time.Time) (tenancy.AuthTokenMatch, error) {
-	var (
+	// One value for every destination: one allocation (see OrgTree).
+	v := &struct {
 		m            tenancy.AuthTokenMatch
 		kind, status string // plain strings: see OrgTree
-	)
-	err := q.db.QueryRow(ctx, tokenByHash, hash, now).Scan(&m.TokenID, &kind, &m.ExpiresAt, &m.LastUsedAt,
-		&m.UserID, &m.Email, &status, &m.PlatformAdmin)
-	m.TokenKind, m.Status = tenancy.TokenKind(kind), tenancy.UserStatus(status)
+	}{}
+	m := &v.m
+	err := q.db.QueryRow(ctx, tokenByHash, hash, now).Scan(&m.TokenID, &v.kind, &m.ExpiresAt, &m.LastUsedAt,
+		&m.UserID, &m.Email, &v.status, &m.PlatformAdmin)
+	m.TokenKind, m.Status = tenancy.TokenKind(v.kind), tenancy.UserStatus(v.status)
 	utc(&m.ExpiresAt)
 	utcp(&m.LastUsedAt)
-	return m, storeErr("authenticating token", "token", err)
+	return *m, storeErr("authenticating token", "token", err)
 }
 
 const touchToken = `UPDATE auth_tokens SET last_used_at = $2

@@ -55,25 +55,33 @@ func (q *queries) OrgTree(ctx context.Context, userID int64, depth tenancy.OrgTr
 		Members:    map[int64][]tenancy.Member{},
 		Users:      map[int64]tenancy.User{},
 	}
-	var (
-		om tenancy.OrgMembership
-		ns tenancy.Namespace
-		m  tenancy.Member
-		u  tenancy.User
-	)
-	om.UserID = userID
-	// The roles, state and status scan as plain strings: pgx plans a
-	// named string type through reflection, on every query.
-	var orgRole, nsState, role, status string
-	all := make([]any, 0, treeMember+14)
-	all = append(all, orgDest(&om.Org)...)
-	all = append(all, &orgRole, &ns.ID, &ns.OrgID, &ns.Name, &nsState, &ns.MemberLimit, &ns.CreatedAt, &ns.UpdatedAt)
-	if withMembers {
-		all = append(all, &m.NamespaceID, &m.UserID, &role, &m.CreatedAt,
-			&u.ID, &u.Email, &u.DisplayName, &u.HasPassword, &status, &u.PlatformAdmin,
-			&u.EmailVerifiedAt, &u.DisabledAt, &u.CreatedAt, &u.UpdatedAt)
+	// One value holds every destination, so that the pointers pgx is
+	// given cost one allocation rather than one each.
+	var v struct {
+		om  tenancy.OrgMembership
+		ns  tenancy.Namespace
+		m   tenancy.Member
+		u   tenancy.User
+		all [treeMember + 14]any
+		dst [treeMember + 14]any
+		// The roles, state and status scan as plain strings: pgx plans a
+		// named string type through reflection, on every query.
+		orgRole, nsState, role, status string
 	}
-	dest := make([]any, len(all))
+	om, ns, m, u := &v.om, &v.ns, &v.m, &v.u
+	om.UserID = userID
+	v.all = [...]any{
+		&om.Org.ID, &om.Org.Name, &om.Org.DisplayName, &om.Org.Personal, &om.Org.Plan, &om.Org.CreatedAt, &om.Org.UpdatedAt,
+		&v.orgRole, &ns.ID, &ns.OrgID, &ns.Name, &v.nsState, &ns.MemberLimit, &ns.CreatedAt, &ns.UpdatedAt,
+		&m.NamespaceID, &m.UserID, &v.role, &m.CreatedAt,
+		&u.ID, &u.Email, &u.DisplayName, &u.HasPassword, &v.status, &u.PlatformAdmin,
+		&u.EmailVerifiedAt, &u.DisabledAt, &u.CreatedAt, &u.UpdatedAt,
+	}
+	all := v.all[:treeMember]
+	if withMembers {
+		all = v.all[:]
+	}
+	dest := v.dst[:len(all)]
 	// The keys of the previous row, to tell whether a level repeats.
 	var prevOrg, prevNs []byte
 	for i := 0; rows.Next(); i++ {
@@ -101,25 +109,25 @@ func (q *queries) OrgTree(ctx context.Context, userID int64, depth tenancy.OrgTr
 			return tenancy.OrgTree{}, storeErr(op, "org", err)
 		}
 		if newOrg {
-			om.Role = tenancy.OrgRole(orgRole)
+			om.Role = tenancy.OrgRole(v.orgRole)
 			utc(&om.Org.CreatedAt, &om.Org.UpdatedAt)
-			t.Orgs = append(t.Orgs, om)
+			t.Orgs = append(t.Orgs, *om)
 			t.Namespaces[om.Org.ID] = []tenancy.Namespace{}
 		}
 		if decodeNs {
-			ns.State = tenancy.NamespaceState(nsState)
+			ns.State = tenancy.NamespaceState(v.nsState)
 			utc(&ns.CreatedAt, &ns.UpdatedAt)
-			t.Namespaces[ns.OrgID] = append(t.Namespaces[ns.OrgID], ns)
+			t.Namespaces[ns.OrgID] = append(t.Namespaces[ns.OrgID], *ns)
 			if withMembers {
 				t.Members[ns.ID] = []tenancy.Member{}
 			}
 		}
 		if hasMember {
-			m.Role, u.Status = tenancy.Role(role), tenancy.UserStatus(status)
+			m.Role, u.Status = tenancy.Role(v.role), tenancy.UserStatus(v.status)
 			utc(&m.CreatedAt, &u.CreatedAt, &u.UpdatedAt)
 			utcp(&u.EmailVerifiedAt, &u.DisabledAt)
-			t.Members[m.NamespaceID] = append(t.Members[m.NamespaceID], m)
-			t.Users[u.ID] = u
+			t.Members[m.NamespaceID] = append(t.Members[m.NamespaceID], *m)
+			t.Users[u.ID] = *u
 		}
 	}
 	if err := rows.Err(); err != nil {
