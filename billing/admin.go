@@ -72,7 +72,7 @@ type AdminStore interface {
 	PostAudited(ctx context.Context, p Posting, a AdminAudit) (Posted, error)
 	// SetOrgPlan sets an org's plan, writes an outbox row for the
 	// reconciler (key "org:ID") and the audit row a, in one transaction;
-	// it returns the plan before. An unknown plan is BAD_USER_INPUT.
+	// it returns the plan before. An unknown org or plan is NOT_FOUND.
 	SetOrgPlan(ctx context.Context, orgID int64, plan string, a AdminAudit) (string, error)
 }
 

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/graph/graphtest"
 )
 
@@ -131,11 +132,18 @@ func TestAdminSuspendsOrgsAndChangesPlans(t *testing.T) {
 
 	const plan = `mutation($org: ID!, $plan: String!, $reason: String!) { changeOrgPlan(orgId: $org, plan: $plan, reason: $reason) { plan } }`
 	pvars := map[string]any{"org": fmt.Sprint(owner.OrgID), "plan": "team", "reason": "sales deal 9"}
+	// A plan that does not exist is named as such, and changes nothing.
+	r = e.Do(t, padmin.Token, plan, pvars)
+	require.Len(t, r.Errors, 1)
+	require.Equal(t, "NOT_FOUND", r.Errors[0].Code())
+	require.Equal(t, `plan "team" not found: the plans query lists them`, r.Errors[0].Message)
+	target := fmt.Sprintf("org:%d", owner.OrgID)
+	require.Empty(t, auditReasons(t, e, "org.plan", target))
+	newPlan(t, e, "team", billing.PlanPostpaid)
 	refused(t, e, owner.Token, plan, pvars)
 	var p struct{ ChangeOrgPlan struct{ Plan string } }
 	e.MustDo(t, padmin.Token, plan, pvars).Decode(t, &p)
 	require.Equal(t, "team", p.ChangeOrgPlan.Plan)
-	target := fmt.Sprintf("org:%d", owner.OrgID)
 	require.Equal(t, []string{"sales deal 9"}, auditReasons(t, e, "org.plan", target))
 	var outbox int
 	require.NoError(t, e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE key = $1 AND kind = 'org.plan'`, target).Scan(&outbox))
@@ -143,6 +151,22 @@ func TestAdminSuspendsOrgsAndChangesPlans(t *testing.T) {
 	pvars["plan"] = "Not A Plan"
 	r = e.Do(t, padmin.Token, plan, pvars)
 	require.Equal(t, "BAD_USER_INPUT", r.Errors[0].Code())
+	pvars["org"], pvars["plan"] = "999999", "team"
+	r = e.Do(t, padmin.Token, plan, pvars)
+	require.Equal(t, "NOT_FOUND", r.Errors[0].Code())
+	require.Equal(t, "org not found", r.Errors[0].Message)
+}
+
+// newPlan creates a plan on the default price book, as setPlan does.
+func newPlan(t *testing.T, e *graphtest.Env, name string, mode billing.PlanBillingMode) {
+	t.Helper()
+	ctx := context.Background()
+	var book int64
+	require.NoError(t, e.DB.Pool.QueryRow(ctx, `SELECT id FROM price_books WHERE name = 'default'`).Scan(&book))
+	_, err := e.Billing.SetPlan(ctx, billing.Plan{Name: name, DisplayName: name, BillingMode: mode, PriceBookID: book,
+		Quota: billing.PlanQuota{CPUMillicores: 8000, MemoryMiB: 16384, Pods: 50, Namespaces: 5}},
+		billing.PriceChangeBy{Actor: "system:test"})
+	require.NoError(t, err)
 }
 
 func TestAdminDisablesAUserEverywhere(t *testing.T) {

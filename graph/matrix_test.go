@@ -503,6 +503,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	tok, err := e.Service.LogIn(e.As(0, false), f.padmin.Email, "correct horse battery")
 	require.NoError(t, err)
 	f.padmin.Token = tok.Secret
+	newPlan(t, e, "team", billing.PlanPostpaid) // changeOrgPlan moves orgs to it
 	e.SyncAuthz(t)
 
 	all := specs()
