@@ -72,11 +72,20 @@ type AdminStore interface {
 	PostAudited(ctx context.Context, p Posting, a AdminAudit) (Posted, error)
 	// SetOrgPlan sets an org's plan, writes an outbox row for the
 	// reconciler (key "org:ID") and the audit row a, in one transaction;
-	// it returns the plan before. An unknown plan is BAD_USER_INPUT.
+	// it returns the plan before. An unknown org or plan is NOT_FOUND.
 	SetOrgPlan(ctx context.Context, orgID int64, plan string, a AdminAudit) (string, error)
+	// Invoice returns org's invoice id; one of another org is NOT_FOUND.
+	Invoice(ctx context.Context, orgID, id int64) (Invoice, error)
+	// VoidInvoice moves a draft or finalised invoice to void with the
+	// reason, and writes its audit row, in one transaction.
+	VoidInvoice(ctx context.Context, id int64, reason string, by tenancy.Actor) (Invoice, error)
+	// MarkInvoicePaid moves a finalised invoice to paid, posts payment
+	// when it is set, and writes the audit row with the reason, in one
+	// transaction.
+	MarkInvoicePaid(ctx context.Context, id int64, payment *Posting, reason string, by tenancy.Actor) (Invoice, error)
 }
 
-// Admin performs platform admins' changes to money and plans. The GraphQL
+// Admin performs platform admins' changes to money, plans and invoices. The GraphQL
 // layer authorizes each call; Admin refuses anyone but a platform admin
 // or the platform itself once more, validates, and records the reason.
 type Admin struct {
@@ -193,4 +202,69 @@ func validPlanName(s string) bool {
 		}
 	}
 	return true
+}
+
+// VoidInvoice cancels an org's draft or finalised invoice with the reason.
+// No money moves: the charges it summed stay in the ledger, and an admin
+// gives money back with an adjustment.
+func (m *Admin) VoidInvoice(ctx context.Context, orgID, id int64, reason string) (Invoice, error) {
+	a, _, err := adminActor(ctx)
+	if err != nil {
+		return Invoice{}, err
+	}
+	if reason, err = AdminReason(reason); err != nil {
+		return Invoice{}, err
+	}
+	if _, err := m.store.Invoice(ctx, orgID, id); err != nil {
+		return Invoice{}, fmt.Errorf("voiding invoice %d of org %d: %w", id, orgID, err)
+	}
+	inv, err := m.store.VoidInvoice(ctx, id, reason, a)
+	if err != nil {
+		return Invoice{}, fmt.Errorf("voiding invoice %d of org %d: %w", id, orgID, err)
+	}
+	return inv, nil
+}
+
+// InvoicePaymentReference is the ledger reference of the payment an admin
+// records for invoice id, so that it is posted at most once.
+func InvoicePaymentReference(id int64) string {
+	return "admin:invoice:" + strconv.FormatInt(id, 10) + ":paid"
+}
+
+// MarkInvoicePaid records that an org paid its finalised postpaid invoice
+// outside Stripe, by bank transfer say: the invoice becomes paid and a
+// payment of its total (when positive) is posted to the org's cash, in one
+// transaction with the audit row and the reason. A prepaid statement is
+// refused: its balance paid its charges as they were rated.
+func (m *Admin) MarkInvoicePaid(ctx context.Context, orgID, id int64, reason string) (Invoice, error) {
+	a, actor, err := adminActor(ctx)
+	if err != nil {
+		return Invoice{}, err
+	}
+	if reason, err = AdminReason(reason); err != nil {
+		return Invoice{}, err
+	}
+	inv, err := m.store.Invoice(ctx, orgID, id)
+	if err != nil {
+		return Invoice{}, fmt.Errorf("marking invoice %d of org %d paid: %w", id, orgID, err)
+	}
+	if inv.BillingMode != Postpaid {
+		return Invoice{}, errcode.New(errcode.Conflict, "a prepaid statement is settled by the balance as its charges are rated; only postpaid invoices are paid")
+	}
+	if err := CheckInvoiceTransition(inv.Status, InvoiceStatusPaid); err != nil {
+		return Invoice{}, err
+	}
+	var payment *Posting
+	if inv.Total > 0 {
+		payment = &Posting{OrgID: inv.OrgID, Kind: KindPayment, Amount: inv.Total, Currency: inv.Currency,
+			Reference: InvoicePaymentReference(inv.ID), Description: reason, Actor: actor, At: m.now()}
+		if err := payment.Validate(); err != nil {
+			return Invoice{}, err
+		}
+	}
+	paid, err := m.store.MarkInvoicePaid(ctx, id, payment, reason, a)
+	if err != nil {
+		return Invoice{}, fmt.Errorf("marking invoice %d of org %d paid: %w", id, orgID, err)
+	}
+	return paid, nil
 }

@@ -60,3 +60,19 @@ func (r *mutationResolver) ChangeOrgPlan(ctx context.Context, orgID int64, plan 
 	}
 	return presentOrg(o), nil
 }
+
+func (r *mutationResolver) VoidInvoice(ctx context.Context, orgID int64, id int64, reason string) (*model.Invoice, error) {
+	inv, err := r.admin.VoidInvoice(ctx, orgID, id, reason)
+	if err != nil {
+		return nil, err
+	}
+	return presentInvoice(inv), nil
+}
+
+func (r *mutationResolver) MarkInvoicePaid(ctx context.Context, orgID int64, id int64, reason string) (*model.Invoice, error) {
+	inv, err := r.admin.MarkInvoicePaid(ctx, orgID, id, reason)
+	if err != nil {
+		return nil, err
+	}
+	return presentInvoice(inv), nil
+}

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/graph/graphtest"
 )
 
@@ -131,11 +132,18 @@ func TestAdminSuspendsOrgsAndChangesPlans(t *testing.T) {
 
 	const plan = `mutation($org: ID!, $plan: String!, $reason: String!) { changeOrgPlan(orgId: $org, plan: $plan, reason: $reason) { plan } }`
 	pvars := map[string]any{"org": fmt.Sprint(owner.OrgID), "plan": "team", "reason": "sales deal 9"}
+	// A plan that does not exist is named as such, and changes nothing.
+	r = e.Do(t, padmin.Token, plan, pvars)
+	require.Len(t, r.Errors, 1)
+	require.Equal(t, "NOT_FOUND", r.Errors[0].Code())
+	require.Equal(t, `plan "team" not found: the plans query lists them`, r.Errors[0].Message)
+	target := fmt.Sprintf("org:%d", owner.OrgID)
+	require.Empty(t, auditReasons(t, e, "org.plan", target))
+	newPlan(t, e, "team", billing.PlanPostpaid)
 	refused(t, e, owner.Token, plan, pvars)
 	var p struct{ ChangeOrgPlan struct{ Plan string } }
 	e.MustDo(t, padmin.Token, plan, pvars).Decode(t, &p)
 	require.Equal(t, "team", p.ChangeOrgPlan.Plan)
-	target := fmt.Sprintf("org:%d", owner.OrgID)
 	require.Equal(t, []string{"sales deal 9"}, auditReasons(t, e, "org.plan", target))
 	var outbox int
 	require.NoError(t, e.DB.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox WHERE key = $1 AND kind = 'org.plan'`, target).Scan(&outbox))
@@ -143,6 +151,22 @@ func TestAdminSuspendsOrgsAndChangesPlans(t *testing.T) {
 	pvars["plan"] = "Not A Plan"
 	r = e.Do(t, padmin.Token, plan, pvars)
 	require.Equal(t, "BAD_USER_INPUT", r.Errors[0].Code())
+	pvars["org"], pvars["plan"] = "999999", "team"
+	r = e.Do(t, padmin.Token, plan, pvars)
+	require.Equal(t, "NOT_FOUND", r.Errors[0].Code())
+	require.Equal(t, "org not found", r.Errors[0].Message)
+}
+
+// newPlan creates a plan on the default price book, as setPlan does.
+func newPlan(t *testing.T, e *graphtest.Env, name string, mode billing.PlanBillingMode) {
+	t.Helper()
+	ctx := context.Background()
+	var book int64
+	require.NoError(t, e.DB.Pool.QueryRow(ctx, `SELECT id FROM price_books WHERE name = 'default'`).Scan(&book))
+	_, err := e.Billing.SetPlan(ctx, billing.Plan{Name: name, DisplayName: name, BillingMode: mode, PriceBookID: book,
+		Quota: billing.PlanQuota{CPUMillicores: 8000, MemoryMiB: 16384, Pods: 50, Namespaces: 5}},
+		billing.PriceChangeBy{Actor: "system:test"})
+	require.NoError(t, err)
 }
 
 func TestAdminDisablesAUserEverywhere(t *testing.T) {
@@ -172,4 +196,104 @@ func TestAdminDisablesAUserEverywhere(t *testing.T) {
 	target := fmt.Sprintf("user:%d", owner.ID)
 	require.Equal(t, []string{"fraud ring 3"}, auditReasons(t, e, "user.disable", target))
 	require.Contains(t, auditReasons(t, e, "kubeconfig.revoke_all", target), "fraud ring 3")
+}
+
+func TestAdminVoidsInvoicesAndMarksThemPaid(t *testing.T) {
+	t.Parallel()
+	e := graphtest.New(t)
+	ctx := context.Background()
+	owner := e.SignUp(t, "owner@example.com")
+	other := e.SignUp(t, "other@example.com")
+	padmin := signUpPlatformAdmin(t, e, "padmin@example.com")
+	newPlan(t, e, "invoiced", billing.PlanPostpaid)
+	_, err := e.Admin.ChangePlan(e.System(), owner.OrgID, "invoiced", "postpaid contract")
+	require.NoError(t, err)
+
+	// An hour of the last period, rated: a charge line and its posting.
+	period := billing.DefaultInvoiceConfig().PeriodOf(e.Clock.Now()).Previous()
+	hour := period.Start.Add(time.Hour)
+	_, err = e.DB.Pool.Exec(ctx, `INSERT INTO charge_lines (key, org_id, namespace_id, resource, class, hour, revision,
+			quantity, amount_micros, currency, ledger_reference, rated_at, usage_seq)
+		VALUES ('admin-test', $1, $2, 'cpu', '', $3, 0, 60000, 12500000, 'USD', 'charge:admin-test', $3, 1)`,
+		owner.OrgID, owner.NamespaceID, hour)
+	require.NoError(t, err)
+	_, err = e.Billing.Post(ctx, billing.Posting{OrgID: owner.OrgID, Kind: billing.KindCharge, Amount: -12_500_000,
+		Currency: "USD", Reference: "charge:admin-test", Actor: "system:billing", At: hour})
+	require.NoError(t, err)
+	inv, err := e.Billing.GenerateInvoice(ctx, owner.OrgID, period, 0)
+	require.NoError(t, err)
+	inv, err = e.Billing.FinalizeInvoice(ctx, inv.ID)
+	require.NoError(t, err)
+	require.Equal(t, int64(12_500_000), inv.Total)
+
+	const pay = `mutation($o: ID!, $id: ID!, $r: String!) { markInvoicePaid(orgId: $o, id: $id, reason: $r) { id status paidAt } }`
+	const void = `mutation($o: ID!, $id: ID!, $r: String!) { voidInvoice(orgId: $o, id: $id, reason: $r) { id status voidReason } }`
+	vars := func(org, id int64, reason string) map[string]any {
+		return map[string]any{"o": fmt.Sprint(org), "id": fmt.Sprint(id), "r": reason}
+	}
+	refused(t, e, owner.Token, pay, vars(owner.OrgID, inv.ID, "I paid, promise"))
+	refused(t, e, owner.Token, void, vars(owner.OrgID, inv.ID, "do not like it"))
+	for _, tc := range []struct {
+		doc  string
+		v    map[string]any
+		code string
+	}{
+		{pay, vars(owner.OrgID, inv.ID, "  "), "BAD_USER_INPUT"},
+		{pay, vars(other.OrgID, inv.ID, "wire 1"), "NOT_FOUND"},
+		{void, vars(other.OrgID, inv.ID, "wire 1"), "NOT_FOUND"},
+		{pay, vars(owner.OrgID, 999999, "wire 1"), "NOT_FOUND"},
+	} {
+		r := e.Do(t, padmin.Token, tc.doc, tc.v)
+		require.Len(t, r.Errors, 1, "%v", tc.v)
+		require.Equal(t, tc.code, r.Errors[0].Code(), "%v", tc.v)
+	}
+
+	var paid struct {
+		MarkInvoicePaid struct {
+			ID, Status string
+			PaidAt     *time.Time
+		}
+	}
+	e.MustDo(t, padmin.Token, pay, vars(owner.OrgID, inv.ID, "bank transfer ref 881")).Decode(t, &paid)
+	require.Equal(t, "PAID", paid.MarkInvoicePaid.Status)
+	require.NotNil(t, paid.MarkInvoicePaid.PaidAt)
+	// The payment went through the ledger: the charge is paid off.
+	bal, err := e.Billing.Balance(ctx, owner.OrgID, e.Clock.Now(), "USD")
+	require.NoError(t, err)
+	require.Zero(t, bal.Cash)
+	var kind, desc, actor string
+	var amount int64
+	require.NoError(t, e.DB.Pool.QueryRow(ctx, `SELECT kind, amount_micros, description, actor FROM ledger_entries WHERE reference = $1`,
+		billing.InvoicePaymentReference(inv.ID)).Scan(&kind, &amount, &desc, &actor))
+	require.Equal(t, []any{"payment", int64(12_500_000), "bank transfer ref 881", fmt.Sprintf("user:%d", padmin.ID)},
+		[]any{kind, amount, desc, actor})
+	target := fmt.Sprintf("invoice:%d", inv.ID)
+	require.Equal(t, []string{"bank transfer ref 881"}, auditReasons(t, e, "billing.invoice.paid", target))
+	// Paid once: a second payment or a void of a paid invoice is a conflict.
+	r := e.Do(t, padmin.Token, pay, vars(owner.OrgID, inv.ID, "bank transfer ref 881"))
+	require.Equal(t, "CONFLICT", r.Errors[0].Code())
+	r = e.Do(t, padmin.Token, void, vars(owner.OrgID, inv.ID, "mistake"))
+	require.Equal(t, "CONFLICT", r.Errors[0].Code())
+
+	// A draft is voided with its reason; no money moves.
+	draft, err := e.Billing.GenerateInvoice(ctx, owner.OrgID, period.Next(), 0)
+	require.NoError(t, err)
+	var voided struct {
+		VoidInvoice struct{ ID, Status, VoidReason string }
+	}
+	e.MustDo(t, padmin.Token, void, vars(owner.OrgID, draft.ID, "test account")).Decode(t, &voided)
+	require.Equal(t, "VOID", voided.VoidInvoice.Status)
+	require.Equal(t, "test account", voided.VoidInvoice.VoidReason)
+	require.Equal(t, []string{"test account"}, auditReasons(t, e, "billing.invoice.void", fmt.Sprintf("invoice:%d", draft.ID)))
+	bal, err = e.Billing.Balance(ctx, owner.OrgID, e.Clock.Now(), "USD")
+	require.NoError(t, err)
+	require.Zero(t, bal.Cash)
+
+	// A prepaid org's statement is settled by its balance, not by an admin.
+	stmt, err := e.Billing.GenerateInvoice(ctx, other.OrgID, period, 0)
+	require.NoError(t, err)
+	stmt, err = e.Billing.FinalizeInvoice(ctx, stmt.ID)
+	require.NoError(t, err)
+	r = e.Do(t, padmin.Token, pay, vars(other.OrgID, stmt.ID, "wire 2"))
+	require.Equal(t, "CONFLICT", r.Errors[0].Code())
 }

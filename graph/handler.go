@@ -141,11 +141,13 @@ type Payments interface {
 	LastReconciliation(ctx context.Context) (stripepay.Reconciliation, error)
 }
 
-// BillingAdmin performs platform admins' changes to money and plans,
-// each audited with its reason; *billing.Admin is one.
+// BillingAdmin performs platform admins' changes to money, plans and
+// invoices, each audited with its reason; *billing.Admin is one.
 type BillingAdmin interface {
 	Post(ctx context.Context, in billing.AdminPosting) (billing.Posted, error)
 	ChangePlan(ctx context.Context, orgID int64, plan, reason string) (string, error)
+	VoidInvoice(ctx context.Context, orgID, id int64, reason string) (billing.Invoice, error)
+	MarkInvoicePaid(ctx context.Context, orgID, id int64, reason string) (billing.Invoice, error)
 }
 
 // Deps are what the handler calls.
@@ -174,7 +176,8 @@ type Deps struct {
 	Payments Payments
 	// Pricing answers the price book, plan and charge fields. Required.
 	Pricing Pricing
-	// Admin adjusts balances, grants credit and changes plans. Required.
+	// Admin adjusts balances, grants credit, changes plans and voids or
+	// marks invoices paid. Required.
 	Admin BillingAdmin
 	// Logger receives internal errors with their request id; nil discards.
 	Logger *slog.Logger

@@ -354,6 +354,10 @@ func specs() map[string]spec {
 			vars: func(c *cell) map[string]any { return map[string]any{"o": id(c.f.signUp("target").OrgID)} }, padmin: ok},
 		"Mutation.changeOrgPlan": {doc: `mutation($o: ID!) { changeOrgPlan(orgId: $o, plan: "team", reason: "test") { plan } }`,
 			vars: func(c *cell) map[string]any { return map[string]any{"o": id(c.f.signUp("target").OrgID)} }, padmin: ok},
+		"Mutation.voidInvoice": {doc: `mutation($o: ID!, $id: ID!) { voidInvoice(orgId: $o, id: $id, reason: "test") { status } }`,
+			vars: func(c *cell) map[string]any { return freshInvoice(c, false) }, padmin: ok},
+		"Mutation.markInvoicePaid": {doc: `mutation($o: ID!, $id: ID!) { markInvoicePaid(orgId: $o, id: $id, reason: "test") { status } }`,
+			vars: func(c *cell) map[string]any { return freshInvoice(c, true) }, padmin: ok},
 		"Mutation.suspendNamespace": {doc: `mutation($id: ID!) { suspendNamespace(id: $id, reason: "test") { state } }`,
 			vars: freshNs, padmin: ok},
 		"Mutation.resumeNamespace": {doc: `mutation($id: ID!) { resumeNamespace(id: $id, reason: "paid") { state } }`,
@@ -503,6 +507,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 	tok, err := e.Service.LogIn(e.As(0, false), f.padmin.Email, "correct horse battery")
 	require.NoError(t, err)
 	f.padmin.Token = tok.Secret
+	newPlan(t, e, "team", billing.PlanPostpaid) // changeOrgPlan moves orgs to it
 	e.SyncAuthz(t)
 
 	all := specs()
@@ -589,4 +594,23 @@ func TestAuthorizationMatrix(t *testing.T) {
 		}
 	}
 	t.Logf("%d fields × %d roles × 2 tenants = %d cells", len(fields), len(roles), cells)
+}
+
+// freshInvoice makes an org of its own with an invoice an admin may void
+// (a draft) or, when finalized, mark paid (a finalized postpaid bill).
+func freshInvoice(c *cell, finalized bool) map[string]any {
+	t, e := c.f.t, c.f.e
+	ctx := context.Background()
+	org := c.f.signUp("billed").OrgID
+	if finalized {
+		_, err := e.DB.Pool.Exec(ctx, `UPDATE orgs SET plan = 'team' WHERE id = $1`, org)
+		require.NoError(t, err)
+	}
+	inv, err := e.Billing.GenerateInvoice(ctx, org, billing.DefaultInvoiceConfig().PeriodOf(e.Clock.Now()), 0)
+	require.NoError(t, err)
+	if finalized {
+		_, err = e.Billing.FinalizeInvoice(ctx, inv.ID)
+		require.NoError(t, err)
+	}
+	return map[string]any{"o": id(org), "id": id(inv.ID)}
 }

@@ -3,6 +3,7 @@ package billingstore
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -10,13 +11,17 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tenantplane/tenantplane/billing"
+	"github.com/tenantplane/tenantplane/internal/errcode"
 )
 
 var _ billing.AdminStore = (*Store)(nil)
 
 const (
 	qLockOrgPlan = `SELECT plan FROM orgs WHERE id = $1 FOR UPDATE`
-	qSetOrgPlan  = `UPDATE orgs SET plan = $2, updated_at = $3 WHERE id = $1`
+	// qSharePlan reads a plan and keeps it from being deleted or renamed
+	// until the org refers to it.
+	qSharePlan  = `SELECT name FROM plans WHERE name = $1 FOR KEY SHARE`
+	qSetOrgPlan = `UPDATE orgs SET plan = $2, updated_at = $3 WHERE id = $1`
 	// qInsertOrgOutbox asks the isolation reconciler to apply an org's
 	// plan to its namespaces.
 	qInsertOrgOutbox = `INSERT INTO outbox (kind, key, payload, created_at, next_attempt_at)
@@ -43,12 +48,19 @@ func (s *Store) PostAudited(ctx context.Context, p billing.Posting, a billing.Ad
 }
 
 // SetOrgPlan implements billing.AdminStore. Setting the plan an org has
-// already changes nothing.
+// already changes nothing; an unknown org or plan is NOT_FOUND, each
+// named as such.
 func (s *Store) SetOrgPlan(ctx context.Context, orgID int64, plan string, a billing.AdminAudit) (string, error) {
 	var old string
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, qLockOrgPlan, orgID).Scan(&old); err != nil {
 			return storeErr("locking org", "org", err)
+		}
+		var name string
+		if err := tx.QueryRow(ctx, qSharePlan, plan).Scan(&name); errors.Is(err, pgx.ErrNoRows) {
+			return errcode.New(errcode.NotFound, fmt.Sprintf("plan %q not found: the plans query lists them", plan))
+		} else if err != nil {
+			return storeErr("reading plan", "plan", err)
 		}
 		if old == plan {
 			return nil

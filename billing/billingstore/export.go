@@ -61,6 +61,61 @@ const (
 	       OR e.org_id = nullif(current_setting('tenantplane.export_org'), '')::bigint)
 	ORDER BY e.id`
 
+	// qExportCharges is every column that explains a charge line: the
+	// usage it rated (namespace, resource, class, hour, revision,
+	// quantity), the price it was rated at (unit_price per unit_divisor
+	// usage units, from the tier that starts tier_start units into the
+	// org's month, in price book version price_book_version_id), what it
+	// came to and the ledger posting that carries it.
+	qExportCharges = `SELECT c.id, c.key, to_char(c.hour, 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS hour,
+		c.org_id, c.namespace_id, coalesce(n.name, '') AS namespace, c.resource, c.class, c.revision, c.quantity,
+		c.unit_divisor, (c.unit_price_micros::numeric * 0.000001)::numeric(26,6)::text AS unit_price, c.tier_start,
+		(c.amount_micros::numeric * 0.000001)::numeric(26,6)::text AS amount, c.currency,
+		c.price_book_version_id, coalesce(b.name, '') AS price_book, c.ledger_reference,
+		to_char(c.rated_at, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS rated_at
+	FROM charge_lines c LEFT JOIN namespaces n ON n.id = c.namespace_id
+	LEFT JOIN price_book_versions v ON v.id = c.price_book_version_id
+	LEFT JOIN price_books b ON b.id = v.price_book_id
+	WHERE c.hour >= current_setting('tenantplane.export_from')::timestamptz
+	  AND c.hour < current_setting('tenantplane.export_to')::timestamptz
+	  AND (current_setting('tenantplane.export_org') = ''
+	       OR c.org_id = nullif(current_setting('tenantplane.export_org'), '')::bigint)
+	  AND (current_setting('tenantplane.export_namespace') = ''
+	       OR c.namespace_id = nullif(current_setting('tenantplane.export_namespace'), '')::bigint)
+	  AND (current_setting('tenantplane.export_resource') = ''
+	       OR c.resource = current_setting('tenantplane.export_resource'))
+	ORDER BY c.id`
+
+	// qExportInvoices is one row per invoice line, each with its
+	// invoice's number, org, period, status and totals, so that a
+	// spreadsheet needs no join; an invoice without lines is one row with
+	// empty line fields. The totals repeat on every line of an invoice:
+	// sum them once per invoice_id. Invoices are chosen by the start of
+	// their period. number is as printed (INV-000042), empty for drafts.
+	qExportInvoices = `SELECT i.id AS invoice_id,
+		CASE WHEN i.number IS NULL THEN ''
+		     WHEN i.number < 1000000 THEN 'INV-' || lpad(i.number::text, 6, '0')
+		     ELSE 'INV-' || i.number::text END AS number,
+		i.org_id, o.name AS org,
+		to_char(i.period_start, 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS period_start,
+		to_char(i.period_end, 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS period_end,
+		i.billing_mode, i.status, i.currency,
+		(i.subtotal_micros::numeric * 0.000001)::numeric(26,6)::text AS subtotal, i.tax_rate_bps,
+		(i.tax_micros::numeric * 0.000001)::numeric(26,6)::text AS tax,
+		(i.total_micros::numeric * 0.000001)::numeric(26,6)::text AS total,
+		to_char(i.finalized_at, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS finalized_at,
+		to_char(i.paid_at, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS paid_at,
+		to_char(i.voided_at, 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS voided_at, i.void_reason,
+		l.line, l.namespace_id, l.namespace, l.resource, l.quantity,
+		(l.amount_micros::numeric * 0.000001)::numeric(26,6)::text AS line_amount
+	FROM invoices i JOIN orgs o ON o.id = i.org_id
+	LEFT JOIN invoice_lines l ON l.invoice_id = i.id
+	WHERE i.period_start >= current_setting('tenantplane.export_from')::timestamptz
+	  AND i.period_start < current_setting('tenantplane.export_to')::timestamptz
+	  AND (current_setting('tenantplane.export_org') = ''
+	       OR i.org_id = nullif(current_setting('tenantplane.export_org'), '')::bigint)
+	ORDER BY i.id, l.line`
+
 	// qExportBalances values credit at the moment of the export: usable
 	// credit is what unexpired grants have left, usable is cash plus it.
 	qExportBalances = `SELECT a.org_id, o.name AS org, a.currency,
@@ -92,6 +147,10 @@ const (
 
 	qCopyUsageCSV     = copyOpen + qExportUsage + copyCSV
 	qCopyUsageJSON    = copyOpenJS + qExportUsage + copyJSON
+	qCopyChargesCSV   = copyOpen + qExportCharges + copyCSV
+	qCopyChargesJSON  = copyOpenJS + qExportCharges + copyJSON
+	qCopyInvoicesCSV  = copyOpen + qExportInvoices + copyCSV
+	qCopyInvoicesJSON = copyOpenJS + qExportInvoices + copyJSON
 	qCopyLedgerCSV    = copyOpen + qExportLedger + copyCSV
 	qCopyLedgerJSON   = copyOpenJS + qExportLedger + copyJSON
 	qCopyBalancesCSV  = copyOpen + qExportBalances + copyCSV
@@ -100,6 +159,8 @@ const (
 
 var exportQueries = map[export.Kind]map[export.Format]string{
 	export.Usage:    {export.CSV: qCopyUsageCSV, export.JSONLines: qCopyUsageJSON},
+	export.Charges:  {export.CSV: qCopyChargesCSV, export.JSONLines: qCopyChargesJSON},
+	export.Invoices: {export.CSV: qCopyInvoicesCSV, export.JSONLines: qCopyInvoicesJSON},
 	export.Ledger:   {export.CSV: qCopyLedgerCSV, export.JSONLines: qCopyLedgerJSON},
 	export.Balances: {export.CSV: qCopyBalancesCSV, export.JSONLines: qCopyBalancesJSON},
 }

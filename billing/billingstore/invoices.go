@@ -286,8 +286,10 @@ func (s *Store) FinalizeInvoice(ctx context.Context, id int64) (billing.Invoice,
 
 // MarkInvoicePaid moves a finalised invoice to paid and, when payment is
 // set, posts it to the ledger in the same transaction (a postpaid bill
-// paid through Stripe). payment must be for the invoice's org.
-func (s *Store) MarkInvoicePaid(ctx context.Context, id int64, payment *billing.Posting, by tenancy.Actor) (billing.Invoice, error) {
+// paid through Stripe, or by a transfer an admin records). payment must
+// be for the invoice's org. reason, when given, is recorded in the audit
+// row.
+func (s *Store) MarkInvoicePaid(ctx context.Context, id int64, payment *billing.Posting, reason string, by tenancy.Actor) (billing.Invoice, error) {
 	var inv billing.Invoice
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
@@ -298,6 +300,9 @@ func (s *Store) MarkInvoicePaid(ctx context.Context, id int64, payment *billing.
 			return err
 		}
 		detail := map[string]any{"org_id": inv.OrgID}
+		if reason != "" {
+			detail["reason"] = reason
+		}
 		if payment != nil {
 			if payment.OrgID != inv.OrgID {
 				return errcode.New(errcode.Conflict, "the payment is for another org")

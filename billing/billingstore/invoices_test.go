@@ -192,7 +192,7 @@ func TestInvoiceTransitionsInTheStore(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, billing.InvoiceStatusDraft, draft.Status)
 	require.Zero(t, draft.Number)
-	_, err = s.MarkInvoicePaid(ctx, draft.ID, nil, admin)
+	_, err = s.MarkInvoicePaid(ctx, draft.ID, nil, "", admin)
 	require.Equal(t, errcode.Conflict, errcode.Of(err), "draft → paid")
 
 	// A draft follows its charges until it is finalised.
@@ -235,15 +235,15 @@ func TestInvoiceTransitionsInTheStore(t *testing.T) {
 	pay := posting(org, billing.KindPayment, fin.Total, "stripe:in_1", c.now())
 	wrong := pay
 	wrong.OrgID = newOrg(t, db.Pool, "other")
-	_, err = s.MarkInvoicePaid(ctx, fin.ID, &wrong, tenancy.Actor{System: "stripe"})
+	_, err = s.MarkInvoicePaid(ctx, fin.ID, &wrong, "", tenancy.Actor{System: "stripe"})
 	require.Equal(t, errcode.Conflict, errcode.Of(err))
-	paid, err := s.MarkInvoicePaid(ctx, fin.ID, &pay, tenancy.Actor{System: "stripe"})
+	paid, err := s.MarkInvoicePaid(ctx, fin.ID, &pay, "", tenancy.Actor{System: "stripe"})
 	require.NoError(t, err)
 	require.Equal(t, billing.InvoiceStatusPaid, paid.Status)
 	bal, err := s.Balance(ctx, org, c.now(), "USD")
 	require.NoError(t, err)
 	require.Equal(t, int64(3_000_000), bal.Cash)
-	_, err = s.MarkInvoicePaid(ctx, fin.ID, &pay, admin)
+	_, err = s.MarkInvoicePaid(ctx, fin.ID, &pay, "again", admin)
 	require.Equal(t, errcode.Conflict, errcode.Of(err), "paid twice")
 	_, err = s.VoidInvoice(ctx, fin.ID, "mistake", admin)
 	require.Equal(t, errcode.Conflict, errcode.Of(err), "paid → void")

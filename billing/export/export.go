@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -25,9 +26,11 @@ type Kind string
 const (
 	// Usage is the hourly usage rollups, corrections included.
 	Usage Kind = "usage"
-	// Charges is the rated charge lines.
+	// Charges is the rated charge lines, each with the usage and the
+	// price that explain it.
 	Charges Kind = "charges"
-	// Invoices is the invoices.
+	// Invoices is the invoices, one row per invoice line with the
+	// invoice's number, org, period, status and totals on each.
 	Invoices Kind = "invoices"
 	// Ledger is the ledger entries.
 	Ledger Kind = "ledger"
@@ -98,8 +101,8 @@ func (f Format) Ext() string {
 // Filter narrows an export. Zero fields do not filter.
 type Filter struct {
 	// From and To bound the rows' time (the hour of usage and charges,
-	// the issue time of invoices, the occurrence of ledger entries),
-	// [From, To), UTC.
+	// the start of an invoice's period, the occurrence of ledger
+	// entries), [From, To), UTC.
 	From, To time.Time
 	// OrgID keeps the rows of one org.
 	OrgID int64
@@ -169,15 +172,14 @@ type Config struct {
 	// GzipLevel is the compression level of gzip output, 1 (fastest) to
 	// 9; default 1: exports are large and the network is seldom slower.
 	GzipLevel int
-	// Kinds are the kinds this build can export; default all but those
-	// whose tables are missing (see Store).
+	// Kinds are the kinds this build can export; default all.
 	Kinds []Kind
 }
 
 // DefaultConfig is the configuration flags start from.
 func DefaultConfig() Config {
 	return Config{MaxRange: 366 * 24 * time.Hour, BufferBytes: 256 << 10, GzipLevel: gzip.BestSpeed,
-		Kinds: []Kind{Usage, Ledger, Balances}}
+		Kinds: slices.Clone(Kinds)}
 }
 
 // Validate checks c.

@@ -41,7 +41,12 @@ func (b *bundle) run(kind string, p export.Params) ([]byte, int64) {
 type record map[string]string
 
 var header = map[export.Kind][]string{
-	export.Usage:    {"hour", "org_id", "namespace_id", "namespace", "resource", "class", "revision", "quantity", "rolled_at"},
+	export.Usage: {"hour", "org_id", "namespace_id", "namespace", "resource", "class", "revision", "quantity", "rolled_at"},
+	export.Charges: {"id", "key", "hour", "org_id", "namespace_id", "namespace", "resource", "class", "revision", "quantity",
+		"unit_divisor", "unit_price", "tier_start", "amount", "currency", "price_book_version_id", "price_book", "ledger_reference", "rated_at"},
+	export.Invoices: {"invoice_id", "number", "org_id", "org", "period_start", "period_end", "billing_mode", "status", "currency",
+		"subtotal", "tax_rate_bps", "tax", "total", "finalized_at", "paid_at", "voided_at", "void_reason",
+		"line", "namespace_id", "namespace", "resource", "quantity", "line_amount"},
 	export.Ledger:   {"id", "occurred_at", "org_id", "kind", "account", "credit_grant_id", "amount", "currency", "reference", "part", "description", "actor", "created_at"},
 	export.Balances: {"org_id", "org", "currency", "cash", "credit", "usable_credit", "usable", "entry_count", "updated_at"},
 }
@@ -122,6 +127,37 @@ func amount(t *testing.T, s string) string {
 	return strconv.FormatInt(m, 10)
 }
 
+// optAmount is amount for a value that may be empty.
+func optAmount(t *testing.T, s string) string {
+	t.Helper()
+	if s == "" {
+		return ""
+	}
+	return amount(t, s)
+}
+
+// optMicros reads an instant that may be empty as Unix microseconds.
+func optMicros(t *testing.T, s string) string {
+	t.Helper()
+	if s == "" {
+		return ""
+	}
+	return strconv.FormatInt(parseTime(t, s, microRE).UnixMicro(), 10)
+}
+
+// invoiceNumber reads a printed invoice number, checking that it is as
+// billing prints it.
+func invoiceNumber(t *testing.T, s string) string {
+	t.Helper()
+	if s == "" {
+		return ""
+	}
+	n, err := strconv.ParseInt(strings.TrimPrefix(s, "INV-"), 10, 64)
+	require.NoError(t, err, s)
+	require.Equal(t, billing.Invoice{Number: n}.DisplayNumber(), s)
+	return strconv.FormatInt(n, 10)
+}
+
 // canonical turns exported rows into the lines the SQL checksums hash.
 func canonical(t *testing.T, kind export.Kind, recs []record) []string {
 	t.Helper()
@@ -132,6 +168,18 @@ func canonical(t *testing.T, kind export.Kind, recs []record) []string {
 		case export.Usage:
 			f = []string{r["namespace_id"], strconv.FormatInt(parseTime(t, r["hour"], secondRE).Unix(), 10), r["resource"], r["class"],
 				r["revision"], r["quantity"], r["org_id"], r["namespace"], strconv.FormatInt(parseTime(t, r["rolled_at"], microRE).UnixMicro(), 10)}
+		case export.Charges:
+			f = []string{r["id"], r["key"], strconv.FormatInt(parseTime(t, r["hour"], secondRE).Unix(), 10), r["org_id"],
+				r["namespace_id"], r["namespace"], r["resource"], r["class"], r["revision"], r["quantity"], r["unit_divisor"],
+				amount(t, r["unit_price"]), r["tier_start"], amount(t, r["amount"]), r["currency"], r["price_book_version_id"],
+				r["price_book"], r["ledger_reference"], optMicros(t, r["rated_at"])}
+		case export.Invoices:
+			f = []string{r["invoice_id"], invoiceNumber(t, r["number"]), r["org_id"], r["org"],
+				strconv.FormatInt(parseTime(t, r["period_start"], secondRE).Unix(), 10),
+				strconv.FormatInt(parseTime(t, r["period_end"], secondRE).Unix(), 10),
+				r["billing_mode"], r["status"], r["currency"], amount(t, r["subtotal"]), r["tax_rate_bps"], amount(t, r["tax"]),
+				amount(t, r["total"]), optMicros(t, r["finalized_at"]), optMicros(t, r["paid_at"]), optMicros(t, r["voided_at"]),
+				r["void_reason"], r["line"], r["namespace_id"], r["namespace"], r["resource"], r["quantity"], optAmount(t, r["line_amount"])}
 		case export.Ledger:
 			f = []string{r["id"], r["org_id"], r["kind"], r["account"], r["credit_grant_id"], amount(t, r["amount"]), r["currency"],
 				r["reference"], r["part"], r["description"], r["actor"],
@@ -156,6 +204,25 @@ const (
 	FROM usage_hourly u LEFT JOIN namespaces n ON n.id = u.namespace_id
 	WHERE u.hour >= $1 AND u.hour < $2 AND ($3 = 0 OR n.org_id = $3) AND ($4 = 0 OR u.namespace_id = $4)
 	  AND ($5 = '' OR u.resource = $5)`
+	sumCharges = `SELECT count(*), coalesce(md5(string_agg(concat_ws('|', c.id, c.key, extract(epoch FROM c.hour)::bigint,
+		c.org_id, c.namespace_id, coalesce(n.name, ''), c.resource, c.class, c.revision, c.quantity, c.unit_divisor,
+		c.unit_price_micros, c.tier_start, c.amount_micros, c.currency, coalesce(c.price_book_version_id::text, ''),
+		coalesce(b.name, ''), coalesce(c.ledger_reference, ''), (extract(epoch FROM c.rated_at) * 1000000)::bigint), E'\n'
+		ORDER BY c.id)), md5(''))
+	FROM charge_lines c LEFT JOIN namespaces n ON n.id = c.namespace_id
+	LEFT JOIN price_book_versions v ON v.id = c.price_book_version_id LEFT JOIN price_books b ON b.id = v.price_book_id
+	WHERE c.hour >= $1 AND c.hour < $2 AND ($3 = 0 OR c.org_id = $3) AND ($4 = 0 OR c.namespace_id = $4)
+	  AND ($5 = '' OR c.resource = $5)`
+	sumInvoices = `SELECT count(*), coalesce(md5(string_agg(concat_ws('|', i.id, coalesce(i.number::text, ''), i.org_id, o.name,
+		extract(epoch FROM i.period_start)::bigint, extract(epoch FROM i.period_end)::bigint, i.billing_mode, i.status,
+		i.currency, i.subtotal_micros, i.tax_rate_bps, i.tax_micros, i.total_micros,
+		coalesce((extract(epoch FROM i.finalized_at) * 1000000)::bigint::text, ''),
+		coalesce((extract(epoch FROM i.paid_at) * 1000000)::bigint::text, ''),
+		coalesce((extract(epoch FROM i.voided_at) * 1000000)::bigint::text, ''), i.void_reason,
+		coalesce(l.line::text, ''), coalesce(l.namespace_id::text, ''), coalesce(l.namespace, ''), coalesce(l.resource, ''),
+		coalesce(l.quantity::text, ''), coalesce(l.amount_micros::text, '')), E'\n' ORDER BY i.id, l.line)), md5(''))
+	FROM invoices i JOIN orgs o ON o.id = i.org_id LEFT JOIN invoice_lines l ON l.invoice_id = i.id
+	WHERE i.period_start >= $1 AND i.period_start < $2 AND ($3 = 0 OR i.org_id = $3)`
 	sumLedger = `SELECT count(*), coalesce(md5(string_agg(concat_ws('|', id, org_id, kind, account,
 		coalesce(credit_grant_id::text, ''), amount_micros, currency, reference, part, description, actor,
 		(extract(epoch FROM occurred_at) * 1000000)::bigint, (extract(epoch FROM created_at) * 1000000)::bigint), E'\n'
@@ -179,6 +246,10 @@ func (b *bundle) dbSum(kind export.Kind, f export.Filter) (int64, string) {
 	switch kind {
 	case export.Usage:
 		err = b.db.Pool.QueryRow(ctx, sumUsage, f.From, f.To, f.OrgID, f.NamespaceID, f.Resource).Scan(&n, &sum)
+	case export.Charges:
+		err = b.db.Pool.QueryRow(ctx, sumCharges, f.From, f.To, f.OrgID, f.NamespaceID, f.Resource).Scan(&n, &sum)
+	case export.Invoices:
+		err = b.db.Pool.QueryRow(ctx, sumInvoices, f.From, f.To, f.OrgID).Scan(&n, &sum)
 	case export.Ledger:
 		err = b.db.Pool.QueryRow(ctx, sumLedger, f.From, f.To, f.OrgID).Scan(&n, &sum)
 	case export.Balances:
@@ -197,6 +268,7 @@ func TestExportsMatchTheDatabase(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.seed(7, 30)
+	b.seedBilling(30)
 	day := func(d int) string { return t0.AddDate(0, 0, d).Format(time.RFC3339) }
 	for _, tc := range []struct {
 		kind export.Kind
@@ -212,6 +284,13 @@ func TestExportsMatchTheDatabase(t *testing.T) {
 		{export.Ledger, export.Params{From: day(0), To: t0.Add(4 * time.Hour).Format(time.RFC3339), Org: fmt.Sprint(b.orgs[1])}, 1},
 		{export.Balances, export.Params{}, 7},
 		{export.Balances, export.Params{Org: fmt.Sprint(b.orgs[3])}, 1},
+		{export.Charges, export.Params{From: day(0), To: day(2)}, 7*2*30*3 + 2},
+		{export.Charges, export.Params{From: day(0), To: day(2), Org: fmt.Sprint(b.orgs[0]), Namespace: fmt.Sprint(b.nss[0]), Resource: "cpu"}, 30 + 1},
+		{export.Charges, export.Params{From: day(0), To: day(1), Resource: "gpu"}, 14 * 24},
+		{export.Charges, export.Params{From: day(30), To: day(31)}, 1},
+		{export.Invoices, export.Params{From: "2026-11-01", To: "2026-12-01"}, 7*6 + 1 + 1},
+		{export.Invoices, export.Params{From: "2026-11-01", To: "2026-12-01", Org: fmt.Sprint(b.orgs[2])}, 6},
+		{export.Invoices, export.Params{From: "2026-12-01", To: "2027-01-01"}, 1},
 	} {
 		for _, format := range []string{"csv", "jsonl"} {
 			name := fmt.Sprintf("%s %s %+v", tc.kind, format, tc.p)
@@ -239,7 +318,8 @@ func TestCSVAndJSONLinesHoldTheSameValues(t *testing.T) {
 	t.Parallel()
 	b := setup(t)
 	b.seed(7, 2)
-	for _, kind := range []export.Kind{export.Ledger, export.Balances, export.Usage} {
+	b.seedBilling(2)
+	for _, kind := range []export.Kind{export.Ledger, export.Balances, export.Usage, export.Charges, export.Invoices} {
 		p := export.Params{}
 		if kind != export.Balances {
 			p.From, p.To = t0.Format(time.RFC3339), t0.AddDate(0, 0, 1).Format(time.RFC3339)
@@ -349,7 +429,11 @@ func TestParseValidatesAndBoundsFilters(t *testing.T) {
 		{"ledger", export.Params{From: "2026-11-01", To: "2026-11-02T10:00:00+02:00", Org: "3", Format: "jsonl"}, "", ""},
 		{"balances", export.Params{Org: "7"}, "", ""},
 		{"bananas", export.Params{}, errcode.BadUserInput, "kind"},
-		{"charges", export.Params{From: from, To: to}, errcode.NotFound, ""},
+		{"charges", export.Params{From: from, To: to, Namespace: "4", Resource: "gpu"}, "", ""},
+		{"invoices", export.Params{From: from, To: to, Org: "3"}, "", ""},
+		{"invoices", export.Params{From: from, To: to, Namespace: "4"}, errcode.BadUserInput, "namespace"},
+		{"invoices", export.Params{From: from, To: to, Resource: "cpu"}, errcode.BadUserInput, "resource"},
+		{"invoices", export.Params{Org: "3"}, errcode.BadUserInput, "from"},
 		{"usage", export.Params{To: to}, errcode.BadUserInput, "from"},
 		{"usage", export.Params{From: from}, errcode.BadUserInput, "to"},
 		{"usage", export.Params{From: "yesterday", To: to}, errcode.BadUserInput, "from"},
@@ -379,6 +463,13 @@ func TestParseValidatesAndBoundsFilters(t *testing.T) {
 	}
 	q, err := exp.Parse("ledger", export.Params{From: "2026-11-01", To: "2026-11-02T10:00:00+02:00"})
 	require.NoError(t, err)
+	// A build that leaves a kind out says so.
+	cfg := export.DefaultConfig()
+	cfg.Kinds = []export.Kind{export.Usage}
+	narrow, err := export.New(cfg, nopStore{}, nil, now)
+	require.NoError(t, err)
+	_, err = narrow.Parse("charges", export.Params{From: from, To: to})
+	require.Equal(t, errcode.NotFound, errcode.Of(err))
 	require.Equal(t, time.Date(2026, 11, 2, 8, 0, 0, 0, time.UTC), q.Filter.To)
 	require.Equal(t, export.CSV, q.Format)
 }
@@ -411,4 +502,57 @@ func TestParamsFromURLRefusesUnknownAndRepeatedParameters(t *testing.T) {
 		require.True(t, ok, tc.query)
 		require.Equal(t, tc.field, e.Field)
 	}
+}
+
+func TestInvoicesExportAddsUp(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	b.seed(7, 3)
+	b.seedBilling(3)
+	out, n := b.run("invoices", export.Params{From: "2026-11-01", To: "2026-12-01"})
+	recs := parseCSV(t, export.Invoices, out)
+	require.Len(t, recs, int(n))
+	type totals struct{ sub, tax, total, lines int64 }
+	byInvoice := map[string]*totals{}
+	var statuses, numbers []string
+	reasons := map[string]bool{}
+	emptyRows := 0
+	for _, r := range recs {
+		tt, seen := byInvoice[r["invoice_id"]]
+		if !seen {
+			tt = &totals{}
+			for _, f := range []struct {
+				dst *int64
+				col string
+			}{{&tt.sub, "subtotal"}, {&tt.tax, "tax"}, {&tt.total, "total"}} {
+				v, err := billing.ParseMicros(r[f.col])
+				require.NoError(t, err)
+				*f.dst = v
+			}
+			byInvoice[r["invoice_id"]] = tt
+			statuses = append(statuses, r["status"])
+			if r["number"] != "" {
+				numbers = append(numbers, r["number"])
+			}
+			reasons[r["void_reason"]] = true
+		}
+		if r["line"] == "" {
+			emptyRows++
+			require.Empty(t, r["line_amount"])
+			require.Equal(t, "0.000000", r["total"])
+			continue
+		}
+		v, err := billing.ParseMicros(r["line_amount"])
+		require.NoError(t, err)
+		tt.lines += v
+	}
+	for id, tt := range byInvoice {
+		require.Equal(t, tt.sub, tt.lines, "invoice %s: its lines add up to its subtotal", id)
+		require.Equal(t, tt.total, tt.sub+tt.tax, "invoice %s", id)
+	}
+	require.Equal(t, 1, emptyRows, "the invoice without lines is one row")
+	require.Len(t, byInvoice, 8)
+	require.ElementsMatch(t, []string{"paid", "paid", "void", "draft", "paid", "finalized", "void", "draft"}, statuses)
+	require.Equal(t, []string{"INV-999999", "INV-1000000", "INV-1000001", "INV-1000002", "INV-1000003"}, numbers)
+	require.True(t, reasons[`duplicate, see "INV-2"`+"\nsecond line"])
 }

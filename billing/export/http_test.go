@@ -160,7 +160,7 @@ func TestHTTPExportGzipAndErrors(t *testing.T) {
 		{"/admin/exports/usage?from=2026-11-01&to=2026-11-02&tenant=1", "BAD_USER_INPUT", "tenant", 400},
 		{"/admin/exports/balances?from=2026-11-01", "BAD_USER_INPUT", "from", 400},
 		{"/admin/exports/payments", "BAD_USER_INPUT", "kind", 400},
-		{"/admin/exports/invoices?from=2026-11-01&to=2026-11-02", "NOT_FOUND", "", 404},
+		{"/admin/exports/invoices?from=2026-11-01&to=2026-11-02&namespace=3", "BAD_USER_INPUT", "namespace", 400},
 	} {
 		resp, body := get(t, srv, tc.path, admin, map[string]string{"Accept-Encoding": "gzip"})
 		require.Equal(t, tc.status, resp.StatusCode, tc.path)
