@@ -51,6 +51,8 @@ const (
 	qFinalize      = `UPDATE invoices SET status = 'finalized', number = $2, finalized_at = $3, updated_at = $3 WHERE id = $1 AND status = 'draft'`
 	qMarkPaid      = `UPDATE invoices SET status = 'paid', paid_at = $2, updated_at = $2 WHERE id = $1 AND status = 'finalized'`
 	qVoid          = `UPDATE invoices SET status = 'void', voided_at = $3, void_reason = $4, updated_at = $3 WHERE id = $1 AND status = $2`
+	// qInStripe locks the invoice and tells whether it was sent to Stripe.
+	qInStripe = `SELECT EXISTS (SELECT 1 FROM stripe_invoices WHERE invoice_id = i.id) FROM invoices i WHERE i.id = $1 FOR UPDATE`
 	qOrgInvoices   = `SELECT ` + invoiceColumns + ` FROM invoices WHERE org_id = $1 ORDER BY id DESC LIMIT $2`
 	qOrgInvBefore  = `SELECT ` + invoiceColumns + ` FROM invoices WHERE org_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3`
 	qByStatus      = `SELECT ` + invoiceColumns + ` FROM invoices WHERE status = $1 AND id > $2 ORDER BY id LIMIT $3`
@@ -292,6 +294,9 @@ func (s *Store) FinalizeInvoice(ctx context.Context, id int64) (billing.Invoice,
 func (s *Store) MarkInvoicePaid(ctx context.Context, id int64, payment *billing.Posting, reason string, by tenancy.Actor) (billing.Invoice, error) {
 	var inv billing.Invoice
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := notInStripe(ctx, tx, id); err != nil {
+			return err
+		}
 		var err error
 		inv, err = s.transition(ctx, tx, id, billing.InvoiceStatusPaid, func(_ billing.InvoiceStatus, now time.Time) (int64, error) {
 			return exec(ctx, tx, qMarkPaid, id, now)
@@ -327,6 +332,9 @@ func (s *Store) VoidInvoice(ctx context.Context, id int64, reason string, by ten
 	}
 	var inv billing.Invoice
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if err := notInStripe(ctx, tx, id); err != nil {
+			return err
+		}
 		var err error
 		inv, err = s.transition(ctx, tx, id, billing.InvoiceStatusVoid, func(from billing.InvoiceStatus, now time.Time) (int64, error) {
 			return exec(ctx, tx, qVoid, id, string(from), now, reason)
@@ -342,6 +350,19 @@ func (s *Store) VoidInvoice(ctx context.Context, id int64, reason string, by ten
 		return billing.Invoice{}, fmt.Errorf("voiding invoice %d: %w", id, err)
 	}
 	return s.loadLines(ctx, inv)
+}
+
+// notInStripe refuses to settle or cancel by hand an invoice that was sent
+// to Stripe: Stripe would still collect it, and its webhook moves it here.
+func notInStripe(ctx context.Context, tx pgx.Tx, id int64) error {
+	var sent bool
+	if err := tx.QueryRow(ctx, qInStripe, id).Scan(&sent); err != nil {
+		return storeErr("reading invoice", "invoice", err)
+	}
+	if sent {
+		return errcode.New(errcode.Conflict, "the invoice was sent to Stripe: void or collect it there, and Stripe's webhook updates it here")
+	}
+	return nil
 }
 
 func (s *Store) loadLines(ctx context.Context, inv billing.Invoice) (billing.Invoice, error) {

@@ -232,6 +232,18 @@ func TestInvoiceTransitionsInTheStore(t *testing.T) {
 	require.Equal(t, int64(3_000_000), fin.Total)
 	require.Len(t, fin.Lines, 1)
 
+	// Sent to Stripe, it is settled or voided there, not by hand.
+	_, err = db.Pool.Exec(ctx, `INSERT INTO stripe_invoices (invoice_id, org_id, stripe_invoice_id, status,
+		amount_micros, currency, created_at, updated_at) VALUES ($1, $2, 'in_test', 'open', $3, 'USD', $4, $4)`,
+		fin.ID, org, fin.Total, c.now())
+	require.NoError(t, err)
+	_, err = s.MarkInvoicePaid(ctx, fin.ID, nil, "bank transfer", admin)
+	require.ErrorContains(t, err, "sent to Stripe")
+	_, err = s.VoidInvoice(ctx, fin.ID, "mistake", admin)
+	require.ErrorContains(t, err, "sent to Stripe")
+	_, err = db.Pool.Exec(ctx, `DELETE FROM stripe_invoices WHERE invoice_id = $1`, fin.ID)
+	require.NoError(t, err)
+
 	pay := posting(org, billing.KindPayment, fin.Total, "stripe:in_1", c.now())
 	wrong := pay
 	wrong.OrgID = newOrg(t, db.Pool, "other")
