@@ -46,13 +46,13 @@ const (
 	tax_micros = $6, total_micros = $7, updated_at = $8 WHERE id = $1 AND status = 'draft'`
 	qLinesOf = `SELECT invoice_id, namespace_id, namespace, resource, quantity, amount_micros
 	FROM invoice_lines WHERE invoice_id = ANY($1) ORDER BY invoice_id, line`
-	qInvoiceByID   = `SELECT ` + invoiceColumns + ` FROM invoices WHERE id = $1`
-	qNextNumber    = `UPDATE invoice_numbers SET last = last + 1 RETURNING last`
-	qFinalize      = `UPDATE invoices SET status = 'finalized', number = $2, finalized_at = $3, updated_at = $3 WHERE id = $1 AND status = 'draft'`
-	qMarkPaid      = `UPDATE invoices SET status = 'paid', paid_at = $2, updated_at = $2 WHERE id = $1 AND status = 'finalized'`
-	qVoid          = `UPDATE invoices SET status = 'void', voided_at = $3, void_reason = $4, updated_at = $3 WHERE id = $1 AND status = $2`
+	qInvoiceByID = `SELECT ` + invoiceColumns + ` FROM invoices WHERE id = $1`
+	qNextNumber  = `UPDATE invoice_numbers SET last = last + 1 RETURNING last`
+	qFinalize    = `UPDATE invoices SET status = 'finalized', number = $2, finalized_at = $3, updated_at = $3 WHERE id = $1 AND status = 'draft'`
+	qMarkPaid    = `UPDATE invoices SET status = 'paid', paid_at = $2, updated_at = $2 WHERE id = $1 AND status = 'finalized'`
+	qVoid        = `UPDATE invoices SET status = 'void', voided_at = $3, void_reason = $4, updated_at = $3 WHERE id = $1 AND status = $2`
 	// qInStripe locks the invoice and tells whether it was sent to Stripe.
-	qInStripe = `SELECT EXISTS (SELECT 1 FROM stripe_invoices WHERE invoice_id = i.id) FROM invoices i WHERE i.id = $1 FOR UPDATE`
+	qInStripe      = `SELECT EXISTS (SELECT 1 FROM stripe_invoices WHERE invoice_id = i.id) FROM invoices i WHERE i.id = $1 FOR UPDATE`
 	qOrgInvoices   = `SELECT ` + invoiceColumns + ` FROM invoices WHERE org_id = $1 ORDER BY id DESC LIMIT $2`
 	qOrgInvBefore  = `SELECT ` + invoiceColumns + ` FROM invoices WHERE org_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3`
 	qByStatus      = `SELECT ` + invoiceColumns + ` FROM invoices WHERE status = $1 AND id > $2 ORDER BY id LIMIT $3`
