@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"time"
 
 	"github.com/robfig/cron/v3"
@@ -48,13 +47,6 @@ type HoldWork struct {
 	// Resume is set on a released hold when billing suspended the
 	// namespace and no other hold keeps it suspended.
 	Resume bool
-}
-
-// LifecycleActor is who changes lifecycle settings, for the audit log.
-type LifecycleActor struct {
-	Key       string // "user:42"
-	IP        netip.Addr
-	RequestID string
 }
 
 // LifecycleStore keeps the debt lifecycle in Postgres; billingstore
@@ -109,7 +101,7 @@ type LifecycleStore interface {
 		decide func(l SpendingLimit, exists bool) *SpendStep) (*DebtTransition, error)
 	// SetSpendingLimit sets (amount > 0) or removes (amount 0) a
 	// namespace's limit, in the currency of its org, with an audit row.
-	SetSpendingLimit(ctx context.Context, nsID int64, amount Micros, defaultCurrency string, by LifecycleActor, now time.Time) error
+	SetSpendingLimit(ctx context.Context, nsID int64, amount Micros, defaultCurrency string, by tenancy.Actor, now time.Time) error
 	// SpendingLimit returns one namespace's limit (NOT_FOUND without one)
 	// and SpendingLimits every limit of an org, with spend at now.
 	SpendingLimit(ctx context.Context, nsID int64, now time.Time) (SpendingLimit, error)
@@ -117,8 +109,8 @@ type LifecycleStore interface {
 
 	// SetWebhook sets the org's webhook URL and secret, RemoveWebhook
 	// removes it (NOT_FOUND without one), each with an audit row.
-	SetWebhook(ctx context.Context, orgID int64, url, secret string, by LifecycleActor, now time.Time) (WebhookEndpoint, error)
-	RemoveWebhook(ctx context.Context, orgID int64, by LifecycleActor, now time.Time) error
+	SetWebhook(ctx context.Context, orgID int64, url, secret string, by tenancy.Actor, now time.Time) (WebhookEndpoint, error)
+	RemoveWebhook(ctx context.Context, orgID int64, by tenancy.Actor, now time.Time) error
 	// Webhook returns the org's webhook, NOT_FOUND without one.
 	Webhook(ctx context.Context, orgID int64) (WebhookEndpoint, error)
 	// ClaimWebhookDeliveries leases up to limit due deliveries until
@@ -483,7 +475,7 @@ func (l *Lifecycle) Transitions(ctx context.Context, orgID, before int64, limit 
 }
 
 // SetWebhook sets the org's webhook URL with a new secret, returned once.
-func (l *Lifecycle) SetWebhook(ctx context.Context, orgID int64, rawURL string, by LifecycleActor) (WebhookEndpoint, string, error) {
+func (l *Lifecycle) SetWebhook(ctx context.Context, orgID int64, rawURL string, by tenancy.Actor) (WebhookEndpoint, string, error) {
 	u, err := ValidateWebhookURL(rawURL, l.cfg.Webhook)
 	if err != nil {
 		return WebhookEndpoint{}, "", err
@@ -501,7 +493,7 @@ func (l *Lifecycle) SetWebhook(ctx context.Context, orgID int64, rawURL string, 
 
 // RemoveWebhook removes the org's webhook; pending deliveries are given
 // up.
-func (l *Lifecycle) RemoveWebhook(ctx context.Context, orgID int64, by LifecycleActor) error {
+func (l *Lifecycle) RemoveWebhook(ctx context.Context, orgID int64, by tenancy.Actor) error {
 	return l.store.RemoveWebhook(ctx, orgID, by, l.clock())
 }
 
@@ -512,7 +504,7 @@ func (l *Lifecycle) Webhook(ctx context.Context, orgID int64) (WebhookEndpoint, 
 
 // SetSpendingLimit sets a namespace's monthly spending limit (nil removes
 // it) and applies it at once.
-func (l *Lifecycle) SetSpendingLimit(ctx context.Context, nsID int64, amount *Micros, by LifecycleActor) error {
+func (l *Lifecycle) SetSpendingLimit(ctx context.Context, nsID int64, amount *Micros, by tenancy.Actor) error {
 	a := Micros(0)
 	if amount != nil {
 		if *amount <= 0 {

@@ -241,7 +241,7 @@ func TestDebtLifecycleEndToEnd(t *testing.T) {
 	sink := &webhookSink{now: clock.now}
 	srv := httptest.NewServer(sink)
 	t.Cleanup(srv.Close)
-	actor := billing.LifecycleActor{Key: fmt.Sprintf("user:%d", u.ID)}
+	actor := tenancy.Actor{UserID: u.ID}
 	_, secret, err := lc.SetWebhook(ctx, org, srv.URL+"/billing", actor)
 	require.NoError(t, err)
 	sink.mu.Lock()

@@ -200,8 +200,8 @@ func (e *lcEnv) as() context.Context {
 	return tenancy.WithActor(context.Background(), tenancy.Actor{UserID: e.owner.ID})
 }
 
-func (e *lcEnv) actor() billing.LifecycleActor {
-	return billing.LifecycleActor{Key: fmt.Sprintf("user:%d", e.owner.ID), RequestID: "req-1"}
+func (e *lcEnv) actor() tenancy.Actor {
+	return tenancy.Actor{UserID: e.owner.ID, RequestID: "req-1"}
 }
 
 var refSerial atomic.Int64
