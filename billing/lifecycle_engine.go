@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/robfig/cron/v3"
-
 	"github.com/tenantplane/tenantplane/internal/errcode"
 	"github.com/tenantplane/tenantplane/tenancy"
 )
@@ -151,7 +149,6 @@ type Lifecycle struct {
 	client  *http.Client
 	log     *slog.Logger
 	now     func() time.Time
-	sched   cron.Schedule
 }
 
 var _ BalanceObserver = (*Lifecycle)(nil)
@@ -160,10 +157,6 @@ var _ BalanceObserver = (*Lifecycle)(nil)
 func NewLifecycle(cfg LifecycleConfig, deps LifecycleDeps) (*Lifecycle, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
-	}
-	sched, err := cron.ParseStandard(cfg.Schedule)
-	if err != nil {
-		return nil, fmt.Errorf("lifecycle config: schedule %q: %w", cfg.Schedule, err)
 	}
 	switch {
 	case deps.Store == nil:
@@ -174,7 +167,7 @@ func NewLifecycle(cfg LifecycleConfig, deps LifecycleDeps) (*Lifecycle, error) {
 		return nil, errors.New("lifecycle: deleting workloads needs a workload remover")
 	}
 	l := &Lifecycle{cfg: cfg, store: deps.Store, susp: deps.Suspender, remover: deps.Remover,
-		client: deps.HTTPClient, log: deps.Log, now: deps.Clock, sched: sched}
+		client: deps.HTTPClient, log: deps.Log, now: deps.Clock}
 	if l.client == nil {
 		l.client = NewWebhookClient(cfg.Webhook)
 	}
@@ -417,28 +410,15 @@ func (l *Lifecycle) DeliverWebhooks(ctx context.Context) (int, error) {
 	return ok, errors.Join(errs...)
 }
 
-// Run runs the pass on the schedule, and webhook deliveries every
-// Webhook.Poll, until ctx ends. Run it on the leader only.
-func (l *Lifecycle) Run(ctx context.Context) error {
-	c := cron.New(cron.WithLocation(time.UTC), cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
-	c.Schedule(l.sched, cron.FuncJob(func() {
-		if err := l.Pass(ctx); err != nil && ctx.Err() == nil {
-			l.log.Warn("debt lifecycle pass", "err", err)
-		}
-	}))
-	c.Start()
-	defer func() { <-c.Stop().Done() }()
-	t := time.NewTicker(l.cfg.Webhook.Poll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if _, err := l.DeliverWebhooks(ctx); err != nil && ctx.Err() == nil {
-				l.log.Warn("delivering webhooks", "err", err)
-			}
-		}
+// Jobs are the pass over every org on the schedule and webhook
+// deliveries every Webhook.Poll. Run them on the leader only.
+func (l *Lifecycle) Jobs() []Job {
+	return []Job{
+		{Name: "debt-lifecycle", Schedule: l.cfg.Schedule, Run: l.Pass},
+		{Name: "webhook-delivery", Schedule: "@every " + l.cfg.Webhook.Poll.String(), Run: func(ctx context.Context) error {
+			_, err := l.DeliverWebhooks(ctx)
+			return err
+		}},
 	}
 }
 

@@ -181,9 +181,9 @@ func TestDebtLifecycleEndToEnd(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-isoDone })
 
 	clock := &testClock{t: time.Now().UTC().Truncate(time.Hour)}
-	lc, err := newLifecycle(cfg.BillingLifecycle, a, clock.now)
-	require.NoError(t, err)
 	ledger := billingstore.New(a.pool, clock.now)
+	lc, err := newLifecycle(cfg.BillingLifecycle, a, ledger, clock.now)
+	require.NoError(t, err)
 
 	_, err = admin.NodeV1().RuntimeClasses().Create(ctx, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "kata-fc"},
 		Handler: "kata-fc"}, metav1.CreateOptions{})
