@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/tenantplane/tenantplane/internal/errcode"
 	"github.com/tenantplane/tenantplane/tenancy"
 )
@@ -135,6 +136,9 @@ type LifecycleDeps struct {
 	Log *slog.Logger
 	// Clock is the current time; nil means time.Now in UTC.
 	Clock func() time.Time
+	// Registerer takes the lifecycle's metrics; nil keeps them
+	// unregistered.
+	Registerer prometheus.Registerer
 }
 
 // Lifecycle runs the debt lifecycle: it evaluates orgs on a schedule and
@@ -149,6 +153,7 @@ type Lifecycle struct {
 	client  *http.Client
 	log     *slog.Logger
 	now     func() time.Time
+	metrics *lifecycleMetrics
 }
 
 var _ BalanceObserver = (*Lifecycle)(nil)
@@ -166,8 +171,12 @@ func NewLifecycle(cfg LifecycleConfig, deps LifecycleDeps) (*Lifecycle, error) {
 	case cfg.DeleteWorkloadsAfter > 0 && deps.Remover == nil:
 		return nil, errors.New("lifecycle: deleting workloads needs a workload remover")
 	}
+	m, err := newLifecycleMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	l := &Lifecycle{cfg: cfg, store: deps.Store, susp: deps.Suspender, remover: deps.Remover,
-		client: deps.HTTPClient, log: deps.Log, now: deps.Clock}
+		client: deps.HTTPClient, log: deps.Log, now: deps.Clock, metrics: m}
 	if l.client == nil {
 		l.client = NewWebhookClient(cfg.Webhook)
 	}
@@ -213,6 +222,7 @@ func (l *Lifecycle) EvaluateOrg(ctx context.Context, orgID int64) error {
 		return fmt.Errorf("evaluating debt of org %d: %w", orgID, err)
 	}
 	for _, tr := range d.Transitions {
+		l.metrics.transitions.WithLabelValues(string(tr.To)).Inc()
 		l.log.Info("debt transition", "org", orgID, "event", tr.Event, "from", tr.From, "to", tr.To, "usable", FormatMicros(tr.Usable))
 	}
 	var errs []error
@@ -254,12 +264,14 @@ func (l *Lifecycle) applyHold(ctx context.Context, w HoldWork) error {
 			reason = SuspendReasonSpendingLimit
 		}
 		if err := l.susp.Suspend(ctx, w.NamespaceID, reason); err != nil {
+			l.metrics.holdFailures.WithLabelValues("suspend").Inc()
 			return fmt.Errorf("suspending namespace %d: %w", w.NamespaceID, err)
 		}
 		return l.store.HoldApplied(ctx, w.NamespaceID, w.Cause)
 	}
 	if w.Resume {
 		if err := l.susp.Resume(ctx, w.NamespaceID); err != nil {
+			l.metrics.holdFailures.WithLabelValues("resume").Inc()
 			return fmt.Errorf("resuming namespace %d: %w", w.NamespaceID, err)
 		}
 	}
@@ -397,10 +409,12 @@ func (l *Lifecycle) DeliverWebhooks(ctx context.Context) (int, error) {
 			continue
 		}
 		var next *time.Time
+		outcome := "given_up"
 		if d.Attempts < l.cfg.Webhook.MaxAttempts {
 			t := l.clock().Add(WebhookBackoff(d.Attempts, l.cfg.Webhook))
-			next = &t
+			next, outcome = &t, "retry"
 		}
+		l.metrics.webhookFailures.WithLabelValues(outcome).Inc()
 		l.log.Warn("webhook delivery failed", "delivery", d.ID, "org", d.Transition.OrgID, "attempt", d.Attempts,
 			"given_up", next == nil, "err", derr)
 		if err := l.store.WebhookFailed(ctx, d.ID, status, derr.Error(), next, l.clock()); err != nil {

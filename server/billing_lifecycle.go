@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 
 	"github.com/tenantplane/tenantplane/billing"
@@ -112,17 +113,18 @@ func (c *BillingLifecycleConfig) validate() error {
 
 // newLifecycle wires the debt lifecycle: Postgres through store,
 // suspension through isolation.Suspension, workload deletion through the
-// isolation reconciler.
-func newLifecycle(cfg BillingLifecycleConfig, a *app, store *billingstore.Store, now func() time.Time) (*billing.Lifecycle, error) {
+// isolation reconciler; its metrics go to reg.
+func newLifecycle(cfg BillingLifecycleConfig, a *app, store *billingstore.Store, now func() time.Time, reg prometheus.Registerer) (*billing.Lifecycle, error) {
 	lcfg, err := cfg.lifecycleConfig()
 	if err != nil {
 		return nil, err
 	}
 	deps := billing.LifecycleDeps{
-		Store:     store,
-		Suspender: a.isolation.suspension,
-		Log:       a.log.With("component", "billing-lifecycle"),
-		Clock:     now,
+		Store:      store,
+		Suspender:  a.isolation.suspension,
+		Log:        a.log.With("component", "billing-lifecycle"),
+		Clock:      now,
+		Registerer: reg,
 	}
 	if lcfg.DeleteWorkloadsAfter > 0 {
 		deps.Remover = a.isolation.reconciler

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -182,7 +183,7 @@ func TestDebtLifecycleEndToEnd(t *testing.T) {
 
 	clock := &testClock{t: time.Now().UTC().Truncate(time.Hour)}
 	ledger := billingstore.New(a.pool, clock.now)
-	lc, err := newLifecycle(cfg.BillingLifecycle, a, ledger, clock.now)
+	lc, err := newLifecycle(cfg.BillingLifecycle, a, ledger, clock.now, prometheus.NewRegistry())
 	require.NoError(t, err)
 
 	_, err = admin.NodeV1().RuntimeClasses().Create(ctx, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "kata-fc"},

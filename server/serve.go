@@ -172,12 +172,13 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		return nil, err
 	}
 	a.billingStore = billingstore.New(pool, clock)
-	if a.lifecycle, err = newLifecycle(cfg.BillingLifecycle, a, a.billingStore, clock); err != nil {
+	if a.lifecycle, err = newLifecycle(cfg.BillingLifecycle, a, a.billingStore, clock, reg); err != nil {
 		return nil, err
 	}
 
-	// Payments and gift codes tell the lifecycle at once when they move a
-	// balance, so a paid-up org resumes without waiting for its next pass.
+	// Payments, gift codes and rating tell the lifecycle at once when they
+	// move a balance, so a paid-up org resumes, and a charged one is
+	// warned, without waiting for its next pass.
 	if a.stripe, err = newStripe(cfg, a, a.billingStore, a.lifecycle, reg); err != nil {
 		return nil, err
 	}
@@ -189,7 +190,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	if a.invoicing, err = newInvoicing(cfg.Invoicing, a.billingStore, pushInvoice, a.lifecycle, log); err != nil {
 		return nil, err
 	}
-	if a.rating, err = newRating(cfg.BillingRating, a.billingStore, log); err != nil {
+	if a.rating, err = newRating(cfg.BillingRating, a.billingStore, a.lifecycle, log); err != nil {
 		return nil, err
 	}
 	billingAdmin, err := billing.NewAdmin(a.billingStore, clock)
