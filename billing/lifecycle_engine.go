@@ -348,37 +348,15 @@ func NextSpendStep(lim SpendingLimit, exists bool) *SpendStep {
 // Pass evaluates every org and every spending limit, retries holds that
 // failed, and delivers due webhooks. It is what the schedule runs.
 func (l *Lifecycle) Pass(ctx context.Context) error {
-	var errs []error
-	for after := int64(0); ; {
-		ids, err := l.store.DebtOrgs(ctx, after, l.cfg.BatchSize)
-		if err != nil {
-			return fmt.Errorf("listing orgs: %w", err)
-		}
-		for _, id := range ids {
-			if err := l.EvaluateOrg(ctx, id); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if len(ids) < l.cfg.BatchSize {
-			break
-		}
-		after = ids[len(ids)-1]
+	errs, err := l.eachID(ctx, "orgs", l.store.DebtOrgs, l.EvaluateOrg)
+	if err != nil {
+		return err
 	}
-	for after := int64(0); ; {
-		ids, err := l.store.SpendingLimitIDs(ctx, after, l.cfg.BatchSize)
-		if err != nil {
-			return fmt.Errorf("listing spending limits: %w", err)
-		}
-		for _, id := range ids {
-			if err := l.EvaluateSpend(ctx, id); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if len(ids) < l.cfg.BatchSize {
-			break
-		}
-		after = ids[len(ids)-1]
+	spendErrs, err := l.eachID(ctx, "spending limits", l.store.SpendingLimitIDs, l.EvaluateSpend)
+	if err != nil {
+		return err
 	}
+	errs = append(errs, spendErrs...)
 	if err := l.applyHolds(ctx, 0); err != nil {
 		errs = append(errs, err)
 	}
@@ -386,6 +364,30 @@ func (l *Lifecycle) Pass(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// eachID calls eval for every id that list returns, page by page of
+// BatchSize ids after the last one, and returns eval's errors; it stops
+// only when a page cannot be listed.
+func (l *Lifecycle) eachID(ctx context.Context, what string, list func(ctx context.Context, after int64, limit int) ([]int64, error),
+	eval func(ctx context.Context, id int64) error,
+) ([]error, error) {
+	var errs []error
+	for after := int64(0); ; {
+		ids, err := list(ctx, after, l.cfg.BatchSize)
+		if err != nil {
+			return errs, fmt.Errorf("listing %s: %w", what, err)
+		}
+		for _, id := range ids {
+			if err := eval(ctx, id); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(ids) < l.cfg.BatchSize {
+			return errs, nil
+		}
+		after = ids[len(ids)-1]
+	}
 }
 
 // DeliverWebhooks sends every due delivery once and returns how many

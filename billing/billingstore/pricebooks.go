@@ -2,6 +2,7 @@ package billingstore
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -400,17 +401,27 @@ func (s *Store) ChargedByBook(ctx context.Context, bookID int64, from, to time.T
 
 // MonthToDateBefore implements billing.PreviewStore.
 func (s *Store) MonthToDateBefore(ctx context.Context, keys []billing.ChargeMonthKey, t time.Time) (map[billing.ChargeMonthKey]int64, error) {
+	return monthSums(ctx, s.pool, qMonthToDateBefore, keys, t)
+}
+
+// monthSums runs q, a query over the arrays of keys' orgs, resources,
+// classes and months ($1..$4, then more) that returns one sum per key in
+// the order of keys, and maps each key to its sum.
+func monthSums(ctx context.Context, db dbtx, q string, keys []billing.ChargeMonthKey, more ...any) (map[billing.ChargeMonthKey]int64, error) {
 	orgs, res, cls, months := make([]int64, len(keys)), make([]string, len(keys)), make([]string, len(keys)), make([]time.Time, len(keys))
 	for i, k := range keys {
 		orgs[i], res[i], cls[i], months[i] = k.OrgID, k.Resource, k.Class, k.Month
 	}
-	rows, err := s.pool.Query(ctx, qMonthToDateBefore, orgs, res, cls, months, t)
+	rows, err := db.Query(ctx, q, append([]any{orgs, res, cls, months}, more...)...)
 	if err != nil {
 		return nil, storeErr("reading usage of the month", "charge line", err)
 	}
 	sums, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
 		return nil, storeErr("reading usage of the month", "charge line", err)
+	}
+	if len(sums) != len(keys) {
+		return nil, fmt.Errorf("reading usage of the month: %d sums for %d keys", len(sums), len(keys))
 	}
 	out := make(map[billing.ChargeMonthKey]int64, len(keys))
 	for i, k := range keys {
