@@ -48,7 +48,7 @@ func TestRaterTellsTheObserverOfEachOrgCharged(t *testing.T) {
 
 	want := map[int64][]billing.Micros{}
 	for org, amount := range f.expected() {
-		want[org] = []billing.Micros{billing.Micros(-amount)}
+		want[org] = []billing.Micros{-amount}
 	}
 	require.Len(t, want, len(f.orgs))
 	require.Equal(t, want, spy.seen, "each org once, its charge already committed")
