@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -54,15 +53,13 @@ type AdminPosting struct {
 	IdempotencyKey string
 }
 
-// AdminAudit is who made an admin change, for the audit row written in
+// AdminAudit is an admin change and who made it, for the audit row written in
 // its transaction.
 type AdminAudit struct {
-	Actor     string // "user:42"
-	Action    string // "billing.adjust", "billing.credit", "org.plan"
-	Target    string // "org:7"
-	IP        netip.Addr
-	RequestID string
-	Detail    map[string]any
+	By     tenancy.Actor
+	Action string // "billing.adjust", "billing.credit", "org.plan"
+	Target string // "org:7"
+	Detail map[string]any
 }
 
 // AdminStore writes admin changes, each with its audit row in one
@@ -160,8 +157,7 @@ func (m *Admin) Post(ctx context.Context, in AdminPosting) (Posted, error) {
 	if in.ExpiresAt != nil {
 		detail["expires_at"] = in.ExpiresAt.UTC().Format(time.RFC3339)
 	}
-	posted, err := m.store.PostAudited(ctx, p, AdminAudit{Actor: actor, Action: action, Target: orgTarget(in.OrgID),
-		IP: a.IP, RequestID: a.RequestID, Detail: detail})
+	posted, err := m.store.PostAudited(ctx, p, AdminAudit{By: a, Action: action, Target: orgTarget(in.OrgID), Detail: detail})
 	if err != nil {
 		return Posted{}, fmt.Errorf("%s org %d: %w", action, in.OrgID, err)
 	}
@@ -172,7 +168,7 @@ func (m *Admin) Post(ctx context.Context, in AdminPosting) (Posted, error) {
 // before. The reconciler applies the plan's quotas to the org's
 // namespaces.
 func (m *Admin) ChangePlan(ctx context.Context, orgID int64, plan, reason string) (string, error) {
-	a, actor, err := adminActor(ctx)
+	a, _, err := adminActor(ctx)
 	if err != nil {
 		return "", err
 	}
@@ -183,8 +179,8 @@ func (m *Admin) ChangePlan(ctx context.Context, orgID int64, plan, reason string
 	if !validPlanName(plan) {
 		return "", errcode.Invalid("plan", "must be a plan name: lower-case letters, digits and '-', at most 63")
 	}
-	old, err := m.store.SetOrgPlan(ctx, orgID, plan, AdminAudit{Actor: actor, Action: "org.plan", Target: orgTarget(orgID),
-		IP: a.IP, RequestID: a.RequestID, Detail: map[string]any{"plan": plan, "reason": reason}})
+	old, err := m.store.SetOrgPlan(ctx, orgID, plan, AdminAudit{By: a, Action: "org.plan", Target: orgTarget(orgID),
+		Detail: map[string]any{"plan": plan, "reason": reason}})
 	if err != nil {
 		return "", fmt.Errorf("changing plan of org %d: %w", orgID, err)
 	}

@@ -110,7 +110,7 @@ func TestAdminRefusesAllButPlatformAdminsAndValidates(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, billing.Posting{OrgID: 7, Kind: billing.KindAdjustment, Amount: -5, Currency: "USD",
 		Reference: "admin:adjustment:org:7:k1", Description: "typo", Actor: "user:1", At: now}, st.posts[0])
-	require.Equal(t, billing.AdminAudit{Actor: "user:1", Action: "billing.adjust", Target: "org:7", RequestID: "r1",
+	require.Equal(t, billing.AdminAudit{By: tenancy.Actor{UserID: 1, PlatformAdmin: true, RequestID: "r1"}, Action: "billing.adjust", Target: "org:7",
 		Detail: map[string]any{"amount": "-0.000005", "currency": "USD", "reason": "typo", "reference": "admin:adjustment:org:7:k1"}}, st.audit[0])
 
 	for name, bad := range map[string]billing.AdminPosting{

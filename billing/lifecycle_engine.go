@@ -6,10 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"time"
 
-	"github.com/robfig/cron/v3"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/tenantplane/tenantplane/internal/errcode"
 	"github.com/tenantplane/tenantplane/tenancy"
@@ -48,13 +47,6 @@ type HoldWork struct {
 	// Resume is set on a released hold when billing suspended the
 	// namespace and no other hold keeps it suspended.
 	Resume bool
-}
-
-// LifecycleActor is who changes lifecycle settings, for the audit log.
-type LifecycleActor struct {
-	Key       string // "user:42"
-	IP        netip.Addr
-	RequestID string
 }
 
 // LifecycleStore keeps the debt lifecycle in Postgres; billingstore
@@ -109,7 +101,7 @@ type LifecycleStore interface {
 		decide func(l SpendingLimit, exists bool) *SpendStep) (*DebtTransition, error)
 	// SetSpendingLimit sets (amount > 0) or removes (amount 0) a
 	// namespace's limit, in the currency of its org, with an audit row.
-	SetSpendingLimit(ctx context.Context, nsID int64, amount Micros, defaultCurrency string, by LifecycleActor, now time.Time) error
+	SetSpendingLimit(ctx context.Context, nsID int64, amount Micros, defaultCurrency string, by tenancy.Actor, now time.Time) error
 	// SpendingLimit returns one namespace's limit (NOT_FOUND without one)
 	// and SpendingLimits every limit of an org, with spend at now.
 	SpendingLimit(ctx context.Context, nsID int64, now time.Time) (SpendingLimit, error)
@@ -117,8 +109,8 @@ type LifecycleStore interface {
 
 	// SetWebhook sets the org's webhook URL and secret, RemoveWebhook
 	// removes it (NOT_FOUND without one), each with an audit row.
-	SetWebhook(ctx context.Context, orgID int64, url, secret string, by LifecycleActor, now time.Time) (WebhookEndpoint, error)
-	RemoveWebhook(ctx context.Context, orgID int64, by LifecycleActor, now time.Time) error
+	SetWebhook(ctx context.Context, orgID int64, url, secret string, by tenancy.Actor, now time.Time) (WebhookEndpoint, error)
+	RemoveWebhook(ctx context.Context, orgID int64, by tenancy.Actor, now time.Time) error
 	// Webhook returns the org's webhook, NOT_FOUND without one.
 	Webhook(ctx context.Context, orgID int64) (WebhookEndpoint, error)
 	// ClaimWebhookDeliveries leases up to limit due deliveries until
@@ -145,6 +137,9 @@ type LifecycleDeps struct {
 	Log *slog.Logger
 	// Clock is the current time; nil means time.Now in UTC.
 	Clock func() time.Time
+	// Registerer takes the lifecycle's metrics; nil keeps them
+	// unregistered.
+	Registerer prometheus.Registerer
 }
 
 // Lifecycle runs the debt lifecycle: it evaluates orgs on a schedule and
@@ -159,7 +154,7 @@ type Lifecycle struct {
 	client  *http.Client
 	log     *slog.Logger
 	now     func() time.Time
-	sched   cron.Schedule
+	metrics *lifecycleMetrics
 }
 
 var _ BalanceObserver = (*Lifecycle)(nil)
@@ -169,10 +164,6 @@ func NewLifecycle(cfg LifecycleConfig, deps LifecycleDeps) (*Lifecycle, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	sched, err := cron.ParseStandard(cfg.Schedule)
-	if err != nil {
-		return nil, fmt.Errorf("lifecycle config: schedule %q: %w", cfg.Schedule, err)
-	}
 	switch {
 	case deps.Store == nil:
 		return nil, errors.New("lifecycle: a store is required")
@@ -181,8 +172,12 @@ func NewLifecycle(cfg LifecycleConfig, deps LifecycleDeps) (*Lifecycle, error) {
 	case cfg.DeleteWorkloadsAfter > 0 && deps.Remover == nil:
 		return nil, errors.New("lifecycle: deleting workloads needs a workload remover")
 	}
+	m, err := newLifecycleMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
 	l := &Lifecycle{cfg: cfg, store: deps.Store, susp: deps.Suspender, remover: deps.Remover,
-		client: deps.HTTPClient, log: deps.Log, now: deps.Clock, sched: sched}
+		client: deps.HTTPClient, log: deps.Log, now: deps.Clock, metrics: m}
 	if l.client == nil {
 		l.client = NewWebhookClient(cfg.Webhook)
 	}
@@ -228,6 +223,7 @@ func (l *Lifecycle) EvaluateOrg(ctx context.Context, orgID int64) error {
 		return fmt.Errorf("evaluating debt of org %d: %w", orgID, err)
 	}
 	for _, tr := range d.Transitions {
+		l.metrics.transitions.WithLabelValues(string(tr.To)).Inc()
 		l.log.Info("debt transition", "org", orgID, "event", tr.Event, "from", tr.From, "to", tr.To, "usable", FormatMicros(tr.Usable))
 	}
 	var errs []error
@@ -269,12 +265,14 @@ func (l *Lifecycle) applyHold(ctx context.Context, w HoldWork) error {
 			reason = SuspendReasonSpendingLimit
 		}
 		if err := l.susp.Suspend(ctx, w.NamespaceID, reason); err != nil {
+			l.metrics.holdFailures.WithLabelValues("suspend").Inc()
 			return fmt.Errorf("suspending namespace %d: %w", w.NamespaceID, err)
 		}
 		return l.store.HoldApplied(ctx, w.NamespaceID, w.Cause)
 	}
 	if w.Resume {
 		if err := l.susp.Resume(ctx, w.NamespaceID); err != nil {
+			l.metrics.holdFailures.WithLabelValues("resume").Inc()
 			return fmt.Errorf("resuming namespace %d: %w", w.NamespaceID, err)
 		}
 	}
@@ -351,37 +349,15 @@ func NextSpendStep(lim SpendingLimit, exists bool) *SpendStep {
 // Pass evaluates every org and every spending limit, retries holds that
 // failed, and delivers due webhooks. It is what the schedule runs.
 func (l *Lifecycle) Pass(ctx context.Context) error {
-	var errs []error
-	for after := int64(0); ; {
-		ids, err := l.store.DebtOrgs(ctx, after, l.cfg.BatchSize)
-		if err != nil {
-			return fmt.Errorf("listing orgs: %w", err)
-		}
-		for _, id := range ids {
-			if err := l.EvaluateOrg(ctx, id); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if len(ids) < l.cfg.BatchSize {
-			break
-		}
-		after = ids[len(ids)-1]
+	errs, err := l.eachID(ctx, "orgs", l.store.DebtOrgs, l.EvaluateOrg)
+	if err != nil {
+		return err
 	}
-	for after := int64(0); ; {
-		ids, err := l.store.SpendingLimitIDs(ctx, after, l.cfg.BatchSize)
-		if err != nil {
-			return fmt.Errorf("listing spending limits: %w", err)
-		}
-		for _, id := range ids {
-			if err := l.EvaluateSpend(ctx, id); err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if len(ids) < l.cfg.BatchSize {
-			break
-		}
-		after = ids[len(ids)-1]
+	spendErrs, err := l.eachID(ctx, "spending limits", l.store.SpendingLimitIDs, l.EvaluateSpend)
+	if err != nil {
+		return err
 	}
+	errs = append(errs, spendErrs...)
 	if err := l.applyHolds(ctx, 0); err != nil {
 		errs = append(errs, err)
 	}
@@ -389,6 +365,30 @@ func (l *Lifecycle) Pass(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// eachID calls eval for every id that list returns, page by page of
+// BatchSize ids after the last one, and returns eval's errors; it stops
+// only when a page cannot be listed.
+func (l *Lifecycle) eachID(ctx context.Context, what string, list func(ctx context.Context, after int64, limit int) ([]int64, error),
+	eval func(ctx context.Context, id int64) error,
+) ([]error, error) {
+	var errs []error
+	for after := int64(0); ; {
+		ids, err := list(ctx, after, l.cfg.BatchSize)
+		if err != nil {
+			return errs, fmt.Errorf("listing %s: %w", what, err)
+		}
+		for _, id := range ids {
+			if err := eval(ctx, id); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if len(ids) < l.cfg.BatchSize {
+			return errs, nil
+		}
+		after = ids[len(ids)-1]
+	}
 }
 
 // DeliverWebhooks sends every due delivery once and returns how many
@@ -412,10 +412,12 @@ func (l *Lifecycle) DeliverWebhooks(ctx context.Context) (int, error) {
 			continue
 		}
 		var next *time.Time
+		outcome := "given_up"
 		if d.Attempts < l.cfg.Webhook.MaxAttempts {
 			t := l.clock().Add(WebhookBackoff(d.Attempts, l.cfg.Webhook))
-			next = &t
+			next, outcome = &t, "retry"
 		}
+		l.metrics.webhookFailures.WithLabelValues(outcome).Inc()
 		l.log.Warn("webhook delivery failed", "delivery", d.ID, "org", d.Transition.OrgID, "attempt", d.Attempts,
 			"given_up", next == nil, "err", derr)
 		if err := l.store.WebhookFailed(ctx, d.ID, status, derr.Error(), next, l.clock()); err != nil {
@@ -425,28 +427,15 @@ func (l *Lifecycle) DeliverWebhooks(ctx context.Context) (int, error) {
 	return ok, errors.Join(errs...)
 }
 
-// Run runs the pass on the schedule, and webhook deliveries every
-// Webhook.Poll, until ctx ends. Run it on the leader only.
-func (l *Lifecycle) Run(ctx context.Context) error {
-	c := cron.New(cron.WithLocation(time.UTC), cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
-	c.Schedule(l.sched, cron.FuncJob(func() {
-		if err := l.Pass(ctx); err != nil && ctx.Err() == nil {
-			l.log.Warn("debt lifecycle pass", "err", err)
-		}
-	}))
-	c.Start()
-	defer func() { <-c.Stop().Done() }()
-	t := time.NewTicker(l.cfg.Webhook.Poll)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if _, err := l.DeliverWebhooks(ctx); err != nil && ctx.Err() == nil {
-				l.log.Warn("delivering webhooks", "err", err)
-			}
-		}
+// Jobs are the pass over every org on the schedule and webhook
+// deliveries every Webhook.Poll. Run them on the leader only.
+func (l *Lifecycle) Jobs() []Job {
+	return []Job{
+		{Name: "debt-lifecycle", Schedule: l.cfg.Schedule, Run: l.Pass},
+		{Name: "webhook-delivery", Schedule: "@every " + l.cfg.Webhook.Poll.String(), Run: func(ctx context.Context) error {
+			_, err := l.DeliverWebhooks(ctx)
+			return err
+		}},
 	}
 }
 
@@ -483,7 +472,7 @@ func (l *Lifecycle) Transitions(ctx context.Context, orgID, before int64, limit 
 }
 
 // SetWebhook sets the org's webhook URL with a new secret, returned once.
-func (l *Lifecycle) SetWebhook(ctx context.Context, orgID int64, rawURL string, by LifecycleActor) (WebhookEndpoint, string, error) {
+func (l *Lifecycle) SetWebhook(ctx context.Context, orgID int64, rawURL string, by tenancy.Actor) (WebhookEndpoint, string, error) {
 	u, err := ValidateWebhookURL(rawURL, l.cfg.Webhook)
 	if err != nil {
 		return WebhookEndpoint{}, "", err
@@ -501,7 +490,7 @@ func (l *Lifecycle) SetWebhook(ctx context.Context, orgID int64, rawURL string, 
 
 // RemoveWebhook removes the org's webhook; pending deliveries are given
 // up.
-func (l *Lifecycle) RemoveWebhook(ctx context.Context, orgID int64, by LifecycleActor) error {
+func (l *Lifecycle) RemoveWebhook(ctx context.Context, orgID int64, by tenancy.Actor) error {
 	return l.store.RemoveWebhook(ctx, orgID, by, l.clock())
 }
 
@@ -512,7 +501,7 @@ func (l *Lifecycle) Webhook(ctx context.Context, orgID int64) (WebhookEndpoint, 
 
 // SetSpendingLimit sets a namespace's monthly spending limit (nil removes
 // it) and applies it at once.
-func (l *Lifecycle) SetSpendingLimit(ctx context.Context, nsID int64, amount *Micros, by LifecycleActor) error {
+func (l *Lifecycle) SetSpendingLimit(ctx context.Context, nsID int64, amount *Micros, by tenancy.Actor) error {
 	a := Micros(0)
 	if amount != nil {
 		if *amount <= 0 {

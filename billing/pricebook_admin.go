@@ -4,46 +4,38 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/tenantplane/tenantplane/internal/errcode"
+	"github.com/tenantplane/tenantplane/tenancy"
 )
-
-// PriceChangeBy says who makes a change to prices or plans, for the audit
-// log.
-type PriceChangeBy struct {
-	Actor     string // "user:42"
-	IP        netip.Addr
-	RequestID string
-}
 
 // PriceBookStore keeps price books, their versions and prices, and plans.
 // Every change writes an audit row in its transaction.
 type PriceBookStore interface {
 	PriceBooks(ctx context.Context) ([]PriceBook, error)
 	PriceBook(ctx context.Context, id int64) (PriceBook, error)
-	CreatePriceBook(ctx context.Context, b PriceBook, by PriceChangeBy) (PriceBook, error)
+	CreatePriceBook(ctx context.Context, b PriceBook, by tenancy.Actor) (PriceBook, error)
 	// PriceBookVersions returns a book's versions, drafts too, with prices.
 	PriceBookVersions(ctx context.Context, bookID int64) ([]PriceBookVersion, error)
 	PriceBookVersion(ctx context.Context, id int64) (PriceBookVersion, error)
 	// CreatePriceBookVersion makes a draft, with the prices of version
 	// copyFrom of the same book when it is not 0.
-	CreatePriceBookVersion(ctx context.Context, bookID int64, note string, copyFrom int64, by PriceChangeBy) (PriceBookVersion, error)
+	CreatePriceBookVersion(ctx context.Context, bookID int64, note string, copyFrom int64, by tenancy.Actor) (PriceBookVersion, error)
 	// SetPrice adds or replaces the price of its resource and class in a
 	// draft; CONFLICT when the version is published.
-	SetPrice(ctx context.Context, p Price, by PriceChangeBy) (PriceBookVersion, error)
+	SetPrice(ctx context.Context, p Price, by tenancy.Actor) (PriceBookVersion, error)
 	// DeletePrice removes a price from a draft.
-	DeletePrice(ctx context.Context, versionID int64, resource, class string, by PriceChangeBy) (PriceBookVersion, error)
+	DeletePrice(ctx context.Context, versionID int64, resource, class string, by tenancy.Actor) (PriceBookVersion, error)
 	// PublishPriceBookVersion publishes a draft to take effect at
 	// effectiveFrom; CONFLICT when it is published or another version of
 	// the book takes effect then.
-	PublishPriceBookVersion(ctx context.Context, id int64, effectiveFrom, now time.Time, by PriceChangeBy) (PriceBookVersion, error)
+	PublishPriceBookVersion(ctx context.Context, id int64, effectiveFrom, now time.Time, by tenancy.Actor) (PriceBookVersion, error)
 	Plans(ctx context.Context) ([]Plan, error)
 	Plan(ctx context.Context, name string) (Plan, error)
 	// SetPlan creates or updates a plan.
-	SetPlan(ctx context.Context, p Plan, by PriceChangeBy) (Plan, error)
+	SetPlan(ctx context.Context, p Plan, by tenancy.Actor) (Plan, error)
 }
 
 // ChargeSample is one minute of usage behind a charge line.
@@ -99,7 +91,7 @@ func (p *Pricing) PriceBook(ctx context.Context, id int64) (PriceBook, error) {
 }
 
 // CreatePriceBook makes a book, in the default currency when none is given.
-func (p *Pricing) CreatePriceBook(ctx context.Context, name, currency string, by PriceChangeBy) (PriceBook, error) {
+func (p *Pricing) CreatePriceBook(ctx context.Context, name, currency string, by tenancy.Actor) (PriceBook, error) {
 	if currency == "" {
 		currency = p.cfg.DefaultCurrency
 	}
@@ -122,7 +114,7 @@ func (p *Pricing) Version(ctx context.Context, id int64) (PriceBookVersion, erro
 
 // CreateDraft makes a draft version of a book, copying version copyFrom
 // (0: empty).
-func (p *Pricing) CreateDraft(ctx context.Context, bookID int64, note string, copyFrom int64, by PriceChangeBy) (PriceBookVersion, error) {
+func (p *Pricing) CreateDraft(ctx context.Context, bookID int64, note string, copyFrom int64, by tenancy.Actor) (PriceBookVersion, error) {
 	if len(note) > 500 {
 		return PriceBookVersion{}, errcode.Invalid("note", "must be at most 500 characters")
 	}
@@ -131,7 +123,7 @@ func (p *Pricing) CreateDraft(ctx context.Context, bookID int64, note string, co
 
 // SetPrice sets a price in a draft. A unit divisor of 0 takes the
 // resource's (PriceUnitDivisor).
-func (p *Pricing) SetPrice(ctx context.Context, pr Price, by PriceChangeBy) (PriceBookVersion, error) {
+func (p *Pricing) SetPrice(ctx context.Context, pr Price, by tenancy.Actor) (PriceBookVersion, error) {
 	if pr.UnitDivisor == 0 {
 		pr.UnitDivisor = PriceUnitDivisor(pr.Resource)
 	}
@@ -142,13 +134,13 @@ func (p *Pricing) SetPrice(ctx context.Context, pr Price, by PriceChangeBy) (Pri
 }
 
 // DeletePrice removes a price from a draft.
-func (p *Pricing) DeletePrice(ctx context.Context, versionID int64, resource, class string, by PriceChangeBy) (PriceBookVersion, error) {
+func (p *Pricing) DeletePrice(ctx context.Context, versionID int64, resource, class string, by tenancy.Actor) (PriceBookVersion, error) {
 	return p.store.DeletePrice(ctx, versionID, resource, class, by)
 }
 
 // Publish publishes a draft to take effect at effectiveFrom, a whole hour
 // after now: rated hours keep the version they were rated with.
-func (p *Pricing) Publish(ctx context.Context, versionID int64, effectiveFrom time.Time, by PriceChangeBy) (PriceBookVersion, error) {
+func (p *Pricing) Publish(ctx context.Context, versionID int64, effectiveFrom time.Time, by tenancy.Actor) (PriceBookVersion, error) {
 	now := p.now().UTC()
 	effectiveFrom = effectiveFrom.UTC()
 	switch {
@@ -164,7 +156,7 @@ func (p *Pricing) Publish(ctx context.Context, versionID int64, effectiveFrom ti
 func (p *Pricing) Plans(ctx context.Context) ([]Plan, error) { return p.store.Plans(ctx) }
 
 // SetPlan creates or updates a plan.
-func (p *Pricing) SetPlan(ctx context.Context, pl Plan, by PriceChangeBy) (Plan, error) {
+func (p *Pricing) SetPlan(ctx context.Context, pl Plan, by tenancy.Actor) (Plan, error) {
 	if err := pl.Validate(); err != nil {
 		return Plan{}, err
 	}

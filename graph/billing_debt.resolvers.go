@@ -17,7 +17,7 @@ func (r *mutationResolver) SetBillingWebhook(ctx context.Context, orgID int64, u
 	if err != nil {
 		return nil, err
 	}
-	w, secret, err := d.SetWebhook(ctx, orgID, url, lifecycleActor(ctx))
+	w, secret, err := d.SetWebhook(ctx, orgID, url, caller(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -29,7 +29,7 @@ func (r *mutationResolver) RemoveBillingWebhook(ctx context.Context, orgID int64
 	if err != nil {
 		return false, err
 	}
-	if err := d.RemoveWebhook(ctx, orgID, lifecycleActor(ctx)); err != nil {
+	if err := d.RemoveWebhook(ctx, orgID, caller(ctx)); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -40,7 +40,7 @@ func (r *mutationResolver) SetSpendingLimit(ctx context.Context, namespaceID int
 	if err != nil {
 		return nil, err
 	}
-	if err := d.SetSpendingLimit(ctx, namespaceID, limitMicros, lifecycleActor(ctx)); err != nil {
+	if err := d.SetSpendingLimit(ctx, namespaceID, limitMicros, caller(ctx)); err != nil {
 		return nil, err
 	}
 	if limitMicros == nil {

@@ -29,7 +29,7 @@ func (r *chargeLineResolver) Samples(ctx context.Context, obj *model.ChargeLine)
 }
 
 func (r *mutationResolver) CreatePriceBook(ctx context.Context, input model.CreatePriceBookInput) (*model.PriceBook, error) {
-	b, err := r.pricing.CreatePriceBook(ctx, input.Name, deref(input.Currency), changeBy(ctx))
+	b, err := r.pricing.CreatePriceBook(ctx, input.Name, deref(input.Currency), caller(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +41,7 @@ func (r *mutationResolver) CreatePriceBookVersion(ctx context.Context, input mod
 	if input.CopyFrom != nil {
 		from = *input.CopyFrom
 	}
-	v, err := r.pricing.CreateDraft(ctx, input.PriceBookID, deref(input.Note), from, changeBy(ctx))
+	v, err := r.pricing.CreateDraft(ctx, input.PriceBookID, deref(input.Note), from, caller(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +53,7 @@ func (r *mutationResolver) SetPrice(ctx context.Context, input model.SetPriceInp
 	if err != nil {
 		return nil, err
 	}
-	v, err := r.pricing.SetPrice(ctx, p, changeBy(ctx))
+	v, err := r.pricing.SetPrice(ctx, p, caller(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +61,7 @@ func (r *mutationResolver) SetPrice(ctx context.Context, input model.SetPriceInp
 }
 
 func (r *mutationResolver) DeletePrice(ctx context.Context, versionID int64, resource string, class *string) (*model.PriceBookVersion, error) {
-	v, err := r.pricing.DeletePrice(ctx, versionID, resource, deref(class), changeBy(ctx))
+	v, err := r.pricing.DeletePrice(ctx, versionID, resource, deref(class), caller(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +69,7 @@ func (r *mutationResolver) DeletePrice(ctx context.Context, versionID int64, res
 }
 
 func (r *mutationResolver) PublishPriceBookVersion(ctx context.Context, id int64, effectiveFrom time.Time) (*model.PriceBookVersion, error) {
-	v, err := r.pricing.Publish(ctx, id, effectiveFrom, changeBy(ctx))
+	v, err := r.pricing.Publish(ctx, id, effectiveFrom, caller(ctx))
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +77,7 @@ func (r *mutationResolver) PublishPriceBookVersion(ctx context.Context, id int64
 }
 
 func (r *mutationResolver) SetPlan(ctx context.Context, input model.SetPlanInput) (*model.Plan, error) {
-	p, err := r.pricing.SetPlan(ctx, planInput(input), changeBy(ctx))
+	p, err := r.pricing.SetPlan(ctx, planInput(input), caller(ctx))
 	if err != nil {
 		return nil, err
 	}

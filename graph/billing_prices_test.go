@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantplane/tenantplane/billing"
+	"github.com/tenantplane/tenantplane/tenancy"
 )
 
 var publishHour atomic.Int64
@@ -17,7 +18,7 @@ var publishHour atomic.Int64
 // plan and charge fields: platform admins manage prices; an org's owners
 // and billing members, and platform admins, read its charges.
 func pricingSpecs() map[string]spec {
-	by := billing.PriceChangeBy{Actor: "user:0"}
+	by := tenancy.Actor{System: "matrix"}
 	draft := func(c *cell) int64 {
 		v, err := c.f.e.Billing.CreatePriceBookVersion(context.Background(), 1, "matrix", 0, by)
 		require.NoError(c.f.t, err)

@@ -18,6 +18,13 @@ func deref(s *string) string {
 	return *s
 }
 
+// caller is who makes a change, as billing's audit log records it: the
+// actor the handler put in ctx, or the anonymous zero Actor.
+func caller(ctx context.Context) tenancy.Actor {
+	a, _ := tenancy.ActorFrom(ctx)
+	return a
+}
+
 // done is the answer of a mutation that returns true once it is done.
 func done(err error) (bool, error) { return err == nil, err }
 

@@ -378,7 +378,7 @@ func specs() map[string]spec {
 		"Mutation.removeBillingWebhook": {doc: `mutation($id: ID!) { removeBillingWebhook(orgId: $id) }`,
 			vars: func(c *cell) map[string]any {
 				if c.allowed() {
-					_, _, err := c.f.e.Debt.SetWebhook(context.Background(), c.target.org, "https://hooks.example.com/x", billing.LifecycleActor{})
+					_, _, err := c.f.e.Debt.SetWebhook(context.Background(), c.target.org, "https://hooks.example.com/x", tenancy.Actor{System: "matrix"})
 					require.NoError(c.f.t, err)
 				}
 				return orgVars(c)

@@ -15,10 +15,10 @@ import (
 type Debt interface {
 	Debt(ctx context.Context, orgID int64) (billing.DebtReport, error)
 	Transitions(ctx context.Context, orgID, before int64, limit int) ([]billing.DebtTransition, error)
-	SetWebhook(ctx context.Context, orgID int64, url string, by billing.LifecycleActor) (billing.WebhookEndpoint, string, error)
-	RemoveWebhook(ctx context.Context, orgID int64, by billing.LifecycleActor) error
+	SetWebhook(ctx context.Context, orgID int64, url string, by tenancy.Actor) (billing.WebhookEndpoint, string, error)
+	RemoveWebhook(ctx context.Context, orgID int64, by tenancy.Actor) error
 	Webhook(ctx context.Context, orgID int64) (billing.WebhookEndpoint, error)
-	SetSpendingLimit(ctx context.Context, nsID int64, amount *billing.Micros, by billing.LifecycleActor) error
+	SetSpendingLimit(ctx context.Context, nsID int64, amount *billing.Micros, by tenancy.Actor) error
 	SpendingLimit(ctx context.Context, nsID int64) (billing.SpendingLimit, error)
 	SpendingLimits(ctx context.Context, orgID int64) ([]billing.SpendingLimit, error)
 }
@@ -34,16 +34,6 @@ func (r *Resolver) debtOrErr() (Debt, error) {
 		return nil, errNoDebt
 	}
 	return r.debt, nil
-}
-
-// lifecycleActor is the caller, as the audit log of billing records it.
-func lifecycleActor(ctx context.Context) billing.LifecycleActor {
-	a, _ := tenancy.ActorFrom(ctx)
-	key := "anonymous"
-	if a.UserID != 0 {
-		key = tenancy.UserKey(a.UserID)
-	}
-	return billing.LifecycleActor{Key: key, IP: a.IP, RequestID: a.RequestID}
 }
 
 func presentOrgDebt(orgID int64, rep billing.DebtReport) *model.OrgDebt {

@@ -2,7 +2,6 @@ package graph
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/tenantplane/tenantplane/billing"
@@ -16,25 +15,19 @@ import (
 // fields; *billing.Pricing is one.
 type Pricing interface {
 	PriceBooks(ctx context.Context) ([]billing.PriceBook, error)
-	CreatePriceBook(ctx context.Context, name, currency string, by billing.PriceChangeBy) (billing.PriceBook, error)
+	CreatePriceBook(ctx context.Context, name, currency string, by tenancy.Actor) (billing.PriceBook, error)
 	Versions(ctx context.Context, bookID int64) ([]billing.PriceBookVersion, error)
 	Version(ctx context.Context, id int64) (billing.PriceBookVersion, error)
-	CreateDraft(ctx context.Context, bookID int64, note string, copyFrom int64, by billing.PriceChangeBy) (billing.PriceBookVersion, error)
-	SetPrice(ctx context.Context, p billing.Price, by billing.PriceChangeBy) (billing.PriceBookVersion, error)
-	DeletePrice(ctx context.Context, versionID int64, resource, class string, by billing.PriceChangeBy) (billing.PriceBookVersion, error)
-	Publish(ctx context.Context, versionID int64, effectiveFrom time.Time, by billing.PriceChangeBy) (billing.PriceBookVersion, error)
+	CreateDraft(ctx context.Context, bookID int64, note string, copyFrom int64, by tenancy.Actor) (billing.PriceBookVersion, error)
+	SetPrice(ctx context.Context, p billing.Price, by tenancy.Actor) (billing.PriceBookVersion, error)
+	DeletePrice(ctx context.Context, versionID int64, resource, class string, by tenancy.Actor) (billing.PriceBookVersion, error)
+	Publish(ctx context.Context, versionID int64, effectiveFrom time.Time, by tenancy.Actor) (billing.PriceBookVersion, error)
 	Plans(ctx context.Context) ([]billing.Plan, error)
-	SetPlan(ctx context.Context, p billing.Plan, by billing.PriceChangeBy) (billing.Plan, error)
+	SetPlan(ctx context.Context, p billing.Plan, by tenancy.Actor) (billing.Plan, error)
 	Charge(ctx context.Context, orgID, id int64) (billing.ChargeLine, error)
 	ChargeSamples(ctx context.Context, l billing.ChargeLine) ([]billing.ChargeSample, error)
 	OrgCharges(ctx context.Context, orgID int64, from, to time.Time, afterID int64, limit int) ([]billing.ChargeLine, bool, error)
 	PreviewRerating(ctx context.Context, versionID int64, from, to time.Time) (billing.ChargePreview, error)
-}
-
-// changeBy is who makes a price change: the caller, for the audit log.
-func changeBy(ctx context.Context) billing.PriceChangeBy {
-	a, _ := tenancy.ActorFrom(ctx)
-	return billing.PriceChangeBy{Actor: "user:" + strconv.FormatInt(a.UserID, 10), IP: a.IP, RequestID: a.RequestID}
 }
 
 func presentPriceBook(b billing.PriceBook) *model.PriceBook {

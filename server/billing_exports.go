@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
@@ -53,22 +54,18 @@ func (c *ExportConfig) validate() error {
 	return err
 }
 
-// newExporter builds the exporter over pool.
-func newExporter(cfg ExportConfig, pool *pgxpool.Pool, a *app) (*export.Exporter, error) {
+// newExporter builds the exporter over store.
+func newExporter(cfg ExportConfig, store *billingstore.Store, log *slog.Logger) (*export.Exporter, error) {
 	ecfg, err := cfg.exportConfig()
 	if err != nil {
 		return nil, err
 	}
-	log := newLogger(io.Discard, "error")
-	if a != nil {
-		log = a.log
-	}
-	return export.New(ecfg, billingstore.New(pool, clock), log, clock)
+	return export.New(ecfg, store, log, clock)
 }
 
 // mountExports serves GET /admin/exports/{kind} for platform admins.
 func (a *app) mountExports() error {
-	exp, err := newExporter(a.cfg.Export, a.pool, a)
+	exp, err := newExporter(a.cfg.Export, a.billingStore, a.log)
 	if err != nil {
 		return err
 	}
@@ -108,7 +105,7 @@ invoices and ledger need --from and --to.`,
 				return &configError{"--database-url (TENANTPLANE_DATABASE_URL)", err.Error()}
 			}
 			defer pool.Close()
-			exp, err := newExporter(cfg, pool, nil)
+			exp, err := newExporter(cfg, billingstore.New(pool, clock), newLogger(io.Discard, "error"))
 			if err != nil {
 				return err
 			}

@@ -12,11 +12,9 @@ import (
 	"github.com/robfig/cron/v3"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/billing/billingstore"
-	"github.com/tenantplane/tenantplane/internal/leader"
 	"github.com/tenantplane/tenantplane/tenancy"
 )
 
@@ -96,12 +94,13 @@ type invoicingParts struct {
 	giftCodes *billing.GiftCodes
 	invoicer  *billing.Invoicer
 	cfg       InvoicingConfig
+	log       *slog.Logger
 }
 
-// newInvoicing builds the billing store, the gift code service and the
-// invoicer. hook, told of each postpaid bill, may be nil.
-func newInvoicing(cfg InvoicingConfig, pool *pgxpool.Pool, hook billing.InvoiceFinalized, observer billing.BalanceObserver, log *slog.Logger) (*invoicingParts, error) {
-	p := &invoicingParts{store: billingstore.New(pool, clock), cfg: cfg}
+// newInvoicing builds the gift code service and the invoicer over store.
+// hook, told of each postpaid bill, may be nil.
+func newInvoicing(cfg InvoicingConfig, store *billingstore.Store, hook billing.InvoiceFinalized, observer billing.BalanceObserver, log *slog.Logger) (*invoicingParts, error) {
+	p := &invoicingParts{store: store, cfg: cfg, log: log.With("component", "billing-invoices")}
 	var err error
 	if p.giftCodes, err = billing.NewGiftCodes(p.store, cfg.giftCodeConfig(), observer, log, clock); err != nil {
 		return nil, err
@@ -112,64 +111,24 @@ func newInvoicing(cfg InvoicingConfig, pool *pgxpool.Pool, hook billing.InvoiceF
 	return p, nil
 }
 
-// run takes part in the election of the invoicing leader; the leader runs
-// the invoice and credit expiry passes on their schedules.
-func (p *invoicingParts) run(kube kubernetes.Interface, leaseNamespace string, log *slog.Logger) func(context.Context) error {
-	log = log.With("component", "billing-invoices")
-	return func(ctx context.Context) error {
-		return leader.Run(ctx, kube, leader.Config{Namespace: leaseNamespace, Name: "tenantplane-billing-invoices"}, log,
-			func(ctx context.Context) error { return p.lead(ctx, log) })
-	}
-}
-
-// lead runs the scheduled passes until ctx ends (leadership lost or
-// shutdown), then waits for a pass under way to stop.
-func (p *invoicingParts) lead(ctx context.Context, log *slog.Logger) error {
-	c := cron.New(cron.WithLocation(time.UTC), cron.WithChain(cron.SkipIfStillRunning(cronLogger{log})))
-	add := func(spec, what string, f func(context.Context) error) error {
-		_, err := c.AddFunc(spec, func() {
-			start := time.Now()
-			if err := f(ctx); err != nil && ctx.Err() == nil {
-				log.Error(what, "err", err)
-				return
+// jobs are the credit expiry pass and the invoice pass.
+func (p *invoicingParts) jobs() []billing.Job {
+	return []billing.Job{
+		{Name: "credit-expiry", Schedule: p.cfg.CreditExpirySchedule, Run: func(ctx context.Context) error {
+			n, err := p.store.ExpireCredits(ctx, clock())
+			if n > 0 {
+				p.log.Info("credit expired", "grants", n)
 			}
-			log.Debug(what, "took", time.Since(start))
-		})
-		if err != nil {
-			return fmt.Errorf("scheduling %s: %w", what, err)
-		}
-		return nil
+			return err
+		}},
+		{Name: "invoices", Schedule: p.cfg.InvoiceSchedule, Run: func(ctx context.Context) error {
+			res, err := p.invoicer.Run(ctx)
+			if res.Periods > 0 || res.Finalized > 0 {
+				p.log.Info("invoice pass", "periods", res.Periods, "finalized", res.Finalized)
+			}
+			return err
+		}},
 	}
-	if err := add(p.cfg.CreditExpirySchedule, "credit expiry pass", func(ctx context.Context) error {
-		n, err := p.store.ExpireCredits(ctx, clock())
-		if n > 0 {
-			log.Info("credit expired", "grants", n)
-		}
-		return err
-	}); err != nil {
-		return err
-	}
-	if err := add(p.cfg.InvoiceSchedule, "invoice pass", func(ctx context.Context) error {
-		res, err := p.invoicer.Run(ctx)
-		if res.Periods > 0 || res.Finalized > 0 {
-			log.Info("invoice pass", "periods", res.Periods, "finalized", res.Finalized)
-		}
-		return err
-	}); err != nil {
-		return err
-	}
-	c.Start()
-	<-ctx.Done()
-	<-c.Stop().Done()
-	return nil
-}
-
-// cronLogger hands cron's own messages to slog.
-type cronLogger struct{ log *slog.Logger }
-
-func (l cronLogger) Info(msg string, kv ...any) { l.log.Debug("cron: "+msg, kv...) }
-func (l cronLogger) Error(err error, msg string, kv ...any) {
-	l.log.Error("cron: "+msg, append([]any{"err", err}, kv...)...)
 }
 
 func newBillingCommand() *cobra.Command {

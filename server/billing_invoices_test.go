@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantplane/tenantplane/billing"
@@ -81,8 +82,8 @@ func TestInvoicingConfigValidates(t *testing.T) {
 	}
 }
 
-// TestInvoicingLeaderRunsThePasses runs the leader's schedule every second
-// and waits for an expired grant to be written off and a past period to be
+// TestInvoicingLeaderRunsThePasses runs the invoicing jobs every second
+// on the billing schedule and waits for an expired grant to be written off and a past period to be
 // invoiced.
 func TestInvoicingLeaderRunsThePasses(t *testing.T) {
 	t.Parallel()
@@ -92,7 +93,10 @@ func TestInvoicingLeaderRunsThePasses(t *testing.T) {
 	cfg := defaultInvoicingConfig()
 	cfg.InvoiceSchedule, cfg.CreditExpirySchedule = "@every 1s", "@every 1s"
 	require.NoError(t, cfg.validate())
-	p, err := newInvoicing(cfg, db.Pool, nil, nil, newLogger(t.Output(), "debug"))
+	log := newLogger(t.Output(), "debug")
+	p, err := newInvoicing(cfg, billingstore.New(db.Pool, clock), nil, nil, log)
+	require.NoError(t, err)
+	sched, err := newBillingSchedule(log, prometheus.NewRegistry(), p.jobs()...)
 	require.NoError(t, err)
 
 	past := time.Date(2025, 3, 4, 5, 0, 0, 0, time.UTC)
@@ -107,7 +111,7 @@ func TestInvoicingLeaderRunsThePasses(t *testing.T) {
 	require.NoError(t, err)
 
 	done := make(chan error, 1)
-	go func() { done <- p.lead(ctx, newLogger(t.Output(), "debug")) }()
+	go func() { done <- sched.lead(ctx) }()
 	require.Eventually(t, func() bool {
 		var expired, invoiced int
 		require.NoError(t, db.Pool.QueryRow(ctx, `SELECT count(*) FROM ledger_entries WHERE kind = 'credit_expiry'`).Scan(&expired))

@@ -1,19 +1,16 @@
 package server
 
 import (
-	"context"
 	"fmt"
-	"log/slog"
 	"net/netip"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/billing/billingstore"
-	"github.com/tenantplane/tenantplane/internal/leader"
 )
 
 // BillingLifecycleConfig is how the debt lifecycle warns, suspends and
@@ -114,31 +111,23 @@ func (c *BillingLifecycleConfig) validate() error {
 	return err
 }
 
-// newLifecycle wires the debt lifecycle: Postgres through billingstore,
+// newLifecycle wires the debt lifecycle: Postgres through store,
 // suspension through isolation.Suspension, workload deletion through the
-// isolation reconciler.
-func newLifecycle(cfg BillingLifecycleConfig, a *app, now func() time.Time) (*billing.Lifecycle, error) {
+// isolation reconciler; its metrics go to reg.
+func newLifecycle(cfg BillingLifecycleConfig, a *app, store *billingstore.Store, now func() time.Time, reg prometheus.Registerer) (*billing.Lifecycle, error) {
 	lcfg, err := cfg.lifecycleConfig()
 	if err != nil {
 		return nil, err
 	}
 	deps := billing.LifecycleDeps{
-		Store:     billingstore.New(a.pool, now),
-		Suspender: a.isolation.suspension,
-		Log:       a.log.With("component", "billing-lifecycle"),
-		Clock:     now,
+		Store:      store,
+		Suspender:  a.isolation.suspension,
+		Log:        a.log.With("component", "billing-lifecycle"),
+		Clock:      now,
+		Registerer: reg,
 	}
 	if lcfg.DeleteWorkloadsAfter > 0 {
 		deps.Remover = a.isolation.reconciler
 	}
 	return billing.NewLifecycle(lcfg, deps)
-}
-
-// runLifecycle runs the lifecycle's schedule on the replica that holds its
-// Lease.
-func runLifecycle(lc *billing.Lifecycle, kube kubernetes.Interface, leaseNamespace string, log *slog.Logger) func(context.Context) error {
-	return func(ctx context.Context) error {
-		return leader.Run(ctx, kube, leader.Config{Namespace: leaseNamespace, Name: "tenantplane-billing-lifecycle"},
-			log.With("component", "billing-lifecycle"), lc.Run)
-	}
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
@@ -181,9 +182,9 @@ func TestDebtLifecycleEndToEnd(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-isoDone })
 
 	clock := &testClock{t: time.Now().UTC().Truncate(time.Hour)}
-	lc, err := newLifecycle(cfg.BillingLifecycle, a, clock.now)
-	require.NoError(t, err)
 	ledger := billingstore.New(a.pool, clock.now)
+	lc, err := newLifecycle(cfg.BillingLifecycle, a, ledger, clock.now, prometheus.NewRegistry())
+	require.NoError(t, err)
 
 	_, err = admin.NodeV1().RuntimeClasses().Create(ctx, &nodev1.RuntimeClass{ObjectMeta: metav1.ObjectMeta{Name: "kata-fc"},
 		Handler: "kata-fc"}, metav1.CreateOptions{})
@@ -241,7 +242,7 @@ func TestDebtLifecycleEndToEnd(t *testing.T) {
 	sink := &webhookSink{now: clock.now}
 	srv := httptest.NewServer(sink)
 	t.Cleanup(srv.Close)
-	actor := billing.LifecycleActor{Key: fmt.Sprintf("user:%d", u.ID)}
+	actor := tenancy.Actor{UserID: u.ID}
 	_, secret, err := lc.SetWebhook(ctx, org, srv.URL+"/billing", actor)
 	require.NoError(t, err)
 	sink.mu.Lock()

@@ -2,16 +2,13 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 
 	"github.com/robfig/cron/v3"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/billing/billingstore"
-	"github.com/tenantplane/tenantplane/internal/leader"
 )
 
 // BillingRatingConfig is how usage is rated into charges.
@@ -55,30 +52,39 @@ func (c BillingRatingConfig) rating() billing.RatingConfig {
 type ratingParts struct {
 	rater   *billing.Rater
 	pricing *billing.Pricing
+	log     *slog.Logger
 }
 
-func newRating(cfg Config, a *app) (*ratingParts, error) {
-	store := billingstore.New(a.pool, clock)
-	rater, err := billing.NewRater(store, cfg.BillingRating.rating(), a.log.With("component", "rating"), clock)
+// newRating builds the rater and the price book service over store.
+// observer, told after each rating batch commits of the orgs it charged,
+// may be nil.
+func newRating(cfg BillingRatingConfig, store *billingstore.Store, observer billing.BalanceObserver, log *slog.Logger) (*ratingParts, error) {
+	log = log.With("component", "rating")
+	rater, err := billing.NewRater(store, cfg.rating(), log, clock)
 	if err != nil {
 		return nil, err
 	}
-	pricing, err := billing.NewPricing(store, store, store, cfg.BillingRating.rating(), clock)
+	if observer != nil {
+		rater.ObserveBalances(observer)
+	}
+	pricing, err := billing.NewPricing(store, store, store, cfg.rating(), clock)
 	if err != nil {
 		return nil, err
 	}
-	return &ratingParts{rater: rater, pricing: pricing}, nil
+	return &ratingParts{rater: rater, pricing: pricing, log: log}, nil
 }
 
-// run takes part in the election of the rating leader, which rates at
-// once and then on the schedule while it leads.
-func (p *ratingParts) run(kube kubernetes.Interface, cfg Config, log *slog.Logger) func(context.Context) error {
-	return func(ctx context.Context) error {
-		err := leader.Run(ctx, kube, leader.Config{Namespace: cfg.Isolation.LeaseNamespace, Name: "tenantplane-billing-rating"},
-			log.With("component", "rating"), p.rater.Run)
-		if err != nil && ctx.Err() == nil {
-			return fmt.Errorf("rating: %w", err)
-		}
-		return nil
+// jobs rates every closed hour not yet rated, on the schedule and as soon
+// as a replica starts leading.
+func (p *ratingParts) jobs() []billing.Job {
+	return []billing.Job{{Name: "rating", Schedule: p.rater.Config().Schedule, AtStart: true, Run: p.rate}}
+}
+
+func (p *ratingParts) rate(ctx context.Context) error {
+	run, err := p.rater.RateAll(ctx)
+	if run.Rows > 0 {
+		p.log.Info("usage rated", "rows", run.Rows, "lines", run.Lines, "postings", run.Postings,
+			"amount", billing.FormatMicros(run.Amount), "seq", run.LastSeq)
 	}
+	return err
 }

@@ -1,18 +1,14 @@
 package server
 
 import (
-	"context"
-	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/billing/billingstore"
 	"github.com/tenantplane/tenantplane/billing/stripepay"
-	"github.com/tenantplane/tenantplane/internal/leader"
 )
 
 // StripeConfig is how payments reach Stripe. Payments are off while the
@@ -111,7 +107,7 @@ func (c *StripeConfig) validate() error {
 type noStore struct{ stripepay.Store }
 
 // newStripe builds the payments service, or nil when payments are off.
-func newStripe(cfg Config, a *app, observer billing.BalanceObserver, reg prometheus.Registerer) (*stripepay.Service, error) {
+func newStripe(cfg Config, a *app, store *billingstore.Store, observer billing.BalanceObserver, reg prometheus.Registerer) (*stripepay.Service, error) {
 	if !cfg.Stripe.enabled() {
 		return nil, nil
 	}
@@ -119,23 +115,10 @@ func newStripe(cfg Config, a *app, observer billing.BalanceObserver, reg prometh
 	if err != nil {
 		return nil, err
 	}
-	svc, err := stripepay.New(sc, stripepay.Deps{Store: billingstore.New(a.pool, clock), Observer: observer,
+	svc, err := stripepay.New(sc, stripepay.Deps{Store: store, Observer: observer,
 		Registerer: reg, Logger: a.log.With("component", "stripe"), Clock: clock})
 	if err != nil {
 		return nil, &configError{"--stripe-*", err.Error()}
 	}
 	return svc, nil
-}
-
-// runStripeJobs runs reconciliation, automatic top-ups and the push of
-// unsent invoices on the replica that holds the billing Lease.
-func runStripeJobs(svc *stripepay.Service, kube kubernetes.Interface, cfg Config, a *app) func(context.Context) error {
-	return func(ctx context.Context) error {
-		err := leader.Run(ctx, kube, leader.Config{Namespace: cfg.Isolation.LeaseNamespace, Name: "tenantplane-stripe"},
-			a.log, svc.RunJobs)
-		if err != nil {
-			return fmt.Errorf("stripe jobs: %w", err)
-		}
-		return nil
-	}
 }

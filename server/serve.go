@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/tenantplane/tenantplane/billing/billingstore"
 	"github.com/tenantplane/tenantplane/billing/stripepay"
 	"github.com/tenantplane/tenantplane/graph"
+	"github.com/tenantplane/tenantplane/internal/leader"
 	"github.com/tenantplane/tenantplane/internal/reqmeta"
 	"github.com/tenantplane/tenantplane/schema/dbmigrate"
 	"github.com/tenantplane/tenantplane/tenancy"
@@ -79,8 +81,10 @@ type app struct {
 	authz     *authz.Authorizer
 	isolation *isolationParts
 	metering  *meteringParts
-	invoicing *invoicingParts
-	lifecycle *billing.Lifecycle
+	// billingStore is the one billing store every part of billing uses.
+	billingStore *billingstore.Store
+	invoicing    *invoicingParts
+	lifecycle    *billing.Lifecycle
 	// stripe takes payments; nil when payments are off. It is also the
 	// billing.InvoiceFinalized hook of the invoice run.
 	stripe *stripepay.Service
@@ -168,13 +172,15 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	if a.metering, err = newMetering(ctx, cfg, restCfg, a.kube, a, reg); err != nil {
 		return nil, err
 	}
-	if a.lifecycle, err = newLifecycle(cfg.BillingLifecycle, a, clock); err != nil {
+	a.billingStore = billingstore.New(pool, clock)
+	if a.lifecycle, err = newLifecycle(cfg.BillingLifecycle, a, a.billingStore, clock, reg); err != nil {
 		return nil, err
 	}
 
-	// Payments and gift codes tell the lifecycle at once when they move a
-	// balance, so a paid-up org resumes without waiting for its next pass.
-	if a.stripe, err = newStripe(cfg, a, a.lifecycle, reg); err != nil {
+	// Payments, gift codes and rating tell the lifecycle at once when they
+	// move a balance, so a paid-up org resumes, and a charged one is
+	// warned, without waiting for its next pass.
+	if a.stripe, err = newStripe(cfg, a, a.billingStore, a.lifecycle, reg); err != nil {
 		return nil, err
 	}
 	var payments graph.Payments
@@ -182,14 +188,23 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	if a.stripe != nil {
 		payments, pushInvoice = a.stripe, a.stripe
 	}
-	if a.invoicing, err = newInvoicing(cfg.Invoicing, pool, pushInvoice, a.lifecycle, log); err != nil {
+	if a.invoicing, err = newInvoicing(cfg.Invoicing, a.billingStore, pushInvoice, a.lifecycle, log); err != nil {
 		return nil, err
 	}
-	if a.rating, err = newRating(cfg, a); err != nil {
+	if a.rating, err = newRating(cfg.BillingRating, a.billingStore, a.lifecycle, log); err != nil {
 		return nil, err
 	}
-
-	billingAdmin, err := billing.NewAdmin(billingstore.New(pool, clock), clock)
+	billingAdmin, err := billing.NewAdmin(a.billingStore, clock)
+	if err != nil {
+		return nil, err
+	}
+	// Every billing job runs on one scheduler, on the replica that holds
+	// the billing Lease.
+	billingJobs := slices.Concat(a.rating.jobs(), a.invoicing.jobs(), a.lifecycle.Jobs())
+	if a.stripe != nil {
+		billingJobs = append(billingJobs, a.stripe.Jobs()...)
+	}
+	billingSchedule, err := newBillingSchedule(log, reg, billingJobs...)
 	if err != nil {
 		return nil, err
 	}
@@ -203,7 +218,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		Tenancy: a.tenancy, Authorizer: a.authz,
 		Kubeconfigs: a.isolation.kubeconfigs, Suspender: a.isolation.suspension,
 		Hosts: a.isolation.hosts, Usage: a.metering.queries,
-		Ledger: a.invoicing.store, GiftCodes: a.invoicing.giftCodes, Debt: a.lifecycle, Payments: payments,
+		Ledger: a.billingStore, GiftCodes: a.invoicing.giftCodes, Debt: a.lifecycle, Payments: payments,
 		Pricing: a.rating.pricing, Admin: billingAdmin,
 		Logger: log, Clock: clock,
 	})
@@ -255,13 +270,8 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		every(10*time.Minute, "pruning expired tokens and rate-limit windows", log, a.tenancy.Prune),
 		runIsolation(a.isolation, a.kube, cfg.Isolation, log),
 		a.metering.run(),
-		a.invoicing.run(a.kube, cfg.Isolation.LeaseNamespace, log),
-		runLifecycle(a.lifecycle, a.kube, cfg.Isolation.LeaseNamespace, log),
-		a.rating.run(a.kube, cfg, log),
+		billingSchedule.run(a.kube, leader.Config{Namespace: cfg.Isolation.LeaseNamespace, Name: billingLease}),
 	)
-	if a.stripe != nil {
-		a.background = append(a.background, runStripeJobs(a.stripe, a.kube, cfg, a))
-	}
 	return a, nil
 }
 

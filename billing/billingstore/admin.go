@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -28,10 +27,6 @@ const (
 	VALUES ($1, $2, $3, $4, $4)`
 )
 
-func adminAudit(a billing.AdminAudit, at time.Time) AuditEntry {
-	return AuditEntry{At: at, Actor: a.Actor, Action: a.Action, Target: a.Target, IP: a.IP, RequestID: a.RequestID, Detail: a.Detail}
-}
-
 // PostAudited implements billing.AdminStore: the posting and its audit
 // row commit together or not at all. A retried posting (same reference)
 // changes nothing and writes no second audit row.
@@ -42,7 +37,7 @@ func (s *Store) PostAudited(ctx context.Context, p billing.Posting, a billing.Ad
 		if out, err = s.post(ctx, tx, p); err != nil || out.Duplicate {
 			return err
 		}
-		return writeAudit(ctx, tx, adminAudit(a, s.now()))
+		return writeAudit(ctx, tx, audit(a.By, s.now(), a.Action, a.Target, a.Detail))
 	})
 	return out, err
 }
@@ -77,7 +72,7 @@ func (s *Store) SetOrgPlan(ctx context.Context, orgID int64, plan string, a bill
 			return storeErr("writing outbox", "outbox row", err)
 		}
 		a.Detail["previous"] = old
-		return writeAudit(ctx, tx, adminAudit(a, now))
+		return writeAudit(ctx, tx, audit(a.By, now, a.Action, a.Target, a.Detail))
 	})
 	return old, err
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/tenantplane/tenantplane/billing/billingstore"
 	"github.com/tenantplane/tenantplane/collectors/usage/usagestore"
 	"github.com/tenantplane/tenantplane/internal/testenv"
+	"github.com/tenantplane/tenantplane/tenancy"
 )
 
 // BenchmarkRating10k rates one hour of 10,000 namespaces × 4 resources
@@ -104,7 +105,7 @@ func benchRating(b *testing.B, namespaces int) {
 
 func setupPricesB(b *testing.B, s *billingstore.Store) {
 	ctx := context.Background()
-	by := billing.PriceChangeBy{Actor: "user:1"}
+	by := tenancy.Actor{UserID: 1}
 	book, err := s.CreatePriceBook(ctx, billing.PriceBook{Name: "metered", Currency: "USD"}, by)
 	require.NoError(b, err)
 	v, err := s.CreatePriceBookVersion(ctx, book.ID, "bench", 0, by)

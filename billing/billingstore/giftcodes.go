@@ -54,21 +54,6 @@ func scanGiftCode(r pgx.Row) (billing.GiftCode, error) {
 	return g, err
 }
 
-// actorKey is how the audit log and the ledger name an actor.
-func actorKey(a tenancy.Actor) string {
-	switch {
-	case a.UserID > 0:
-		return "user:" + strconv.FormatInt(a.UserID, 10)
-	case a.System != "":
-		return "system:" + a.System
-	}
-	return "anonymous"
-}
-
-func audit(a tenancy.Actor, at time.Time, action, target string, detail map[string]any) AuditEntry {
-	return AuditEntry{At: at, Actor: actorKey(a), Action: action, Target: target, IP: a.IP, RequestID: a.RequestID, Detail: detail}
-}
-
 // CreateGiftCode implements billing.GiftCodeStore.
 func (s *Store) CreateGiftCode(ctx context.Context, hash string, in billing.GiftCodeInput, by tenancy.Actor, now time.Time) (billing.GiftCode, error) {
 	var g billing.GiftCode

@@ -10,6 +10,7 @@ import (
 
 	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/internal/errcode"
+	"github.com/tenantplane/tenantplane/tenancy"
 )
 
 var _ billing.LifecycleStore = (*Store)(nil)
@@ -453,7 +454,7 @@ func (s *Store) UpdateSpend(ctx context.Context, nsID int64, now time.Time,
 
 // SetSpendingLimit implements billing.LifecycleStore.
 func (s *Store) SetSpendingLimit(ctx context.Context, nsID int64, amount billing.Micros, defaultCurrency string,
-	by billing.LifecycleActor, now time.Time,
+	by tenancy.Actor, now time.Time,
 ) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var orgID int64
@@ -468,7 +469,7 @@ func (s *Store) SetSpendingLimit(ctx context.Context, nsID int64, amount billing
 			if err := tx.QueryRow(ctx, qAccountCurrency, orgID).Scan(&currency); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 				return storeErr("reading currency", "billing account", err)
 			}
-			if _, err := tx.Exec(ctx, qUpsertSpendLimit, nsID, orgID, amount, currency, by.Key, now.UTC()); err != nil {
+			if _, err := tx.Exec(ctx, qUpsertSpendLimit, nsID, orgID, amount, currency, actorKey(by), now.UTC()); err != nil {
 				return storeErr("setting spending limit", "spending limit", err)
 			}
 			action, detail["amount_micros"], detail["currency"] = "billing.spending_limit.set", amount, currency
@@ -481,7 +482,7 @@ func (s *Store) SetSpendingLimit(ctx context.Context, nsID int64, amount billing
 				return errcode.New(errcode.NotFound, "spending limit not found")
 			}
 		}
-		return writeAudit(ctx, tx, auditOf(by, now, action, fmt.Sprintf("ns:%d", nsID), detail))
+		return writeAudit(ctx, tx, audit(by, now, action, fmt.Sprintf("ns:%d", nsID), detail))
 	})
 }
 
@@ -514,15 +515,6 @@ func scanSpendingLimit(r pgx.CollectableRow) (billing.SpendingLimit, error) {
 	return l, err
 }
 
-func auditOf(by billing.LifecycleActor, now time.Time, action, target string, detail map[string]any) AuditEntry {
-	e := AuditEntry{At: now, Actor: by.Key, Action: action, Target: target, RequestID: by.RequestID, Detail: detail}
-	if e.Actor == "" {
-		e.Actor = "system:billing"
-	}
-	e.IP = by.IP
-	return e
-}
-
 // Webhooks.
 
 const (
@@ -549,20 +541,20 @@ const (
 )
 
 // SetWebhook implements billing.LifecycleStore.
-func (s *Store) SetWebhook(ctx context.Context, orgID int64, url, secret string, by billing.LifecycleActor, now time.Time) (billing.WebhookEndpoint, error) {
+func (s *Store) SetWebhook(ctx context.Context, orgID int64, url, secret string, by tenancy.Actor, now time.Time) (billing.WebhookEndpoint, error) {
 	w := billing.WebhookEndpoint{OrgID: orgID, URL: url}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := tx.QueryRow(ctx, qUpsertWebhook, orgID, url, secret, now.UTC()).Scan(&w.CreatedAt, &w.UpdatedAt); err != nil {
 			return storeErr("setting webhook", "org", err)
 		}
-		return writeAudit(ctx, tx, auditOf(by, now, "billing.webhook.set", fmt.Sprintf("org:%d", orgID), map[string]any{"url": url}))
+		return writeAudit(ctx, tx, audit(by, now, "billing.webhook.set", fmt.Sprintf("org:%d", orgID), map[string]any{"url": url}))
 	})
 	w.CreatedAt, w.UpdatedAt = w.CreatedAt.UTC(), w.UpdatedAt.UTC()
 	return w, err
 }
 
 // RemoveWebhook implements billing.LifecycleStore.
-func (s *Store) RemoveWebhook(ctx context.Context, orgID int64, by billing.LifecycleActor, now time.Time) error {
+func (s *Store) RemoveWebhook(ctx context.Context, orgID int64, by tenancy.Actor, now time.Time) error {
 	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, qDeleteWebhook, orgID)
 		if err != nil {
@@ -574,7 +566,7 @@ func (s *Store) RemoveWebhook(ctx context.Context, orgID int64, by billing.Lifec
 		if _, err := tx.Exec(ctx, qGiveUpOrgDeliveries, orgID, now.UTC()); err != nil {
 			return storeErr("giving up webhook deliveries", "webhook delivery", err)
 		}
-		return writeAudit(ctx, tx, auditOf(by, now, "billing.webhook.remove", fmt.Sprintf("org:%d", orgID), nil))
+		return writeAudit(ctx, tx, audit(by, now, "billing.webhook.remove", fmt.Sprintf("org:%d", orgID), nil))
 	})
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantplane/tenantplane/billing"
@@ -141,6 +142,7 @@ type lcEnv struct {
 	susp  *tenancySuspender
 	rm    *recordingRemover
 	lc    *billing.Lifecycle
+	reg   *prometheus.Registry
 	hooks *hookServer
 	owner tenancy.User
 	org   int64
@@ -159,7 +161,7 @@ func setupLifecycle(t *testing.T, tweak func(*billing.LifecycleConfig)) *lcEnv {
 	svc, err := tenancy.New(tenancystore.New(db.Pool), tcfg, nil, clock.now)
 	require.NoError(t, err)
 	e := &lcEnv{t: t, db: db, store: billingstore.New(db.Pool, clock.now), svc: svc, clock: clock,
-		susp: &tenancySuspender{svc: svc}, rm: &recordingRemover{}, hooks: newHookServer(t)}
+		susp: &tenancySuspender{svc: svc}, rm: &recordingRemover{}, reg: prometheus.NewRegistry(), hooks: newHookServer(t)}
 	e.hooks.now = clock.now
 
 	ctx := tenancy.WithActor(context.Background(), tenancy.Actor{IP: netip.MustParseAddr("10.9.8.7")})
@@ -187,7 +189,7 @@ func setupLifecycle(t *testing.T, tweak func(*billing.LifecycleConfig)) *lcEnv {
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	deps := billing.LifecycleDeps{Store: e.store, Suspender: e.susp, Clock: clock.now}
+	deps := billing.LifecycleDeps{Store: e.store, Suspender: e.susp, Clock: clock.now, Registerer: e.reg}
 	if cfg.DeleteWorkloadsAfter > 0 {
 		deps.Remover = e.rm
 	}
@@ -196,12 +198,30 @@ func setupLifecycle(t *testing.T, tweak func(*billing.LifecycleConfig)) *lcEnv {
 	return e
 }
 
+// counter returns the lifecycle's counter name whose label is value.
+func (e *lcEnv) counter(name, label, value string) float64 {
+	e.t.Helper()
+	mfs, err := e.reg.Gather()
+	require.NoError(e.t, err)
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				if mf.GetName() == name && lp.GetName() == label && lp.GetValue() == value {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	e.t.Fatalf("no counter %s{%s=%q}", name, label, value)
+	return 0
+}
+
 func (e *lcEnv) as() context.Context {
 	return tenancy.WithActor(context.Background(), tenancy.Actor{UserID: e.owner.ID})
 }
 
-func (e *lcEnv) actor() billing.LifecycleActor {
-	return billing.LifecycleActor{Key: fmt.Sprintf("user:%d", e.owner.ID), RequestID: "req-1"}
+func (e *lcEnv) actor() tenancy.Actor {
+	return tenancy.Actor{UserID: e.owner.ID, RequestID: "req-1"}
 }
 
 var refSerial atomic.Int64
@@ -316,6 +336,11 @@ func TestDebtLifecycleNotifiesEachTransitionOnceAndResumesOnlyItsOwn(t *testing.
 		events = append([]billing.DebtEvent{tr.Event}, events...)
 	}
 	require.Equal(t, []billing.DebtEvent{"low_balance", "critical", "debt", "suspended", "resumed"}, events)
+	for state, n := range map[billing.DebtState]float64{billing.DebtLowBalance: 1, billing.DebtCritical: 1,
+		billing.DebtInDebt: 1, billing.DebtSuspended: 1, billing.DebtNormal: 1} {
+		require.Equal(t, n, e.counter("tenantplane_billing_debt_transitions_total", "to", string(state)), state)
+	}
+	require.Zero(t, e.counter("tenantplane_billing_suspension_failures_total", "action", "suspend"))
 	require.Equal(t, t0.Add(24*time.Hour), trs[1].At, "suspended at the end of the grace period")
 
 	require.Equal(t, 0, e.deliver(), "the passes delivered them already")
@@ -347,6 +372,9 @@ func TestSuspensionIsRetriedWhenTheSuspenderFails(t *testing.T) {
 	var attempts int
 	require.NoError(t, e.db.Pool.QueryRow(ctx, `SELECT min(attempts) FROM billing_namespace_holds`).Scan(&attempts))
 	require.Equal(t, 1, attempts)
+	require.Equal(t, 3.0, e.counter("tenantplane_billing_suspension_failures_total", "action", "suspend"),
+		"each of the three namespaces failed once")
+	require.Zero(t, e.counter("tenantplane_billing_suspension_failures_total", "action", "resume"))
 
 	e.susp.fail.Store(false)
 	require.NoError(t, e.lc.Pass(ctx))
@@ -437,6 +465,8 @@ func TestWebhookDeliveriesRetryWithBackoff(t *testing.T) {
 		`SELECT attempts, last_status FROM billing_webhook_deliveries WHERE delivered_at IS NOT NULL`).Scan(&attempts, &status))
 	require.Equal(t, 3, attempts)
 	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, 2.0, e.counter("tenantplane_billing_webhook_delivery_failures_total", "next", "retry"))
+	require.Zero(t, e.counter("tenantplane_billing_webhook_delivery_failures_total", "next", "given_up"))
 
 	// Removing the webhook gives up what is pending.
 	e.hooks.failNext.Store(1)
@@ -451,6 +481,21 @@ func TestWebhookDeliveriesRetryWithBackoff(t *testing.T) {
 	require.Equal(t, 1, failed)
 	_, err = e.lc.Webhook(ctx, e.org)
 	require.Equal(t, errcode.NotFound, errcode.Of(err))
+}
+
+func TestWebhookDeliveryGivenUpAfterTheLastAttempt(t *testing.T) {
+	t.Parallel()
+	e := setupLifecycle(t, func(c *billing.LifecycleConfig) { c.Webhook.MaxAttempts = 1 })
+	_, secret, err := e.lc.SetWebhook(context.Background(), e.org, e.hooks.URL, e.actor())
+	require.NoError(t, err)
+	e.hooks.secret = secret
+	e.hooks.failNext.Store(1)
+	e.post(5 * unit) // low balance at once
+	require.Zero(t, e.deliver())
+	e.clock.advance(time.Hour)
+	require.Zero(t, e.deliver(), "not tried again")
+	require.Equal(t, 1.0, e.counter("tenantplane_billing_webhook_delivery_failures_total", "next", "given_up"))
+	require.Zero(t, e.counter("tenantplane_billing_webhook_delivery_failures_total", "next", "retry"))
 }
 
 func (e *lcEnv) chargeLine(nsID int64, hour time.Time, amount int64) {

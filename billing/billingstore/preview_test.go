@@ -11,6 +11,7 @@ import (
 	"github.com/tenantplane/tenantplane/billing/billingstore"
 	"github.com/tenantplane/tenantplane/internal/errcode"
 	"github.com/tenantplane/tenantplane/internal/testenv"
+	"github.com/tenantplane/tenantplane/tenancy"
 )
 
 // TestPreviewAndPublish rates a past period under a draft that doubles
@@ -29,7 +30,7 @@ func TestPreviewAndPublish(t *testing.T) {
 	require.NoError(t, err)
 	p, err := billing.NewPricing(s, s, s, billing.RatingConfig{}, func() time.Time { return now })
 	require.NoError(t, err)
-	by := billing.PriceChangeBy{Actor: "user:1"}
+	by := tenancy.Actor{UserID: 1}
 
 	draft, err := p.CreateDraft(ctx, v1.PriceBookID, "double cpu", v1.ID, by)
 	require.NoError(t, err)

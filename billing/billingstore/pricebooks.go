@@ -2,6 +2,7 @@ package billingstore
 
 import (
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/internal/errcode"
+	"github.com/tenantplane/tenantplane/tenancy"
 )
 
 var (
@@ -54,10 +56,6 @@ FROM ins JOIN src USING (resource, class) JOIN price_tiers t ON t.price_id = src
 	pods = EXCLUDED.pods, namespaces = EXCLUDED.namespaces, updated_at = EXCLUDED.updated_at`
 )
 
-func priceAudit(by billing.PriceChangeBy, at time.Time, action, target string, detail map[string]any) AuditEntry {
-	return AuditEntry{At: at, Actor: by.Actor, Action: action, Target: target, IP: by.IP, RequestID: by.RequestID, Detail: detail}
-}
-
 func scanBook(r pgx.Row) (billing.PriceBook, error) {
 	var b billing.PriceBook
 	err := r.Scan(&b.ID, &b.Name, &b.Currency, &b.CreatedAt, &b.UpdatedAt)
@@ -82,7 +80,7 @@ func (s *Store) PriceBook(ctx context.Context, id int64) (billing.PriceBook, err
 }
 
 // CreatePriceBook implements billing.PriceBookStore.
-func (s *Store) CreatePriceBook(ctx context.Context, b billing.PriceBook, by billing.PriceChangeBy) (billing.PriceBook, error) {
+func (s *Store) CreatePriceBook(ctx context.Context, b billing.PriceBook, by tenancy.Actor) (billing.PriceBook, error) {
 	var out billing.PriceBook
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		now := s.now()
@@ -90,7 +88,7 @@ func (s *Store) CreatePriceBook(ctx context.Context, b billing.PriceBook, by bil
 		if out, err = scanBook(tx.QueryRow(ctx, qInsertBook, b.Name, b.Currency, now)); err != nil {
 			return storeErr("creating price book", "price book", err)
 		}
-		return writeAudit(ctx, tx, priceAudit(by, now, "billing.price_book.create", "price_book:"+strconv.FormatInt(out.ID, 10),
+		return writeAudit(ctx, tx, audit(by, now, "billing.price_book.create", "price_book:"+strconv.FormatInt(out.ID, 10),
 			map[string]any{"name": b.Name, "currency": b.Currency}))
 	})
 	return out, err
@@ -128,7 +126,7 @@ func version(ctx context.Context, db dbtx, id int64) (billing.PriceBookVersion, 
 }
 
 // CreatePriceBookVersion implements billing.PriceBookStore.
-func (s *Store) CreatePriceBookVersion(ctx context.Context, bookID int64, note string, copyFrom int64, by billing.PriceChangeBy) (billing.PriceBookVersion, error) {
+func (s *Store) CreatePriceBookVersion(ctx context.Context, bookID int64, note string, copyFrom int64, by tenancy.Actor) (billing.PriceBookVersion, error) {
 	var out billing.PriceBookVersion
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		now := s.now()
@@ -149,7 +147,7 @@ func (s *Store) CreatePriceBookVersion(ctx context.Context, bookID int64, note s
 				return storeErr("copying prices", "price", err)
 			}
 		}
-		if err := writeAudit(ctx, tx, priceAudit(by, now, "billing.price_book_version.create", "price_book_version:"+strconv.FormatInt(id, 10),
+		if err := writeAudit(ctx, tx, audit(by, now, "billing.price_book_version.create", "price_book_version:"+strconv.FormatInt(id, 10),
 			map[string]any{"priceBookId": bookID, "copyFrom": copyFrom, "note": note})); err != nil {
 			return err
 		}
@@ -174,7 +172,7 @@ func lockDraft(ctx context.Context, tx pgx.Tx, id int64) error {
 }
 
 // SetPrice implements billing.PriceBookStore.
-func (s *Store) SetPrice(ctx context.Context, p billing.Price, by billing.PriceChangeBy) (billing.PriceBookVersion, error) {
+func (s *Store) SetPrice(ctx context.Context, p billing.Price, by tenancy.Actor) (billing.PriceBookVersion, error) {
 	var out billing.PriceBookVersion
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := lockDraft(ctx, tx, p.VersionID); err != nil {
@@ -197,7 +195,7 @@ func (s *Store) SetPrice(ctx context.Context, p billing.Price, by billing.PriceC
 			return storeErr("writing price tiers", "price", err)
 		}
 		now := s.now()
-		if err := writeAudit(ctx, tx, priceAudit(by, now, "billing.price.set", "price_book_version:"+strconv.FormatInt(p.VersionID, 10),
+		if err := writeAudit(ctx, tx, audit(by, now, "billing.price.set", "price_book_version:"+strconv.FormatInt(p.VersionID, 10),
 			map[string]any{"resource": p.Resource, "class": p.Class, "mode": string(p.Mode), "unitDivisor": p.UnitDivisor, "tiers": tiers})); err != nil {
 			return err
 		}
@@ -209,7 +207,7 @@ func (s *Store) SetPrice(ctx context.Context, p billing.Price, by billing.PriceC
 }
 
 // DeletePrice implements billing.PriceBookStore.
-func (s *Store) DeletePrice(ctx context.Context, versionID int64, resource, class string, by billing.PriceChangeBy) (billing.PriceBookVersion, error) {
+func (s *Store) DeletePrice(ctx context.Context, versionID int64, resource, class string, by tenancy.Actor) (billing.PriceBookVersion, error) {
 	var out billing.PriceBookVersion
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := lockDraft(ctx, tx, versionID); err != nil {
@@ -222,7 +220,7 @@ func (s *Store) DeletePrice(ctx context.Context, versionID int64, resource, clas
 		if tag.RowsAffected() == 0 {
 			return errcode.New(errcode.NotFound, "price not found")
 		}
-		if err := writeAudit(ctx, tx, priceAudit(by, s.now(), "billing.price.delete", "price_book_version:"+strconv.FormatInt(versionID, 10),
+		if err := writeAudit(ctx, tx, audit(by, s.now(), "billing.price.delete", "price_book_version:"+strconv.FormatInt(versionID, 10),
 			map[string]any{"resource": resource, "class": class})); err != nil {
 			return err
 		}
@@ -233,7 +231,7 @@ func (s *Store) DeletePrice(ctx context.Context, versionID int64, resource, clas
 }
 
 // PublishPriceBookVersion implements billing.PriceBookStore.
-func (s *Store) PublishPriceBookVersion(ctx context.Context, id int64, effectiveFrom, now time.Time, by billing.PriceChangeBy) (billing.PriceBookVersion, error) {
+func (s *Store) PublishPriceBookVersion(ctx context.Context, id int64, effectiveFrom, now time.Time, by tenancy.Actor) (billing.PriceBookVersion, error) {
 	var out billing.PriceBookVersion
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if err := lockDraft(ctx, tx, id); err != nil {
@@ -242,7 +240,7 @@ func (s *Store) PublishPriceBookVersion(ctx context.Context, id int64, effective
 		if _, err := tx.Exec(ctx, qPublish, id, effectiveFrom.UTC(), now.UTC()); err != nil {
 			return storeErr("publishing price book version", "price book version with that effective time", err)
 		}
-		if err := writeAudit(ctx, tx, priceAudit(by, s.now(), "billing.price_book_version.publish", "price_book_version:"+strconv.FormatInt(id, 10),
+		if err := writeAudit(ctx, tx, audit(by, s.now(), "billing.price_book_version.publish", "price_book_version:"+strconv.FormatInt(id, 10),
 			map[string]any{"effectiveFrom": effectiveFrom.UTC().Format(time.RFC3339)})); err != nil {
 			return err
 		}
@@ -281,7 +279,7 @@ func (s *Store) Plan(ctx context.Context, name string) (billing.Plan, error) {
 }
 
 // SetPlan implements billing.PriceBookStore.
-func (s *Store) SetPlan(ctx context.Context, p billing.Plan, by billing.PriceChangeBy) (billing.Plan, error) {
+func (s *Store) SetPlan(ctx context.Context, p billing.Plan, by tenancy.Actor) (billing.Plan, error) {
 	var out billing.Plan
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		now := s.now()
@@ -290,7 +288,7 @@ func (s *Store) SetPlan(ctx context.Context, p billing.Plan, by billing.PriceCha
 			q.CPUMillicores, q.MemoryMiB, q.StorageMiB, q.GPUs, q.Pods, q.Namespaces, now); err != nil {
 			return storeErr("writing plan", "plan", err)
 		}
-		if err := writeAudit(ctx, tx, priceAudit(by, now, "billing.plan.set", "plan:"+p.Name,
+		if err := writeAudit(ctx, tx, audit(by, now, "billing.plan.set", "plan:"+p.Name,
 			map[string]any{"billingMode": string(p.BillingMode), "priceBookId": p.PriceBookID, "quota": q})); err != nil {
 			return err
 		}
@@ -403,17 +401,27 @@ func (s *Store) ChargedByBook(ctx context.Context, bookID int64, from, to time.T
 
 // MonthToDateBefore implements billing.PreviewStore.
 func (s *Store) MonthToDateBefore(ctx context.Context, keys []billing.ChargeMonthKey, t time.Time) (map[billing.ChargeMonthKey]int64, error) {
+	return monthSums(ctx, s.pool, qMonthToDateBefore, keys, t)
+}
+
+// monthSums runs q, a query over the arrays of keys' orgs, resources,
+// classes and months ($1..$4, then more) that returns one sum per key in
+// the order of keys, and maps each key to its sum.
+func monthSums(ctx context.Context, db dbtx, q string, keys []billing.ChargeMonthKey, more ...any) (map[billing.ChargeMonthKey]int64, error) {
 	orgs, res, cls, months := make([]int64, len(keys)), make([]string, len(keys)), make([]string, len(keys)), make([]time.Time, len(keys))
 	for i, k := range keys {
 		orgs[i], res[i], cls[i], months[i] = k.OrgID, k.Resource, k.Class, k.Month
 	}
-	rows, err := s.pool.Query(ctx, qMonthToDateBefore, orgs, res, cls, months, t)
+	rows, err := db.Query(ctx, q, append([]any{orgs, res, cls, months}, more...)...)
 	if err != nil {
 		return nil, storeErr("reading usage of the month", "charge line", err)
 	}
 	sums, err := pgx.CollectRows(rows, pgx.RowTo[int64])
 	if err != nil {
 		return nil, storeErr("reading usage of the month", "charge line", err)
+	}
+	if len(sums) != len(keys) {
+		return nil, fmt.Errorf("reading usage of the month: %d sums for %d keys", len(sums), len(keys))
 	}
 	out := make(map[billing.ChargeMonthKey]int64, len(keys))
 	for i, k := range keys {

@@ -22,6 +22,7 @@ import (
 	"github.com/tenantplane/tenantplane/collectors/usage"
 	"github.com/tenantplane/tenantplane/collectors/usage/usagestore"
 	"github.com/tenantplane/tenantplane/internal/testenv"
+	"github.com/tenantplane/tenantplane/tenancy"
 )
 
 // The environment of the rating process that the crash tests start: this
@@ -69,7 +70,7 @@ var prices = map[string]int64{
 func setupPrices(t *testing.T, s *billingstore.Store) billing.PriceBookVersion {
 	t.Helper()
 	ctx := context.Background()
-	by := billing.PriceChangeBy{Actor: "user:1"}
+	by := tenancy.Actor{UserID: 1}
 	book, err := s.CreatePriceBook(ctx, billing.PriceBook{Name: "metered", Currency: "USD"}, by)
 	require.NoError(t, err)
 	v, err := s.CreatePriceBookVersion(ctx, book.ID, "first", 0, by)

@@ -2,43 +2,28 @@ package stripepay
 
 import (
 	"context"
-	"time"
 
-	"github.com/robfig/cron/v3"
+	"github.com/tenantplane/tenantplane/billing"
 )
 
-// RunJobs runs reconciliation, automatic top-ups and the push of
-// invoices not yet in Stripe on their schedules
-// until ctx is done. Call it on the leader only.
-func (s *Service) RunJobs(ctx context.Context) error {
-	c := cron.New(cron.WithLocation(time.UTC), cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
-	if _, err := c.AddFunc(s.cfg.ReconcileSchedule, func() {
-		if _, err := s.Reconcile(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("stripe reconciliation", "err", err)
-		}
-	}); err != nil {
-		return err
+// Jobs are reconciliation, automatic top-ups and the push of invoices
+// not yet in Stripe, with their schedules. Run them on the leader only.
+func (s *Service) Jobs() []billing.Job {
+	return []billing.Job{
+		{Name: "stripe-reconcile", Schedule: s.cfg.ReconcileSchedule, Run: func(ctx context.Context) error {
+			_, err := s.Reconcile(ctx)
+			return err
+		}},
+		{Name: "stripe-auto-topup", Schedule: s.cfg.AutoTopUpSchedule, Run: func(ctx context.Context) error {
+			n, err := s.RunAutoTopUps(ctx)
+			if n > 0 {
+				s.log.Info("automatic top-ups started", "count", n)
+			}
+			return err
+		}},
+		{Name: "stripe-invoice-push", Schedule: s.cfg.AutoTopUpSchedule, Run: func(ctx context.Context) error {
+			_, err := s.PushPendingInvoices(ctx)
+			return err
+		}},
 	}
-	if _, err := c.AddFunc(s.cfg.AutoTopUpSchedule, func() {
-		n, err := s.RunAutoTopUps(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.log.Warn("automatic top-ups", "err", err)
-		}
-		if n > 0 {
-			s.log.Info("automatic top-ups started", "count", n)
-		}
-	}); err != nil {
-		return err
-	}
-	if _, err := c.AddFunc(s.cfg.AutoTopUpSchedule, func() {
-		if _, err := s.PushPendingInvoices(ctx); err != nil && ctx.Err() == nil {
-			s.log.Warn("pushing invoices to stripe", "err", err)
-		}
-	}); err != nil {
-		return err
-	}
-	c.Start()
-	<-ctx.Done()
-	<-c.Stop().Done()
-	return nil
 }
