@@ -11,6 +11,7 @@ import (
 
 	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/graph/graphtest"
+	"github.com/tenantplane/tenantplane/tenancy"
 )
 
 const (
@@ -165,7 +166,7 @@ func newPlan(t *testing.T, e *graphtest.Env, name string, mode billing.PlanBilli
 	require.NoError(t, e.DB.Pool.QueryRow(ctx, `SELECT id FROM price_books WHERE name = 'default'`).Scan(&book))
 	_, err := e.Billing.SetPlan(ctx, billing.Plan{Name: name, DisplayName: name, BillingMode: mode, PriceBookID: book,
 		Quota: billing.PlanQuota{CPUMillicores: 8000, MemoryMiB: 16384, Pods: 50, Namespaces: 5}},
-		billing.PriceChangeBy{Actor: "system:test"})
+		tenancy.Actor{System: "test"})
 	require.NoError(t, err)
 }
 
