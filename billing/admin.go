@@ -105,10 +105,8 @@ func adminActor(ctx context.Context) (tenancy.Actor, string, error) {
 		return a, "", errcode.New(errcode.Unauthenticated, "authentication required")
 	case a.UserID != 0 && !a.PlatformAdmin:
 		return a, "", errcode.New(errcode.Forbidden, "platform admins only")
-	case a.UserID != 0:
-		return a, "user:" + strconv.FormatInt(a.UserID, 10), nil
 	}
-	return a, "system:" + a.System, nil
+	return a, a.Key(), nil
 }
 
 func orgTarget(id int64) string { return "org:" + strconv.FormatInt(id, 10) }

@@ -2,13 +2,13 @@ package graph
 
 import (
 	"context"
-	"strconv"
 	"strings"
 
 	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/billing/stripepay"
 	"github.com/tenantplane/tenantplane/graph/model"
 	"github.com/tenantplane/tenantplane/internal/errcode"
+	"github.com/tenantplane/tenantplane/tenancy"
 )
 
 var errNoPayments = errcode.New(errcode.NotFound, "payments are not configured on this server")
@@ -25,7 +25,7 @@ func (r *Resolver) paymentsFor(context.Context) (Payments, error) {
 // callerKey names the signed-in caller for the audit log, "user:42".
 func callerKey(ctx context.Context) string {
 	if p, ok := PrincipalFrom(ctx); ok && p.UserID > 0 {
-		return "user:" + strconv.FormatInt(p.UserID, 10)
+		return tenancy.UserKey(p.UserID)
 	}
 	return "anonymous"
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/tenantplane/tenantplane/billing/billingstore"
 	"github.com/tenantplane/tenantplane/billing/export"
+	"github.com/tenantplane/tenantplane/tenancy"
 )
 
 // ExportConfig is how billing exports run (--export-* flags).
@@ -69,7 +70,7 @@ func (a *app) mountExports() error {
 	if err != nil {
 		return err
 	}
-	h, err := export.NewHandler(exp, a.tenancy, a.authz, a.cfg.HTTP.WriteTimeout, a.log)
+	h, err := export.NewHandler(exp, a.tenancy, a.authz, a.cfg.HTTP.WriteTimeout, a.cfg.HTTP.proxies, a.log)
 	if err != nil {
 		return err
 	}
@@ -138,7 +139,7 @@ invoices and ledger need --from and --to.`,
 // runExport writes the export to path, or to stdout when path is empty.
 // A file appears under its name only once the export is complete.
 func runExport(ctx context.Context, exp *export.Exporter, q export.Query, path string, stdout io.Writer) (int64, error) {
-	by := export.Requester{Actor: "system:cli"}
+	by := tenancy.Actor{System: "cli"}
 	if path == "" || path == "-" {
 		return exp.Run(ctx, q, by, stdout)
 	}

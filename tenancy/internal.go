@@ -16,8 +16,9 @@ func actorOf(ctx context.Context) Actor {
 	return a
 }
 
-// auditKey is how a recorded the actor in audit_log.actor.
-func (a Actor) auditKey() string {
+// Key is how the audit log names a as its actor: "user:42",
+// "system:billing", or "anonymous".
+func (a Actor) Key() string {
 	switch {
 	case a.UserID != 0:
 		return UserKey(a.UserID)
@@ -55,7 +56,7 @@ func requirePrivileged(ctx context.Context) (Actor, error) {
 
 // audit writes one audit_log row for a's change in tx.
 func (s *Service) audit(ctx context.Context, tx Tx, a Actor, action, target string, detail map[string]any) error {
-	return s.auditAs(ctx, tx, a, a.auditKey(), action, target, detail)
+	return s.auditAs(ctx, tx, a, a.Key(), action, target, detail)
 }
 
 // auditAs is audit with the actor key given, for changes whose actor only

@@ -109,7 +109,7 @@ func (s *Service) CreateNamespace(ctx context.Context, orgID int64, name string)
 			return errcode.New(errcode.Conflict, "namespace name is taken")
 		}
 		ns = created
-		return s.addNamespaceOwner(ctx, tx, a, a.auditKey(), ns, a.UserID)
+		return s.addNamespaceOwner(ctx, tx, a, a.Key(), ns, a.UserID)
 	})
 	if err != nil {
 		return Namespace{}, fmt.Errorf("create namespace: %w", err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tenantplane/tenantplane/billing/export"
 	"github.com/tenantplane/tenantplane/internal/errcode"
+	"github.com/tenantplane/tenantplane/tenancy"
 )
 
 var _ export.Store = (*Store)(nil)
@@ -215,7 +216,7 @@ func exportArgs(q export.Query, at time.Time) []any {
 // completed, written even when the caller has gone. When w has a
 // Flush() error method, it is called after the last row, and the export
 // is complete only when it succeeds.
-func (s *Store) Export(ctx context.Context, q export.Query, at time.Time, w io.Writer, by export.Requester) (int64, error) {
+func (s *Store) Export(ctx context.Context, q export.Query, at time.Time, w io.Writer, by tenancy.Actor) (int64, error) {
 	sql := exportQueries[q.Kind][q.Format]
 	if sql == "" {
 		return 0, errcode.New(errcode.NotFound, "exports of "+string(q.Kind)+" are not available")
@@ -230,8 +231,7 @@ func (s *Store) Export(ctx context.Context, q export.Query, at time.Time, w io.W
 	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if aerr := writeAudit(actx, s.pool, AuditEntry{At: s.now(), Actor: by.Actor, Action: "billing.export",
-		Target: target, IP: by.IP, RequestID: by.RequestID, Detail: detail}); aerr != nil && err == nil {
+	if aerr := writeAudit(actx, s.pool, audit(by, s.now(), "billing.export", target, detail)); aerr != nil && err == nil {
 		err = aerr
 	}
 	return rows, err

@@ -60,7 +60,7 @@ func (s *Store) CreateGiftCode(ctx context.Context, hash string, in billing.Gift
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
 		g, err = scanGiftCode(tx.QueryRow(ctx, qInsertGiftCode, hash, in.Amount, in.Currency, in.ExpiresAt.UTC(),
-			int64(in.CreditValidFor/time.Second), in.MaxRedemptions, in.Note, actorKey(by), now.UTC()))
+			int64(in.CreditValidFor/time.Second), in.MaxRedemptions, in.Note, by.Key(), now.UTC()))
 		if err != nil {
 			return storeErr("writing gift code", "gift code", err)
 		}
@@ -95,7 +95,7 @@ func (s *Store) RedeemGiftCode(ctx context.Context, hash string, orgID int64, by
 			return errcode.New(errcode.Conflict, "the gift code has been used up")
 		}
 		ref := fmt.Sprintf("giftcode:%d:org:%d", g.ID, orgID)
-		if _, err := tx.Exec(ctx, qInsertRedemption, g.ID, orgID, ref, actorKey(by), now); err != nil {
+		if _, err := tx.Exec(ctx, qInsertRedemption, g.ID, orgID, ref, by.Key(), now); err != nil {
 			return storeErr("writing gift code redemption", "gift code redemption", err)
 		}
 		if _, err := tx.Exec(ctx, qCountRedemption, g.ID); err != nil {
@@ -103,7 +103,7 @@ func (s *Store) RedeemGiftCode(ctx context.Context, hash string, orgID int64, by
 		}
 		p := billing.Posting{
 			OrgID: orgID, Kind: billing.KindGiftCode, Amount: g.Amount, Currency: g.Currency,
-			Reference: ref, Description: "gift code " + strconv.FormatInt(g.ID, 10), Actor: actorKey(by), At: now,
+			Reference: ref, Description: "gift code " + strconv.FormatInt(g.ID, 10), Actor: by.Key(), At: now,
 		}
 		if g.CreditValidFor > 0 {
 			exp := now.Add(g.CreditValidFor)
@@ -113,7 +113,7 @@ func (s *Store) RedeemGiftCode(ctx context.Context, hash string, orgID int64, by
 		if err != nil {
 			return err
 		}
-		out = billing.GiftCodeRedemption{GiftCodeID: g.ID, OrgID: orgID, Reference: ref, RedeemedBy: actorKey(by), RedeemedAt: now, Posted: posted}
+		out = billing.GiftCodeRedemption{GiftCodeID: g.ID, OrgID: orgID, Reference: ref, RedeemedBy: by.Key(), RedeemedAt: now, Posted: posted}
 		return writeAudit(ctx, tx, audit(by, now, "billing.giftcode.redeem", "org:"+strconv.FormatInt(orgID, 10), map[string]any{
 			"gift_code_id": g.ID, "amount_micros": g.Amount, "currency": g.Currency, "reference": ref,
 		}))

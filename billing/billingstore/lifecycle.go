@@ -469,7 +469,7 @@ func (s *Store) SetSpendingLimit(ctx context.Context, nsID int64, amount billing
 			if err := tx.QueryRow(ctx, qAccountCurrency, orgID).Scan(&currency); err != nil && !errors.Is(err, pgx.ErrNoRows) {
 				return storeErr("reading currency", "billing account", err)
 			}
-			if _, err := tx.Exec(ctx, qUpsertSpendLimit, nsID, orgID, amount, currency, actorKey(by), now.UTC()); err != nil {
+			if _, err := tx.Exec(ctx, qUpsertSpendLimit, nsID, orgID, amount, currency, by.Key(), now.UTC()); err != nil {
 				return storeErr("setting spending limit", "spending limit", err)
 			}
 			action, detail["amount_micros"], detail["currency"] = "billing.spending_limit.set", amount, currency

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -73,20 +72,10 @@ type AuditEntry struct {
 
 // actorKey is how the audit log, the ledger and the lifecycle's tables
 // name an actor: "user:42", "system:billing" or "anonymous".
-func actorKey(a tenancy.Actor) string {
-	switch {
-	case a.UserID > 0:
-		return "user:" + strconv.FormatInt(a.UserID, 10)
-	case a.System != "":
-		return "system:" + a.System
-	}
-	return "anonymous"
-}
-
 // audit is the audit row of a change that by makes at at: the one way
 // billing turns an actor into an audit entry.
 func audit(by tenancy.Actor, at time.Time, action, target string, detail map[string]any) AuditEntry {
-	return AuditEntry{At: at, Actor: actorKey(by), Action: action, Target: target, IP: by.IP, RequestID: by.RequestID, Detail: detail}
+	return AuditEntry{At: at, Actor: by.Key(), Action: action, Target: target, IP: by.IP, RequestID: by.RequestID, Detail: detail}
 }
 
 const insertAudit = `INSERT INTO audit_log (at, actor, action, target, ip, request_id, detail)

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
+
 	"net/url"
 	"slices"
 	"strconv"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/tenantplane/tenantplane/collectors/usage"
 	"github.com/tenantplane/tenantplane/internal/errcode"
+	"github.com/tenantplane/tenantplane/tenancy"
 )
 
 // Kind is what an export holds.
@@ -141,15 +142,6 @@ func (q Query) Detail() map[string]any {
 	return d
 }
 
-// Requester is who asked for an export, for the audit log.
-type Requester struct {
-	// Actor is "user:42" for an HTTP caller, "system:cli" for the
-	// command line.
-	Actor     string
-	IP        netip.Addr
-	RequestID string
-}
-
 // Store reads the rows of an export. Export writes the encoded rows of q
 // (not compressed) to w, read from one REPEATABLE READ read-only
 // snapshot, so that a row written meanwhile is wholly in or wholly out;
@@ -159,7 +151,7 @@ type Requester struct {
 // records the export with its filters, the rows written and whether it
 // completed in the audit log. It returns the number of rows written.
 type Store interface {
-	Export(ctx context.Context, q Query, at time.Time, w io.Writer, by Requester) (int64, error)
+	Export(ctx context.Context, q Query, at time.Time, w io.Writer, by tenancy.Actor) (int64, error)
 }
 
 // Config configures an Exporter.
@@ -350,8 +342,8 @@ func parseID(field, s string) (int64, error) {
 // Run streams the export q to w, gzip-compressed when q.Gzip, and returns
 // the number of rows. w receives the output in chunks of about the
 // configured buffer size.
-func (e *Exporter) Run(ctx context.Context, q Query, by Requester, w io.Writer) (int64, error) {
-	if by.Actor == "" {
+func (e *Exporter) Run(ctx context.Context, q Query, by tenancy.Actor, w io.Writer) (int64, error) {
+	if by.UserID == 0 && by.System == "" {
 		return 0, errors.New("export: the requester is required for the audit log")
 	}
 	out := &output{}
@@ -373,7 +365,7 @@ func (e *Exporter) Run(ctx context.Context, q Query, by Requester, w io.Writer) 
 	if err := out.Flush(); err != nil { // a no-op when the store flushed
 		return rows, fmt.Errorf("exporting %s: writing: %w", q.Kind, err)
 	}
-	e.log.Info("export", "kind", q.Kind, "format", q.Format, "rows", rows, "actor", by.Actor,
+	e.log.Info("export", "kind", q.Kind, "format", q.Format, "rows", rows, "actor", by.Key(),
 		"request_id", by.RequestID, "duration", time.Since(start))
 	return rows, nil
 }

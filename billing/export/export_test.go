@@ -23,6 +23,7 @@ import (
 	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/billing/export"
 	"github.com/tenantplane/tenantplane/internal/errcode"
+	"github.com/tenantplane/tenantplane/tenancy"
 )
 
 // run exports kind with params and returns the raw output and row count.
@@ -476,7 +477,7 @@ func TestParseValidatesAndBoundsFilters(t *testing.T) {
 
 type nopStore struct{}
 
-func (nopStore) Export(context.Context, export.Query, time.Time, io.Writer, export.Requester) (int64, error) {
+func (nopStore) Export(context.Context, export.Query, time.Time, io.Writer, tenancy.Actor) (int64, error) {
 	return 0, nil
 }
 

@@ -42,11 +42,14 @@ type Handler struct {
 	// writeTimeout is how long each chunk may take to write; the
 	// server's own write timeout is extended by it as the export goes.
 	writeTimeout time.Duration
+	// proxies are the peers whose X-Forwarded-For names the client.
+	proxies reqmeta.Proxies
 }
 
 // NewHandler returns the HTTP handler of exports. writeTimeout is how
-// long a client may take to take each chunk of the output.
-func NewHandler(exp *Exporter, authn Authenticator, az Authorizer, writeTimeout time.Duration, log *slog.Logger) (*Handler, error) {
+// long a client may take to take each chunk of the output; proxies are
+// the peers trusted to name the client address for the audit log.
+func NewHandler(exp *Exporter, authn Authenticator, az Authorizer, writeTimeout time.Duration, proxies reqmeta.Proxies, log *slog.Logger) (*Handler, error) {
 	if exp == nil || authn == nil || az == nil {
 		return nil, errors.New("export handler: exporter, authenticator and authorizer are required")
 	}
@@ -56,7 +59,7 @@ func NewHandler(exp *Exporter, authn Authenticator, az Authorizer, writeTimeout 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{exp: exp, authn: authn, authz: az, log: log, writeTimeout: writeTimeout}, nil
+	return &Handler{exp: exp, authn: authn, authz: az, log: log, writeTimeout: writeTimeout, proxies: proxies}, nil
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -98,9 +101,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 
-	by := Requester{Actor: authz.Subject(p.UserID), IP: reqmeta.ClientIP(r.RemoteAddr), RequestID: reqID}
+	by := p.Actor(h.proxies.ClientIP(r), reqID)
 	sw := &streamWriter{w: w, rc: http.NewResponseController(w), timeout: h.writeTimeout}
-	rows, err := h.exp.Run(tenancy.WithActor(ctx, p.Actor(by.IP, reqID)), q, by, sw)
+	rows, err := h.exp.Run(tenancy.WithActor(ctx, by), q, by, sw)
 	if err == nil {
 		return
 	}

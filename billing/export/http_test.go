@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantplane/tenantplane/billing/export"
+	"github.com/tenantplane/tenantplane/internal/reqmeta"
 	"github.com/tenantplane/tenantplane/tenancy"
 	"github.com/tenantplane/tenantplane/tenancy/authz"
 	"github.com/tenantplane/tenantplane/tenancy/authz/authzstore"
@@ -42,7 +43,11 @@ func (b *bundle) serve() (srv *httptest.Server, admin, user string) {
 	require.NoError(b.t, err)
 	az, err := authz.New(context.Background(), authz.Config{Adapter: ad})
 	require.NoError(b.t, err)
-	h, err := export.NewHandler(b.exp, svc, az, time.Minute, nil)
+	// The test client is a trusted proxy, so X-Forwarded-For names the
+	// client the audit log records.
+	proxies, err := reqmeta.ParseProxies([]string{"127.0.0.0/8", "::1/128"})
+	require.NoError(b.t, err)
+	h, err := export.NewHandler(b.exp, svc, az, time.Minute, proxies, nil)
 	require.NoError(b.t, err)
 	mux := http.NewServeMux()
 	mux.Handle("GET /admin/exports/{kind}", h)
@@ -99,7 +104,7 @@ func TestHTTPExportsAreForPlatformAdminsOnly(t *testing.T) {
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
 	require.Equal(t, "FORBIDDEN", decodeError(t, body).Error.Code)
 
-	resp, body = get(t, srv, path, admin, nil)
+	resp, body = get(t, srv, path, admin, map[string]string{"X-Forwarded-For": "203.0.113.7"})
 	require.Equal(t, http.StatusOK, resp.StatusCode, string(body))
 	require.Equal(t, "text/csv; charset=utf-8; header=present", resp.Header.Get("Content-Type"))
 	require.Contains(t, resp.Header.Get("Content-Disposition"), `filename="ledger-20261101T000000Z-20261102T000000Z.csv"`)
@@ -111,9 +116,10 @@ func TestHTTPExportsAreForPlatformAdminsOnly(t *testing.T) {
 	require.Equal(t, sum, md5Lines(canonical(t, export.Ledger, recs)))
 
 	// The audit log names the admin.
-	var actor string
+	var actor, ip string
 	require.NoError(t, b.db.Pool.QueryRow(context.Background(),
-		`SELECT actor FROM audit_log WHERE action = 'billing.export' ORDER BY id DESC LIMIT 1`).Scan(&actor))
+		`SELECT actor, host(ip) FROM audit_log WHERE action = 'billing.export' ORDER BY id DESC LIMIT 1`).Scan(&actor, &ip))
+	require.Equal(t, "203.0.113.7", ip, "the client behind the trusted proxy")
 	var adminID int64
 	require.NoError(t, b.db.Pool.QueryRow(context.Background(), `SELECT id FROM users WHERE platform_admin`).Scan(&adminID))
 	require.Equal(t, authz.Subject(adminID), actor)

@@ -21,7 +21,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 var (
 	t0  = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	now = func() time.Time { return t0.Add(40 * 24 * time.Hour) }
-	cli = export.Requester{Actor: "system:test", IP: netip.MustParseAddr("127.0.0.1"), RequestID: "req-1"}
+	cli = tenancy.Actor{System: "test", IP: netip.MustParseAddr("127.0.0.1"), RequestID: "req-1"}
 )
 
 // bundle is what an export test needs.
