@@ -29,7 +29,8 @@ type BillingLifecycleConfig struct {
 	DeleteWorkloadsAfter time.Duration
 	// Schedule is the cron schedule of the pass over every org.
 	Schedule string
-	// DefaultCurrency is the currency of orgs without a billing account.
+	// DefaultCurrency is the currency of orgs without a billing account:
+	// the platform's, from --billing-default-currency.
 	DefaultCurrency string
 	// WebhookAllowNets are networks webhooks may reach although internal.
 	WebhookAllowNets []string
@@ -59,7 +60,6 @@ func (c *BillingLifecycleConfig) bindFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.Grace, p+"grace", c.Grace, "how long an org stays in debt before its namespaces are suspended")
 	fs.DurationVar(&c.DeleteWorkloadsAfter, p+"delete-workloads-after", c.DeleteWorkloadsAfter, "delete a suspended org's workloads this long after the suspension (0: never)")
 	fs.StringVar(&c.Schedule, p+"schedule", c.Schedule, "cron schedule of the pass over every org")
-	fs.StringVar(&c.DefaultCurrency, p+"default-currency", c.DefaultCurrency, "currency of orgs without a billing account")
 	fs.StringSliceVar(&c.WebhookAllowNets, p+"webhook-allow-nets", c.WebhookAllowNets, "internal networks org webhooks may reach anyway (CIDRs, comma-separated)")
 	fs.BoolVar(&c.WebhookAllowHTTP, p+"webhook-allow-http", c.WebhookAllowHTTP, "accept http:// org webhook URLs")
 	fs.DurationVar(&c.WebhookTimeout, p+"webhook-timeout", c.WebhookTimeout, "time allowed for one webhook delivery")

@@ -28,7 +28,7 @@ func defaultBillingRatingConfig() BillingRatingConfig {
 func (c *BillingRatingConfig) bindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Schedule, "billing-rating-schedule", c.Schedule, "cron schedule (UTC) of rating runs; each rates every closed hour not yet rated")
 	fs.IntVar(&c.BatchSize, "billing-rating-batch", c.BatchSize, "usage rollup rows rated per transaction")
-	fs.StringVar(&c.DefaultCurrency, "billing-default-currency", c.DefaultCurrency, "currency of new price books")
+	fs.StringVar(&c.DefaultCurrency, "billing-default-currency", c.DefaultCurrency, "the platform's currency: of new price books, top-ups and orgs without a billing account yet")
 }
 
 func (c *BillingRatingConfig) validate() error {

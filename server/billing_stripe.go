@@ -30,7 +30,8 @@ type StripeConfig struct {
 	// MinTopUp and MaxTopUp bound a top-up, in currency units.
 	MinTopUp string
 	MaxTopUp string
-	// Currency is the currency of an org without a balance yet.
+	// Currency is the currency of an org without a balance yet: the
+	// platform's, from --billing-default-currency.
 	Currency string
 	// ReconcileSchedule and AutoTopUpSchedule are cron schedules (UTC).
 	ReconcileSchedule string
@@ -58,7 +59,6 @@ func (c *StripeConfig) bindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.CancelURL, "stripe-cancel-url", c.CancelURL, "where Checkout sends the payer who cancels")
 	fs.StringVar(&c.MinTopUp, "stripe-min-topup", c.MinTopUp, "smallest top-up, in currency units")
 	fs.StringVar(&c.MaxTopUp, "stripe-max-topup", c.MaxTopUp, "largest top-up, in currency units")
-	fs.StringVar(&c.Currency, "stripe-currency", c.Currency, "currency of an org without a balance yet")
 	fs.StringVar(&c.ReconcileSchedule, "stripe-reconcile-schedule", c.ReconcileSchedule, "cron schedule (UTC) of reconciliation with Stripe")
 	fs.StringVar(&c.AutoTopUpSchedule, "stripe-autotopup-schedule", c.AutoTopUpSchedule, "cron schedule (UTC) of automatic top-ups and of pushing unsent invoices")
 	fs.DurationVar(&c.ReconcileWindow, "stripe-reconcile-window", c.ReconcileWindow, "how far back reconciliation compares")

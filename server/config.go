@@ -173,6 +173,10 @@ func applyEnv(cmd *cobra.Command) error {
 
 // validate checks every setting and names the first bad one.
 func (c *Config) validate() error {
+	// The platform bills in one currency unless a price book says
+	// otherwise; one flag sets it for every part.
+	c.BillingLifecycle.DefaultCurrency = c.BillingRating.DefaultCurrency
+	c.Stripe.Currency = c.BillingRating.DefaultCurrency
 	if c.DatabaseURL == "" {
 		return &configError{"--database-url (TENANTPLANE_DATABASE_URL)", "is required"}
 	}
