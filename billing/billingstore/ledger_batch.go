@@ -31,17 +31,16 @@ const (
 	ORDER BY org_id, expires_at NULLS LAST, id FOR UPDATE`
 	qUseGrants = `UPDATE credit_grants g SET remaining_micros = g.remaining_micros + d.delta
 	FROM unnest($1::bigint[], $2::bigint[]) AS d(id, delta) WHERE g.id = d.id`
-	qInsertEntries = `INSERT INTO ledger_entries (org_id, kind, account, credit_grant_id, amount_micros, currency,
-	reference, part, description, actor, occurred_at, created_at)
-	SELECT org_id, kind, account, nullif(grant_id, 0), amount, currency, reference, part, description, actor, occurred_at, $12
-	FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],
-		$8::smallint[], $9::text[], $10::text[], $11::timestamptz[])
-		AS e(org_id, kind, account, grant_id, amount, currency, reference, part, description, actor, occurred_at)`
 	qMoveBalances = `UPDATE billing_accounts a SET cash_micros = a.cash_micros + d.cash,
 	credit_micros = a.credit_micros + d.credit, entry_count = a.entry_count + d.n, updated_at = $5
 	FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) AS d(org_id, cash, credit, n)
 	WHERE a.org_id = d.org_id`
 )
+
+// ledgerEntryColumns are the columns postCharges copies into
+// ledger_entries.
+var ledgerEntryColumns = []string{"org_id", "kind", "account", "credit_grant_id", "amount_micros", "currency",
+	"reference", "part", "description", "actor", "occurred_at", "created_at"}
 
 type openGrant struct {
 	id, org   int64
@@ -119,29 +118,17 @@ func (s *Store) postCharges(ctx context.Context, tx pgx.Tx, ps []billing.Posting
 		return 0, storeErr("listing credit grants", "credit grant", err)
 	}
 
-	var e struct {
-		org, grant, amount []int64
-		kind, account      []string
-		currency, ref      []string
-		part               []int16
-		desc, actor        []string
-		at                 []time.Time
-	}
+	var entries [][]any
 	type move struct{ cash, credit, n int64 }
 	moves := map[int64]*move{}
 	used := map[int64]int64{}
 	add := func(p billing.Posting, part int, account billing.Account, grant, amount int64, at time.Time) {
-		e.org = append(e.org, p.OrgID)
-		e.kind = append(e.kind, string(p.Kind))
-		e.account = append(e.account, string(account))
-		e.grant = append(e.grant, grant)
-		e.amount = append(e.amount, amount)
-		e.currency = append(e.currency, p.Currency)
-		e.ref = append(e.ref, p.Reference)
-		e.part = append(e.part, int16(part))
-		e.desc = append(e.desc, p.Description)
-		e.actor = append(e.actor, p.Actor)
-		e.at = append(e.at, at)
+		var g *int64
+		if grant != 0 {
+			g = &grant
+		}
+		entries = append(entries, []any{p.OrgID, string(p.Kind), string(account), g, amount, p.Currency,
+			p.Reference, int16(part), p.Description, p.Actor, at, now})
 		m := moves[p.OrgID]
 		if m == nil {
 			m = &move{}
@@ -207,8 +194,9 @@ func (s *Store) postCharges(ctx context.Context, tx pgx.Tx, ps []billing.Posting
 			return 0, storeErr("using credit grants", "credit grant", err)
 		}
 	}
-	if _, err := tx.Exec(ctx, qInsertEntries, e.org, e.kind, e.account, e.grant, e.amount, e.currency,
-		e.ref, e.part, e.desc, e.actor, e.at, now); err != nil {
+	// The references were checked above with every account of the batch
+	// locked; the unique (reference, part) still stops a second copy.
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"ledger_entries"}, ledgerEntryColumns, pgx.CopyFromRows(entries)); err != nil {
 		return 0, storeErr("writing ledger entries", "ledger entry", err)
 	}
 	mo := make([]int64, 0, len(moves))

@@ -2,12 +2,14 @@ package billingstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/tenantplane/tenantplane/billing"
 	"github.com/tenantplane/tenantplane/internal/errcode"
@@ -47,15 +49,17 @@ ORDER BY k.i`
     quantity, amount_micros, currency, price_book_version_id, ledger_reference, rated_at, price_id,
     unit_price_micros, unit_divisor, tier_start, usage_seq)
 SELECT key, org_id, namespace_id, resource, class, hour, revision, quantity, amount_micros, currency,
-    nullif(price_book_version_id, 0), ledger_reference, rated_at, nullif(price_id, 0), unit_price_micros,
-    unit_divisor, tier_start, usage_seq
+    price_book_version_id, ledger_reference, rated_at, price_id, unit_price_micros, unit_divisor, tier_start,
+    usage_seq
 FROM charge_staging ORDER BY usage_seq
 ON CONFLICT (key) DO NOTHING
 RETURNING key`
 	qUnreference = `UPDATE charge_lines SET ledger_reference = NULL WHERE key = ANY($1)`
 )
 
-var chargeStagingColumns = []string{"key", "org_id", "namespace_id", "resource", "class", "hour", "revision",
+// chargeLineColumns are the columns rating writes, in charge_lines and in
+// the staging table alike.
+var chargeLineColumns = []string{"key", "org_id", "namespace_id", "resource", "class", "hour", "revision",
 	"quantity", "amount_micros", "currency", "price_book_version_id", "ledger_reference", "rated_at", "price_id",
 	"unit_price_micros", "unit_divisor", "tier_start", "usage_seq"}
 
@@ -141,17 +145,19 @@ func monthToDate(ctx context.Context, db dbtx, keys []billing.ChargeMonthKey) (m
 	return out, nil
 }
 
-// writeCharges stages lines, writes those whose keys are new, and posts
+// orgSum is what an org's lines of a batch add up to.
+type orgSum struct {
+	amount   int64
+	currency string
+	at       time.Time
+	n        int
+}
+
+// writeCharges writes the lines whose keys are new and posts
 // each org's new lines as one ledger charge whose reference they keep.
 func (s *Store) writeCharges(ctx context.Context, tx pgx.Tx, lines []billing.ChargeLine, out *billing.ChargeBatch) error {
 	if len(lines) == 0 {
 		return nil
-	}
-	type orgSum struct {
-		amount   int64
-		currency string
-		at       time.Time
-		n        int
 	}
 	sums := map[int64]*orgSum{}
 	for _, l := range lines {
@@ -175,57 +181,41 @@ func (s *Store) writeCharges(ctx context.Context, tx pgx.Tx, lines []billing.Cha
 		}
 		return RatingReference(out.LastSeq, org)
 	}
-	if _, err := tx.Exec(ctx, qCreateChargeStaging); err != nil {
-		return storeErr("staging charge lines", "charge line", err)
+	row := func(i int) ([]any, error) {
+		l := &lines[i]
+		var ref *string
+		if r := refOf(l.OrgID); r != "" {
+			ref = &r
+		}
+		return []any{l.Key, l.OrgID, l.NamespaceID, l.Resource, l.Class, l.Hour, l.Revision, l.Quantity,
+			l.Amount, l.Currency, nullID(l.PriceBookVersionID), ref, l.RatedAt, nullID(l.PriceID), l.UnitPrice,
+			l.UnitDivisor, l.TierStart, l.UsageSeq}, nil
 	}
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{"charge_staging"}, chargeStagingColumns,
-		pgx.CopyFromSlice(len(lines), func(i int) ([]any, error) {
-			l := &lines[i]
-			var ref *string
-			if r := refOf(l.OrgID); r != "" {
-				ref = &r
-			}
-			return []any{l.Key, l.OrgID, l.NamespaceID, l.Resource, l.Class, l.Hour, l.Revision, l.Quantity,
-				l.Amount, l.Currency, l.PriceBookVersionID, ref, l.RatedAt, l.PriceID, l.UnitPrice, l.UnitDivisor,
-				l.TierStart, l.UsageSeq}, nil
-		}))
-	if err != nil {
-		return storeErr("staging charge lines", "charge line", err)
-	}
-	rows, err := tx.Query(ctx, qInsertStagedCharges)
+	// Every key of a batch is new unless the watermark was moved back by
+	// hand: the lines are copied straight into charge_lines, and if a key
+	// is there already the unique index stops the copy, which is rolled
+	// back to its savepoint and made again through the staging table that
+	// skips the keys already written.
+	sp, err := tx.Begin(ctx)
 	if err != nil {
 		return storeErr("writing charge lines", "charge line", err)
 	}
-	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return storeErr("writing charge lines", "charge line", err)
-	}
-	out.Lines = len(keys)
-	if len(keys) != len(lines) {
-		// Some lines were written before, which only happens when the
-		// watermark was moved back by hand: post only the new ones, and
-		// leave orgs whose new lines sum to zero without a reference.
-		isNew := make(map[string]bool, len(keys))
-		for _, k := range keys {
-			isNew[k] = true
-		}
-		for _, o := range sums {
-			o.amount, o.n = 0, 0
-		}
-		for _, l := range lines {
-			if isNew[l.Key] {
-				sums[l.OrgID].amount += l.Amount
-				sums[l.OrgID].n++
-			}
-		}
-		var unref []string
-		for _, l := range lines {
-			if isNew[l.Key] && sums[l.OrgID].amount == 0 {
-				unref = append(unref, l.Key)
-			}
-		}
-		if _, err := tx.Exec(ctx, qUnreference, unref); err != nil {
+	_, err = sp.CopyFrom(ctx, pgx.Identifier{"charge_lines"}, chargeLineColumns, pgx.CopyFromSlice(len(lines), row))
+	if err == nil {
+		out.Lines = len(lines)
+		if err := sp.Commit(ctx); err != nil {
 			return storeErr("writing charge lines", "charge line", err)
+		}
+	} else {
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "23505" {
+			return storeErr("writing charge lines", "charge line", err)
+		}
+		if err := sp.Rollback(ctx); err != nil {
+			return storeErr("writing charge lines", "charge line", err)
+		}
+		if err := s.writeStagedCharges(ctx, tx, lines, row, sums, out); err != nil {
+			return err
 		}
 	}
 	orgs := make([]int64, 0, len(sums))
@@ -251,6 +241,65 @@ func (s *Store) writeCharges(ctx context.Context, tx pgx.Tx, lines []billing.Cha
 	}
 	out.Postings = n
 	return nil
+}
+
+// writeStagedCharges writes the lines whose keys are new through the
+// staging table, and leaves the others out of the org sums that are
+// posted.
+func (s *Store) writeStagedCharges(ctx context.Context, tx pgx.Tx, lines []billing.ChargeLine,
+	row func(int) ([]any, error), sums map[int64]*orgSum, out *billing.ChargeBatch) error {
+	if _, err := tx.Exec(ctx, qCreateChargeStaging); err != nil {
+		return storeErr("staging charge lines", "charge line", err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"charge_staging"}, chargeLineColumns,
+		pgx.CopyFromSlice(len(lines), row)); err != nil {
+		return storeErr("staging charge lines", "charge line", err)
+	}
+	rows, err := tx.Query(ctx, qInsertStagedCharges)
+	if err != nil {
+		return storeErr("writing charge lines", "charge line", err)
+	}
+	keys, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return storeErr("writing charge lines", "charge line", err)
+	}
+	out.Lines = len(keys)
+	if len(keys) == len(lines) {
+		return nil
+	}
+	// Post only the new lines, and leave orgs whose new lines sum to zero
+	// without a reference.
+	isNew := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		isNew[k] = true
+	}
+	for _, o := range sums {
+		o.amount, o.n = 0, 0
+	}
+	for _, l := range lines {
+		if isNew[l.Key] {
+			sums[l.OrgID].amount += l.Amount
+			sums[l.OrgID].n++
+		}
+	}
+	var unref []string
+	for _, l := range lines {
+		if isNew[l.Key] && sums[l.OrgID].amount == 0 {
+			unref = append(unref, l.Key)
+		}
+	}
+	if _, err := tx.Exec(ctx, qUnreference, unref); err != nil {
+		return storeErr("writing charge lines", "charge line", err)
+	}
+	return nil
+}
+
+// nullID is id, or NULL when it is 0.
+func nullID(id int64) *int64 {
+	if id == 0 {
+		return nil
+	}
+	return &id
 }
 
 const (

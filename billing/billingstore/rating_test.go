@@ -296,7 +296,9 @@ func TestRatingCrashes(t *testing.T) {
 	midway := 0
 	var seqs []int64
 	for range 30 {
-		cmd := helper(t, db.URL, 5)
+		// Batches of two rows: many commits per run, so most runs are
+		// killed with part of the usage rated however fast a batch is.
+		cmd := helper(t, db.URL, 2)
 		require.NoError(t, cmd.Start())
 		// The process takes some 100 ms to start and connect; rating
 		// all of the usage takes a few hundred more.
@@ -340,4 +342,44 @@ func helper(t *testing.T, url string, batch int) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperDBEnv+"="+url, helperBatchEnv+"="+strconv.Itoa(batch))
 	return cmd
+}
+
+// TestRatingAfterTheWatermarkWasMovedBack rates, then moves the watermark
+// back by hand, adds a correction and rates again: the batches that hold
+// lines already written go through the path that skips their keys, so
+// only the correction is charged, once, and every line keeps a posting
+// of its org.
+func TestRatingAfterTheWatermarkWasMovedBack(t *testing.T) {
+	t.Parallel()
+	db := testenv.Postgres(t)
+	ctx := context.Background()
+	s := billingstore.New(db.Pool, func() time.Time { return rt0.Add(24 * time.Hour) })
+	setupPrices(t, s)
+	f := seedUsage(t, db.Pool, 4, 2, 11)
+	start := grantAll(t, s, f.orgs)
+	r := newRater(t, s, 10)
+	first, err := r.RateAll(ctx)
+	require.NoError(t, err)
+	require.Equal(t, first.Rows, first.Lines)
+	checkMoney(t, db.Pool, s, f, start)
+
+	ns := f.samples[len(f.samples)-1].NamespaceID
+	late := usage.Sample{NamespaceID: ns, Resource: "memory", Minute: rt0.Add(70 * time.Minute), Quantity: 61_440, Key: "late-1"}
+	us := usagestore.New(db.Pool)
+	_, err = us.Write(ctx, "meter", []usage.Sample{late})
+	require.NoError(t, err)
+	n, err := us.Correct(ctx, rt0.AddDate(0, 0, -1), rt0.Add(3*time.Hour))
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	f.samples = append(f.samples, late)
+	_, err = db.Pool.Exec(ctx, `UPDATE rating_state SET last_seq = $1`, first.LastSeq-15)
+	require.NoError(t, err)
+
+	again, err := r.RateAll(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 16, again.Rows)
+	require.Equal(t, 1, again.Lines)
+	require.Equal(t, 1, again.Postings)
+	require.Equal(t, int64(5_000), again.Amount) // one GiB-hour at 0.005
+	checkMoney(t, db.Pool, s, f, start)
 }

@@ -43,16 +43,31 @@ const (
 	qClosedForUpdate = `SELECT closed_through FROM usage_rollup_state FOR UPDATE`
 	qClosed          = `SELECT closed_through FROM usage_rollup_state`
 	qSetClosed       = `UPDATE usage_rollup_state SET closed_through = $1`
-	// qRollHour writes revision 0 of one hour from its minute rows.
+	// qRollSettings gives the aggregate of one hour enough memory to hash
+	// every (namespace, resource, class) of the hour without spilling to
+	// disk, for this transaction only.
+	qRollSettings = `SET LOCAL work_mem = '128MB'`
+	// qRollTotals sums one hour's minute rows into a temporary table. It
+	// is a read of usage_minute on its own (the write goes to a table of
+	// this session), so Postgres may split the scan and the aggregate
+	// among parallel workers, which it never does for an INSERT … SELECT.
+	qRollTotals = `CREATE TEMP TABLE usage_hour_totals ON COMMIT DROP AS
+SELECT namespace_id, resource, class, sum(quantity)::bigint AS quantity
+FROM usage_minute
+WHERE minute >= $1 AND minute < $1 + interval '1 hour'
+GROUP BY namespace_id, resource, class`
+	// qReserveSeq takes $1 consecutive values of usage_hourly_seq at once
+	// and returns the last. Every writer of usage_hourly (the rollup and
+	// the correction) holds the close lock exclusively, so no other
+	// nextval runs between the two calls.
+	qReserveSeq = `SELECT setval('usage_hourly_seq', nextval('usage_hourly_seq') + $1 - 1)`
+	// qRollHour writes revision 0 of the hour from the totals, seq
+	// numbered from $3 in (namespace, resource, class) order.
 	qRollHour = `INSERT INTO usage_hourly (namespace_id, hour, resource, class, revision, quantity, seq, rolled_at)
-SELECT namespace_id, $1, resource, class, 0, q, nextval('usage_hourly_seq'), $2
-FROM (
-    SELECT namespace_id, resource, class, sum(quantity)::bigint AS q
-    FROM usage_minute
-    WHERE minute >= $1 AND minute < $1 + interval '1 hour'
-    GROUP BY namespace_id, resource, class
-    ORDER BY namespace_id, resource, class
-) h`
+SELECT namespace_id, $1, resource, class, 0, quantity,
+    $3::bigint - 1 + row_number() OVER (ORDER BY namespace_id, resource, class), $2
+FROM usage_hour_totals
+ORDER BY namespace_id, resource, class`
 )
 
 // CloseHours implements usage.Maintainer. Each hour closes in its own
@@ -79,7 +94,7 @@ func (s *Store) CloseHours(ctx context.Context, before, start time.Time, max int
 				done = true
 				return nil
 			}
-			if _, err := tx.Exec(ctx, qRollHour, h, now.UTC()); err != nil {
+			if err := rollHour(ctx, tx, h, now.UTC()); err != nil {
 				return fmt.Errorf("rolling up %s: %w", h.Format(time.RFC3339), err)
 			}
 			closed = h.Add(time.Hour)
@@ -94,6 +109,30 @@ func (s *Store) CloseHours(ctx context.Context, before, start time.Time, max int
 		}
 	}
 	return closed, nil
+}
+
+// rollHour writes revision 0 of hour h in tx: the totals of its minute
+// rows, one seq each, in (namespace, resource, class) order.
+func rollHour(ctx context.Context, tx pgx.Tx, h, now time.Time) error {
+	if _, err := tx.Exec(ctx, qRollSettings); err != nil {
+		return fmt.Errorf("setting memory: %w", err)
+	}
+	tag, err := tx.Exec(ctx, qRollTotals, h)
+	if err != nil {
+		return fmt.Errorf("summing minutes: %w", err)
+	}
+	n := tag.RowsAffected()
+	if n == 0 {
+		return nil
+	}
+	var last int64
+	if err := tx.QueryRow(ctx, qReserveSeq, n).Scan(&last); err != nil {
+		return fmt.Errorf("reserving seq: %w", err)
+	}
+	if _, err := tx.Exec(ctx, qRollHour, h, now, last-n+1); err != nil {
+		return fmt.Errorf("writing rollups: %w", err)
+	}
+	return nil
 }
 
 const (

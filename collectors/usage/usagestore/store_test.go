@@ -235,3 +235,54 @@ func TestNamespaceLookups(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, map[string]int64{"ns-b": b.ns[1]}, some)
 }
+
+// TestCloseHoursNumbersSeqInOrder closes two hours of several namespaces,
+// resources and classes: each hour's rows take consecutive seq values in
+// (namespace, resource, class) order, the later hour after the earlier,
+// and a correction after both, with nothing taken twice.
+func TestCloseHoursNumbersSeqInOrder(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	var samples []usage.Sample
+	for h := range 2 {
+		for _, ns := range []int64{b.ns[2], b.ns[0], b.ns[1]} {
+			for _, r := range []struct{ res, class string }{{usage.Storage, "ssd"}, {usage.CPU, ""}, {usage.Storage, "hdd"}, {usage.Memory, ""}} {
+				for m := range 3 {
+					samples = append(samples, usage.Sample{NamespaceID: ns, Resource: r.res, Class: r.class, Minute: minute(h, 10*m), Quantity: int64(1 + h + m)})
+				}
+			}
+		}
+	}
+	_, err := b.store.Write(b.ctx, usage.SourceCompute, samples)
+	require.NoError(t, err)
+	closed, err := b.store.CloseHours(b.ctx, minute(2, 0), minute(0, 0), 10, minute(2, 5))
+	require.NoError(t, err)
+	require.Equal(t, minute(2, 0), closed)
+
+	_, err = b.store.Write(b.ctx, "meter", []usage.Sample{{NamespaceID: b.ns[1], Resource: usage.CPU, Minute: minute(0, 59), Quantity: 4, Key: "late-1"}})
+	require.NoError(t, err)
+	n, err := b.store.Correct(b.ctx, day0, minute(2, 10))
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+
+	rows, err := b.store.HourlySince(b.ctx, 0, 100)
+	require.NoError(t, err)
+	require.Len(t, rows, 2*3*4+1)
+	ids := []int64{b.ns[0], b.ns[1], b.ns[2]}
+	want := []usage.Hourly{}
+	for h := range 2 {
+		for _, ns := range ids {
+			for _, r := range []struct{ res, class string }{{usage.CPU, ""}, {usage.Memory, ""}, {usage.Storage, "hdd"}, {usage.Storage, "ssd"}} {
+				want = append(want, usage.Hourly{NamespaceID: ns, Hour: minute(h, 0), Resource: r.res, Class: r.class, Quantity: int64(3*(1+h) + 3)})
+			}
+		}
+	}
+	want = append(want, usage.Hourly{NamespaceID: b.ns[1], Hour: minute(0, 0), Resource: usage.CPU, Revision: 1, Quantity: 4})
+	for i := range rows {
+		if i > 0 {
+			require.Equal(t, rows[i-1].Seq+1, rows[i].Seq, "row %d", i)
+		}
+		want[i].Seq = rows[i].Seq
+	}
+	require.Equal(t, want, rows)
+}
