@@ -3,7 +3,6 @@ package billingstore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -12,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tenantplane/tenantplane/internal/errcode"
+	"github.com/tenantplane/tenantplane/internal/pgstore"
 	"github.com/tenantplane/tenantplane/tenancy"
 )
 
@@ -34,29 +33,8 @@ func New(pool *pgxpool.Pool, now func() time.Time) *Store {
 	return &Store{pool: pool, now: func() time.Time { return now().UTC() }}
 }
 
-// storeErr turns a storage error into a domain error: no rows →
-// NOT_FOUND, unique violation → CONFLICT, foreign key violation →
-// NOT_FOUND; anything else is wrapped with op and stays internal.
-func storeErr(op, what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		return errcode.New(errcode.NotFound, what+" not found")
-	}
-	if pe, ok := errors.AsType[*pgconn.PgError](err); ok {
-		switch pe.Code {
-		case "23505":
-			return errcode.New(errcode.Conflict, what+" already exists")
-		case "23503":
-			return errcode.New(errcode.NotFound, "a referenced object was not found")
-		}
-	}
-	if _, ok := errcode.As(err); ok {
-		return err
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
+// storeErr turns a storage error into a domain error; see pgstore.Err.
+func storeErr(op, what string, err error) error { return pgstore.Err(op, what, err) }
 
 // AuditEntry is one row of the audit log, written by a billing change in
 // its own transaction.

@@ -2,15 +2,13 @@ package tenancystore
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/tenantplane/tenantplane/internal/errcode"
+	"github.com/tenantplane/tenantplane/internal/pgstore"
 	"github.com/tenantplane/tenantplane/tenancy"
 )
 
@@ -48,27 +46,8 @@ func (s *Store) InTx(ctx context.Context, fn func(tx tenancy.Tx) error) error {
 	})
 }
 
-// storeErr turns a storage error into a domain error: no rows →
-// NOT_FOUND, unique violation → CONFLICT, foreign key violation →
-// NOT_FOUND (a referenced row is missing); anything else is wrapped with op
-// and stays internal.
-func storeErr(op, what string, err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		return errcode.New(errcode.NotFound, what+" not found")
-	}
-	if pe, ok := errors.AsType[*pgconn.PgError](err); ok {
-		switch pe.Code {
-		case "23505":
-			return errcode.New(errcode.Conflict, what+" already exists")
-		case "23503":
-			return errcode.New(errcode.NotFound, "a referenced object was not found")
-		}
-	}
-	return fmt.Errorf("%s: %w", op, err)
-}
+// storeErr turns a storage error into a domain error; see pgstore.Err.
+func storeErr(op, what string, err error) error { return pgstore.Err(op, what, err) }
 
 // utc puts scanned times in UTC; pgx scans timestamptz in time.Local.
 func utc(ts ...*time.Time) {
