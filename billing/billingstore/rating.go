@@ -125,24 +125,9 @@ func (s *Store) RateNext(ctx context.Context, limit int, rate billing.ChargeRate
 	return out, nil
 }
 
+// monthToDate returns each key's rated usage in its month so far.
 func monthToDate(ctx context.Context, db dbtx, keys []billing.ChargeMonthKey) (map[billing.ChargeMonthKey]int64, error) {
-	orgs, res, cls, months := make([]int64, len(keys)), make([]string, len(keys)), make([]string, len(keys)), make([]time.Time, len(keys))
-	for i, k := range keys {
-		orgs[i], res[i], cls[i], months[i] = k.OrgID, k.Resource, k.Class, k.Month
-	}
-	rows, err := db.Query(ctx, qMonthToDate, orgs, res, cls, months)
-	if err != nil {
-		return nil, storeErr("reading usage of the month", "charge line", err)
-	}
-	sums, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return nil, storeErr("reading usage of the month", "charge line", err)
-	}
-	out := make(map[billing.ChargeMonthKey]int64, len(keys))
-	for i, k := range keys {
-		out[k] = sums[i]
-	}
-	return out, nil
+	return monthSums(ctx, db, qMonthToDate, keys)
 }
 
 // orgSum is what an org's lines of a batch add up to.
