@@ -311,27 +311,3 @@ func (r *Rater) RateAll(ctx context.Context) (RatingRun, error) {
 		run.LastSeq = b.LastSeq
 	}
 }
-
-// Run rates at once, then on the schedule, until ctx is done. Errors are
-// logged and the next run retries.
-func (r *Rater) Run(ctx context.Context) error {
-	c := cron.New(cron.WithLocation(time.UTC), cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
-	job := func() {
-		run, err := r.RateAll(ctx)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			r.log.Error("rating usage", "err", err)
-		case run.Rows > 0:
-			r.log.Info("usage rated", "rows", run.Rows, "lines", run.Lines, "postings", run.Postings,
-				"amount", FormatMicros(run.Amount), "seq", run.LastSeq)
-		}
-	}
-	if _, err := c.AddFunc(r.cfg.Schedule, job); err != nil {
-		return fmt.Errorf("scheduling rating: %w", err)
-	}
-	job()
-	c.Start()
-	<-ctx.Done()
-	<-c.Stop().Done()
-	return nil
-}
