@@ -247,8 +247,6 @@ type Rater struct {
 	log   *slog.Logger
 	now   func() time.Time
 	mu    sync.Mutex // one run at a time in this process
-	// observer, when set, is told after each batch commits of the orgs it charged.
-	observer BalanceObserver
 }
 
 // NewRater returns a Rater over store.
@@ -287,19 +285,14 @@ func (r *Rater) RateAll(ctx context.Context) (RatingRun, error) {
 		return run, fmt.Errorf("reading price books: %w", err)
 	}
 	ratedAt := r.now().UTC()
-	var lines []ChargeLine // of the batch under way, for the observer
 	rate := func(ctx context.Context, rows []ChargeUsage, mtd ChargeMonthToDate) ([]ChargeLine, error) {
-		var err error
-		lines, err = RateUsage(ctx, rows, catalog, mtd, ratedAt)
-		return lines, err
+		return RateUsage(ctx, rows, catalog, mtd, ratedAt)
 	}
 	for {
-		lines = nil
 		b, err := r.store.RateNext(ctx, r.cfg.BatchSize, rate)
 		if err != nil {
 			return run, fmt.Errorf("rating usage after seq %d: %w", run.LastSeq, err)
 		}
-		r.charged(ctx, lines)
 		if b.Rows == 0 {
 			return run, nil
 		}

@@ -55,17 +55,15 @@ type ratingParts struct {
 	log     *slog.Logger
 }
 
-// newRating builds the rater and the price book service over store.
-// observer, told after each rating batch commits of the orgs it charged,
-// may be nil.
-func newRating(cfg BillingRatingConfig, store *billingstore.Store, observer billing.BalanceObserver, log *slog.Logger) (*ratingParts, error) {
+// newRating builds the rater and the price book service over store. The
+// debt lifecycle sees new charges at its next pass (every minute by
+// default), not once per org after each batch: at 100,000 orgs that would
+// be a second pass inside every rating run.
+func newRating(cfg BillingRatingConfig, store *billingstore.Store, log *slog.Logger) (*ratingParts, error) {
 	log = log.With("component", "rating")
 	rater, err := billing.NewRater(store, cfg.rating(), log, clock)
 	if err != nil {
 		return nil, err
-	}
-	if observer != nil {
-		rater.ObserveBalances(observer)
 	}
 	pricing, err := billing.NewPricing(store, store, store, cfg.rating(), clock)
 	if err != nil {

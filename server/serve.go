@@ -177,9 +177,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 		return nil, err
 	}
 
-	// Payments, gift codes and rating tell the lifecycle at once when they
-	// move a balance, so a paid-up org resumes, and a charged one is
-	// warned, without waiting for its next pass.
+	// Payments and gift codes tell the lifecycle at once when they move a
+	// balance, so a paid-up org resumes without waiting for its next pass;
+	// charges are seen by that pass.
 	if a.stripe, err = newStripe(cfg, a, a.billingStore, a.lifecycle, reg); err != nil {
 		return nil, err
 	}
@@ -191,7 +191,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	if a.invoicing, err = newInvoicing(cfg.Invoicing, a.billingStore, pushInvoice, a.lifecycle, log); err != nil {
 		return nil, err
 	}
-	if a.rating, err = newRating(cfg.BillingRating, a.billingStore, a.lifecycle, log); err != nil {
+	if a.rating, err = newRating(cfg.BillingRating, a.billingStore, log); err != nil {
 		return nil, err
 	}
 	billingAdmin, err := billing.NewAdmin(a.billingStore, clock)
