@@ -23,6 +23,9 @@ type IdentityConfig struct {
 	RequireVerifiedEmail bool
 	// SessionTTL is how long a log-in session lasts.
 	SessionTTL time.Duration
+	// TokenCacheTTL is how long a replica answers for a token it
+	// authenticated a moment ago; zero turns the cache off.
+	TokenCacheTTL time.Duration
 	// Argon2 are the password hashing parameters.
 	Argon2Time      uint32
 	Argon2MemoryKiB uint32
@@ -52,6 +55,7 @@ func defaultIdentityConfig() IdentityConfig {
 	return IdentityConfig{
 		PublicURL:       d.BaseURL,
 		SessionTTL:      d.SessionTTL,
+		TokenCacheTTL:   d.TokenCacheTTL,
 		Argon2Time:      d.Argon2.Time,
 		Argon2MemoryKiB: d.Argon2.MemoryKiB,
 		Argon2Threads:   d.Argon2.Threads,
@@ -64,6 +68,8 @@ func (c *IdentityConfig) bindFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "the console's public address, used in links sent by mail")
 	fs.BoolVar(&c.RequireVerifiedEmail, "require-verified-email", c.RequireVerifiedEmail, "refuse log-in until the email address is verified")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "lifetime of a log-in session")
+	fs.DurationVar(&c.TokenCacheTTL, "token-cache-ttl", c.TokenCacheTTL,
+		"how long a replica answers for a token it authenticated a moment ago, forgetting it at once on revocation (0 turns the cache off)")
 	fs.Uint32Var(&c.Argon2Time, "argon2-time", c.Argon2Time, "argon2id passes")
 	fs.Uint32Var(&c.Argon2MemoryKiB, "argon2-memory-kib", c.Argon2MemoryKiB, "argon2id memory in KiB")
 	fs.Uint8Var(&c.Argon2Threads, "argon2-threads", c.Argon2Threads, "argon2id parallelism")
@@ -82,9 +88,10 @@ func (c *IdentityConfig) tenancyConfig() (tenancy.Config, error) {
 	t.BaseURL = c.PublicURL
 	t.RequireVerifiedEmail = c.RequireVerifiedEmail
 	t.SessionTTL = c.SessionTTL
+	t.TokenCacheTTL = c.TokenCacheTTL
 	t.Argon2.Time, t.Argon2.MemoryKiB, t.Argon2.Threads = c.Argon2Time, c.Argon2MemoryKiB, c.Argon2Threads
 	if err := t.Validate(); err != nil {
-		return t, &configError{"--public-url/--session-ttl/--argon2-*", err.Error()}
+		return t, &configError{"--public-url/--session-ttl/--token-cache-ttl/--argon2-*", err.Error()}
 	}
 	return t, nil
 }

@@ -115,8 +115,9 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	if err != nil {
 		return nil, &configError{"--database-url (TENANTPLANE_DATABASE_URL)", err.Error()}
 	}
-	// One connection is the authorization listener's for good.
-	poolCfg.MaxConns = max(poolCfg.MaxConns, 8) + 1
+	// Two connections are the listeners' for good: authorization's and
+	// the token cache's.
+	poolCfg.MaxConns = max(poolCfg.MaxConns, 8) + 2
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to postgres: %w", err)
@@ -266,6 +267,11 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 
 	a.background = append(a.background,
 		listener.Run,
+		tenancystore.NewTokenFeed(pool, a.tenancy.TokenCache(), log, 0).Run,
+		func(ctx context.Context) error {
+			a.tenancy.TokenCache().SweepEvery(ctx, time.Minute, clock)
+			return nil
+		},
 		sender.Run,
 		every(10*time.Minute, "pruning expired tokens and rate-limit windows", log, a.tenancy.Prune),
 		runIsolation(a.isolation, a.kube, cfg.Isolation, log),

@@ -31,6 +31,12 @@ type Config struct {
 	// LastUsedInterval is how often a token's last-used time is written at
 	// most (1 minute), so that authentication rarely writes.
 	LastUsedInterval time.Duration
+	// TokenCacheTTL is how long a replica may answer for a token it
+	// authenticated without asking the database again (10s), while its
+	// change feed listens (see TokenCache); zero turns the cache off.
+	TokenCacheTTL time.Duration
+	// TokenCacheSize bounds the tokens remembered (100,000).
+	TokenCacheSize int
 
 	// RequireVerifiedEmail refuses log-in (and tokens) to users whose email
 	// address is not verified yet. When false they may log in and their
@@ -101,6 +107,8 @@ func DefaultConfig() Config {
 		APITokenTTL:      90 * 24 * time.Hour,
 		APITokenMaxTTL:   365 * 24 * time.Hour,
 		LastUsedInterval: time.Minute,
+		TokenCacheTTL:    10 * time.Second,
+		TokenCacheSize:   100_000,
 		RateLimits: RateLimits{
 			SignUpPerIP:    RateLimit{Max: 10, Window: time.Hour},
 			SignUpPerEmail: RateLimit{Max: 3, Window: time.Hour},
@@ -136,6 +144,12 @@ func (c Config) Validate() error {
 		if d.d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive", d.name))
 		}
+	}
+	if c.TokenCacheTTL < 0 || c.TokenCacheTTL > time.Hour {
+		errs = append(errs, errors.New("TokenCacheTTL must be within 0..1h"))
+	}
+	if c.TokenCacheTTL > 0 && (c.TokenCacheSize <= 0 || c.TokenCacheSize > 10_000_000) {
+		errs = append(errs, errors.New("TokenCacheSize must be within 1..10,000,000"))
 	}
 	if c.InvitationTTL > c.InvitationMaxTTL {
 		errs = append(errs, errors.New("InvitationTTL exceeds InvitationMaxTTL"))

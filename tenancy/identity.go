@@ -2,6 +2,7 @@ package tenancy
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"strings"
@@ -695,24 +696,49 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, e
 		return Principal{}, errBadToken
 	}
 	now := s.now()
-	m, err := s.store.TokenByHash(ctx, hashSecret(bearer), now)
-	if errors.Is(err, ErrNotFound) {
-		return Principal{}, errBadToken
-	} else if err != nil {
-		return Principal{}, fmt.Errorf("authenticate: %w", err)
+	key := tokenKey(sha256.Sum256([]byte(bearer)))
+	e, ok := s.tokens.get(key, now)
+	if !ok {
+		gen, caching := s.tokens.generation()
+		m, err := s.store.TokenByHash(ctx, key[:], now)
+		if errors.Is(err, ErrNotFound) {
+			return Principal{}, errBadToken
+		} else if err != nil {
+			return Principal{}, fmt.Errorf("authenticate: %w", err)
+		}
+		if caching {
+			e = s.tokens.put(gen, key, m, now)
+		} else {
+			e = &cachedToken{m: m}
+			if m.LastUsedAt != nil {
+				e.lastUsed.Store(m.LastUsedAt.UnixNano())
+			}
+		}
 	}
+	m := &e.m
 	if m.TokenKind != kind {
 		return Principal{}, errBadToken
 	}
 	if m.Status == UserPending && s.cfg.RequireVerifiedEmail {
 		return Principal{}, errNotVerified
 	}
-	if m.LastUsedAt == nil || now.Sub(*m.LastUsedAt) >= s.cfg.LastUsedInterval {
-		if err := s.store.TouchToken(ctx, m.TokenID, now, now.Add(-s.cfg.LastUsedInterval)); err != nil {
-			s.log.WarnContext(ctx, "recording token use", "token_id", m.TokenID, "err", err)
-		}
-	}
+	s.touch(ctx, e, now)
 	return m.Principal, nil
+}
+
+// touch records a token's use when its last-used time is LastUsedInterval
+// old: one writer among the requests that find it so.
+func (s *Service) touch(ctx context.Context, e *cachedToken, now time.Time) {
+	last := e.lastUsed.Load()
+	if last != 0 && now.Sub(time.Unix(0, last)) < s.cfg.LastUsedInterval {
+		return
+	}
+	if !e.lastUsed.CompareAndSwap(last, now.UnixNano()) {
+		return // another request records it
+	}
+	if err := s.store.TouchToken(ctx, e.m.TokenID, now, now.Add(-s.cfg.LastUsedInterval)); err != nil {
+		s.log.WarnContext(ctx, "recording token use", "token_id", e.m.TokenID, "err", err)
+	}
 }
 
 // Me returns the acting user.

@@ -26,6 +26,8 @@ type Service struct {
 	// dummyHash is verified against when no user matches a log-in, so
 	// that the answer takes as long either way.
 	dummyHash string
+	// tokens remembers authenticated tokens; nil when off.
+	tokens *TokenCache
 }
 
 // New returns a Service over store. cfg is validated; log and clock
@@ -47,11 +49,19 @@ func New(store Store, cfg Config, log *slog.Logger, clock func() time.Time) (*Se
 	if err != nil {
 		return nil, fmt.Errorf("tenancy: %w", err)
 	}
+	tokens := newTokenCache(cfg.TokenCacheTTL, cfg.TokenCacheSize)
+	if tokens != nil {
+		store = forgetful{Store: store, tokens: tokens}
+	}
 	return &Service{
-		store: store, cfg: cfg, log: log, dummyHash: dummy,
+		store: store, cfg: cfg, log: log, dummyHash: dummy, tokens: tokens,
 		now: func() time.Time { return clock().UTC() },
 	}, nil
 }
+
+// TokenCache returns the cache of authenticated tokens, for the change
+// feed that keeps it current; nil when the cache is off.
+func (s *Service) TokenCache() *TokenCache { return s.tokens }
 
 // Config returns the validated configuration.
 func (s *Service) Config() Config { return s.cfg }

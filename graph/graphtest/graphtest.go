@@ -108,15 +108,18 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	// The authorizer has a pool of its own, so that Queries counts only
 	// what the handler sends: the listener's refreshes, set off by
 	// changes a test made a moment ago, come at any time.
-	authzPool, _ := db.CountingPool(t, 4)
+	authzPool, _ := db.CountingPool(t, 5)
 	ad, err := authzstore.NewAdapter(authzPool)
 	require.NoError(t, err)
 	e.Authorizer, err = authz.New(ctx, authz.Config{Adapter: ad})
 	require.NoError(t, err)
 	l, err := authzstore.NewListener(authzstore.ListenerConfig{Pool: authzPool, Enforcer: e.Authorizer, ReconnectDelay: 100 * time.Millisecond})
 	require.NoError(t, err)
-	done := make(chan error, 1)
+	done := make(chan error, 2)
 	go func() { done <- l.Run(ctx) }()
+	// The token cache's feed, as the server runs it.
+	feed := tenancystore.NewTokenFeed(authzPool, e.Service.TokenCache(), nil, 100*time.Millisecond)
+	go func() { done <- feed.Run(ctx) }()
 
 	e.Isolation = newIsolation(ctx, t, isolationstore.New(pool), e.Service)
 	e.Usage = usagestore.New(pool)
@@ -152,14 +155,18 @@ func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	t.Cleanup(func() {
 		e.Server.Close()
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("authz listener: %v", err)
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Errorf("listener: %v", err)
+			}
 		}
 	})
-	select {
-	case <-l.Ready():
-	case <-time.After(30 * time.Second):
-		t.Fatal("authz listener not ready")
+	for name, ready := range map[string]<-chan struct{}{"authz listener": l.Ready(), "token feed": feed.Ready()} {
+		select {
+		case <-ready:
+		case <-time.After(30 * time.Second):
+			t.Fatal(name + " not ready")
+		}
 	}
 	return e
 }

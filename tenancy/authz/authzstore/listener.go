@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgxlisten"
 
+	"github.com/tenantplane/tenantplane/internal/pgstore"
 	"github.com/tenantplane/tenantplane/tenancy/authz"
 )
 
@@ -92,27 +93,12 @@ func (l *Listener) Ready() <-chan struct{} { return l.ready }
 // Run listens until ctx is done, reconnecting when the connection drops.
 // It returns nil when ctx is canceled.
 func (l *Listener) Run(ctx context.Context) error {
-	pl := &pgxlisten.Listener{
-		Connect: func(ctx context.Context) (*pgx.Conn, error) {
-			c, err := l.cfg.Pool.Acquire(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("acquiring listen connection: %w", err)
-			}
-			return c.Hijack(), nil
-		},
-		LogError: func(ctx context.Context, err error) {
-			if ctx.Err() == nil {
-				l.cfg.Logger.Warn("authz listener", "err", err)
-			}
-		},
-		ReconnectDelay: l.cfg.ReconnectDelay,
+	err := pgstore.Listen(ctx, l.cfg.Pool, map[string]pgxlisten.Handler{Channel: handler{l}},
+		l.cfg.ReconnectDelay, l.cfg.Logger.With("channel", Channel), nil)
+	if err != nil {
+		return fmt.Errorf("listening for authz changes: %w", err)
 	}
-	pl.Handle(Channel, handler{l})
-	err := pl.Listen(ctx)
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return nil // Listen ends only with ctx; being stopped is no failure
-	}
-	return fmt.Errorf("listening for authz changes: %w", err)
+	return nil
 }
 
 type handler struct{ l *Listener }
