@@ -23,6 +23,7 @@ import (
 	"github.com/tenantplane/tenantplane/billing/stripepay"
 	"github.com/tenantplane/tenantplane/graph"
 	"github.com/tenantplane/tenantplane/internal/leader"
+	"github.com/tenantplane/tenantplane/internal/pgstore"
 	"github.com/tenantplane/tenantplane/internal/reqmeta"
 	"github.com/tenantplane/tenantplane/schema/dbmigrate"
 	"github.com/tenantplane/tenantplane/tenancy"
@@ -117,7 +118,7 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	}
 	// Two connections are the listeners' for good: authorization's and
 	// the token cache's.
-	poolCfg.MaxConns = max(poolCfg.MaxConns, 8) + 2
+	poolCfg.MaxConns = max(poolCfg.MaxConns, pgstore.QueryConns) + 2
 	pool, err := pgxpool.NewWithConfig(ctx, poolCfg)
 	if err != nil {
 		return nil, fmt.Errorf("connecting to postgres: %w", err)

@@ -12,6 +12,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"regexp"
+	"runtime/debug"
 	"runtime/metrics"
 	"slices"
 	"strconv"
@@ -28,6 +30,7 @@ import (
 
 	"github.com/tenantplane/tenantplane/graph"
 	"github.com/tenantplane/tenantplane/graph/graphtest"
+	"github.com/tenantplane/tenantplane/internal/pgstore"
 	"github.com/tenantplane/tenantplane/internal/testenv"
 	"github.com/tenantplane/tenantplane/tenancy"
 )
@@ -329,8 +332,8 @@ func BenchmarkMeQuery(b *testing.B) {
 	probe := e.MustDo(b, tokens[0], benchQuery, nil)
 	require.Contains(b, string(probe.Data), "members")
 
-	// A pool like the server's: 20 connections.
-	barePool, bareQueries := db.CountingPool(b, 20)
+	// A pool like the server's.
+	barePool, bareQueries := db.CountingPool(b, pgstore.QueryConns)
 	bare := httptest.NewServer(bareHandler(barePool))
 	b.Cleanup(bare.Close)
 	pg := postgresCPU(b, db.URL)
@@ -338,6 +341,9 @@ func BenchmarkMeQuery(b *testing.B) {
 	// The handlers take turns, benchSlices slices of benchSlice each, so
 	// that both meet the same load from whatever else the machine runs.
 	graphqlTarget, bareTarget := newTarget(e.Server.URL, e.Queries), newTarget(bare.URL, bareQueries.Count)
+	gc := deployedGCPercent(b)
+	defer debug.SetGCPercent(debug.SetGCPercent(gc))
+	b.Logf("GOGC %d, as deploy/server.yaml runs the server", gc)
 	b.ResetTimer()
 	for _, t := range []*target{graphqlTarget, bareTarget} {
 		load(b, t.url, tokens, benchClients, benchWarmUp)
@@ -409,6 +415,19 @@ func postgresCPU(tb testing.TB, dbURL string) func() time.Duration {
 		}
 		return time.Duration(ticks) * 10 * time.Millisecond
 	}
+}
+
+// deployedGCPercent is the garbage collector setting the deployment gives
+// the server (TENANTPLANE_GC_PERCENT in deploy/server.yaml).
+func deployedGCPercent(tb testing.TB) int {
+	tb.Helper()
+	manifest, err := os.ReadFile("../../deploy/server.yaml")
+	require.NoError(tb, err)
+	m := regexp.MustCompile(`name: TENANTPLANE_GC_PERCENT\s+value: "(\d+)"`).FindSubmatch(manifest)
+	require.NotNil(tb, m, "deploy/server.yaml sets no TENANTPLANE_GC_PERCENT")
+	n, err := strconv.Atoi(string(m[1]))
+	require.NoError(tb, err)
+	return n
 }
 
 // gcTime is the CPU time the garbage collector has used so far, as the

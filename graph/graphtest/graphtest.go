@@ -22,6 +22,7 @@ import (
 	"github.com/tenantplane/tenantplane/collectors/usage"
 	"github.com/tenantplane/tenantplane/collectors/usage/usagestore"
 	"github.com/tenantplane/tenantplane/graph"
+	"github.com/tenantplane/tenantplane/internal/pgstore"
 	"github.com/tenantplane/tenantplane/internal/testenv"
 	"github.com/tenantplane/tenantplane/isolation"
 	"github.com/tenantplane/tenantplane/isolation/isolationstore"
@@ -81,7 +82,8 @@ func New(t testing.TB, opts ...Option) *Env {
 func NewOn(t testing.TB, db *testenv.DB, opts ...Option) *Env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	pool, queries := db.CountingPool(t, 20)
+	// As many connections as the server's pool has for statements.
+	pool, queries := db.CountingPool(t, pgstore.QueryConns)
 	e := &Env{DB: db, queries: queries}
 	var err error
 

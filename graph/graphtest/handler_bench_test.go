@@ -12,6 +12,7 @@ import (
 
 	"github.com/tenantplane/tenantplane/graph"
 	"github.com/tenantplane/tenantplane/graph/graphtest"
+	"github.com/tenantplane/tenantplane/internal/pgstore"
 	"github.com/tenantplane/tenantplane/internal/testenv"
 	"github.com/tenantplane/tenantplane/tenancy"
 )
@@ -42,7 +43,7 @@ func BenchmarkMeHandler(b *testing.B) {
 	require.NoError(b, err)
 	body, err := json.Marshal(map[string]string{"query": benchQuery})
 	require.NoError(b, err)
-	barePool, _ := db.CountingPool(b, 20)
+	barePool, _ := db.CountingPool(b, pgstore.QueryConns)
 	pg := postgresCPU(b, db.URL)
 	for _, h := range []struct {
 		name string

@@ -50,3 +50,9 @@ func Listen(ctx context.Context, pool *pgxpool.Pool, handlers map[string]pgxlist
 	}
 	return fmt.Errorf("listening on %v: %w", channels, err)
 }
+
+// QueryConns is how many connections the server's pool keeps for
+// statements, unless the database URL asks for more (pool_max_conns);
+// pgxpool's own default, the number of CPUs but at least 4, starves the
+// API on small machines. The listeners' connections come on top.
+const QueryConns = 8
