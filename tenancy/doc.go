@@ -9,6 +9,11 @@
 // row and, when Kubernetes must follow, an outbox row in one transaction.
 // Mail is queued in the same transaction and delivered later by a Sender.
 //
+// Authenticate answers most requests from a TokenCache, which serves only
+// while its change feed (tenancystore.TokenFeed) listens; a revoked token
+// fails at once on the replica that revoked it and within the
+// notification's delay on the others.
+//
 // It must not decide whether an actor may see or touch an object at all:
 // that is Casbin's job in the graph layer, which asks before calling in.
 // It never touches SQL: the tenancystore subpackage implements Store and is
