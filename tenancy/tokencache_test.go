@@ -199,6 +199,17 @@ func TestTokenCacheHearsChangesMadeOutsideTheService(t *testing.T) {
 	_, err = b.db.Pool.Exec(ctx, `DELETE FROM auth_tokens WHERE id = $1`, tok2.ID)
 	require.NoError(t, err)
 	r.refusedWithin(t, tok2.Secret, time.Second)
+
+	// A notification it cannot read forgets every token.
+	tok3, err := b.svc.CreateAPIToken(as(u.ID), "ci-3", 0)
+	require.NoError(t, err)
+	_, err = r.svc.Authenticate(ctx, tok3.Secret)
+	require.NoError(t, err)
+	require.Equal(t, 1, r.svc.TokenCache().Len())
+	_, err = b.db.Pool.Exec(ctx, `SELECT pg_notify($1, 'not a user')`, tenancystore.AuthChannel)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return r.svc.TokenCache().Len() == 0 }, time.Second, 5*time.Millisecond)
+	require.True(t, r.svc.TokenCache().Serving())
 }
 
 func TestTokenCacheServesOnlyWhileItsFeedListens(t *testing.T) {

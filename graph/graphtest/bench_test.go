@@ -276,7 +276,7 @@ func load(tb testing.TB, base string, tokens []string, clients int, d time.Durat
 				_ = resp.Body.Close()
 				if err != nil || resp.StatusCode != http.StatusOK || bytes.Contains(body.Bytes(), []byte(`"errors"`)) ||
 					!bytes.Contains(body.Bytes(), []byte(`"members"`)) {
-					fail(fmt.Errorf("status %d, err %v: %.200s", resp.StatusCode, err, body.Bytes()))
+					fail(fmt.Errorf("status %d, err %w: %.200s", resp.StatusCode, err, body.Bytes()))
 					continue
 				}
 				mine = append(mine, time.Since(t0))

@@ -70,12 +70,11 @@ func (f *TokenFeed) HandleBacklog(context.Context, string, *pgx.Conn) error {
 // HandleNotification forgets the user named; an unreadable payload
 // forgets everyone.
 func (f *TokenFeed) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
-	id, err := strconv.ParseInt(n.Payload, 10, 64)
-	if err != nil || id <= 0 {
-		f.log.Warn("auth notification unreadable; forgetting every token", "payload", n.Payload)
-		f.cache.ForgetAll()
+	if id, err := strconv.ParseInt(n.Payload, 10, 64); err == nil && id > 0 {
+		f.cache.ForgetUser(id)
 		return nil
 	}
-	f.cache.ForgetUser(id)
+	f.log.Warn("auth notification unreadable; forgetting every token", "payload", n.Payload)
+	f.cache.ForgetAll()
 	return nil
 }
