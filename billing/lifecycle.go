@@ -162,9 +162,12 @@ type LifecycleConfig struct {
 	// DeleteWorkloadsAfter is how long after a suspension the workloads of
 	// the org's namespaces are deleted; zero never deletes them.
 	DeleteWorkloadsAfter time.Duration
-	// Schedule is the cron schedule of the pass over every org (robfig/cron
-	// syntax, such as "@every 1m").
+	// Schedule is the cron schedule of the pass over the orgs whose state
+	// may have changed (robfig/cron syntax, such as "@every 1m").
 	Schedule string
+	// FullPassEvery is how often a pass evaluates every org instead (1h),
+	// as the first pass after start does.
+	FullPassEvery time.Duration
 	// DefaultCurrency is the currency of an org without a billing account.
 	DefaultCurrency string
 	// Webhook configures outgoing webhooks.
@@ -181,6 +184,7 @@ func DefaultLifecycleConfig() LifecycleConfig {
 		Thresholds:      DebtThresholds{Low: 10 * MicrosPerUnit, Critical: 2 * MicrosPerUnit},
 		Grace:           72 * time.Hour,
 		Schedule:        "@every 1m",
+		FullPassEvery:   time.Hour,
 		DefaultCurrency: "USD",
 		Webhook:         DefaultWebhookConfig(),
 		BatchSize:       500,
@@ -209,6 +213,8 @@ func (c LifecycleConfig) Validate() error {
 		return fmt.Errorf("lifecycle config: delete-workloads-after %s is shorter than an hour", c.DeleteWorkloadsAfter)
 	case !ValidCurrency(c.DefaultCurrency):
 		return fmt.Errorf("lifecycle config: default currency %q is not a three-letter upper-case code", c.DefaultCurrency)
+	case c.FullPassEvery < time.Minute || c.FullPassEvery > 7*24*time.Hour:
+		return fmt.Errorf("lifecycle config: full pass every %s is not within 1m..7 days", c.FullPassEvery)
 	case c.BatchSize < 1 || c.BatchSize > 10_000:
 		return fmt.Errorf("lifecycle config: batch size %d is not within 1..10000", c.BatchSize)
 	}

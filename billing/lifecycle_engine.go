@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,9 +61,12 @@ type LifecycleStore interface {
 	// webhook; and it places or releases the org's debt holds.
 	UpdateDebt(ctx context.Context, orgID int64, now time.Time, defaultCurrency string,
 		decide func(DebtStatus, Balance) DebtDecision) (DebtDecision, error)
-	// DebtOrgs lists, in ascending order after after, the orgs to
-	// evaluate: those with a billing account or a debt status.
-	DebtOrgs(ctx context.Context, after int64, limit int) ([]int64, error)
+	// DebtOrgs lists, in ascending order after after, the prepaid orgs
+	// with a billing account: all of them, or only those whose state may
+	// have changed since UpdateDebt last evaluated them (never evaluated,
+	// in debt or suspended, with ledger entries since, on another plan,
+	// or with credit lapsed by now).
+	DebtOrgs(ctx context.Context, after int64, limit int, all bool, now time.Time) ([]int64, error)
 	// DebtStatus returns the org's status; State is empty when never
 	// evaluated.
 	DebtStatus(ctx context.Context, orgID int64) (DebtStatus, error)
@@ -155,6 +159,9 @@ type Lifecycle struct {
 	log     *slog.Logger
 	now     func() time.Time
 	metrics *lifecycleMetrics
+
+	mu       sync.Mutex
+	lastFull time.Time // when a pass last evaluated every org
 }
 
 var _ BalanceObserver = (*Lifecycle)(nil)
@@ -346,12 +353,25 @@ func NextSpendStep(lim SpendingLimit, exists bool) *SpendStep {
 	return nil
 }
 
-// Pass evaluates every org and every spending limit, retries holds that
-// failed, and delivers due webhooks. It is what the schedule runs.
+// Pass evaluates the orgs whose state may have changed (every org on its
+// first run and then every FullPassEvery, so that new thresholds reach
+// all of them), every spending limit, retries holds that failed, and
+// delivers due webhooks. It is what the schedule runs.
 func (l *Lifecycle) Pass(ctx context.Context) error {
-	errs, err := l.eachID(ctx, "orgs", l.store.DebtOrgs, l.EvaluateOrg)
+	now := l.clock()
+	l.mu.Lock()
+	all := l.lastFull.IsZero() || now.Sub(l.lastFull) >= l.cfg.FullPassEvery
+	l.mu.Unlock()
+	errs, err := l.eachID(ctx, "orgs", func(ctx context.Context, after int64, limit int) ([]int64, error) {
+		return l.store.DebtOrgs(ctx, after, limit, all, now)
+	}, l.EvaluateOrg)
 	if err != nil {
 		return err
+	}
+	if all {
+		l.mu.Lock()
+		l.lastFull = now
+		l.mu.Unlock()
 	}
 	spendErrs, err := l.eachID(ctx, "spending limits", l.store.SpendingLimitIDs, l.EvaluateSpend)
 	if err != nil {

@@ -27,8 +27,10 @@ type BillingLifecycleConfig struct {
 	// DeleteWorkloadsAfter deletes a suspended org's workloads that long
 	// after the suspension; zero never does.
 	DeleteWorkloadsAfter time.Duration
-	// Schedule is the cron schedule of the pass over every org.
-	Schedule string
+	// Schedule is the cron schedule of the pass over the orgs whose state
+	// may have changed; FullPassEvery how often it evaluates every org.
+	Schedule      string
+	FullPassEvery time.Duration
 	// DefaultCurrency is the currency of orgs without a billing account:
 	// the platform's, from --billing-default-currency.
 	DefaultCurrency string
@@ -47,7 +49,7 @@ func defaultBillingLifecycleConfig() BillingLifecycleConfig {
 	return BillingLifecycleConfig{
 		LowBalance: strings.TrimRight(strings.TrimRight(billing.FormatMicros(d.Thresholds.Low), "0"), "."),
 		Critical:   strings.TrimRight(strings.TrimRight(billing.FormatMicros(d.Thresholds.Critical), "0"), "."),
-		Grace:      d.Grace, Schedule: d.Schedule, DefaultCurrency: d.DefaultCurrency,
+		Grace:      d.Grace, Schedule: d.Schedule, FullPassEvery: d.FullPassEvery, DefaultCurrency: d.DefaultCurrency,
 		WebhookTimeout: d.Webhook.Timeout, WebhookMaxAttempts: d.Webhook.MaxAttempts,
 	}
 }
@@ -59,7 +61,8 @@ func (c *BillingLifecycleConfig) bindFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&c.CurrencyThresholds, p+"currency-thresholds", c.CurrencyThresholds, "thresholds of one currency, CUR=LOW:CRITICAL (repeatable)")
 	fs.DurationVar(&c.Grace, p+"grace", c.Grace, "how long an org stays in debt before its namespaces are suspended")
 	fs.DurationVar(&c.DeleteWorkloadsAfter, p+"delete-workloads-after", c.DeleteWorkloadsAfter, "delete a suspended org's workloads this long after the suspension (0: never)")
-	fs.StringVar(&c.Schedule, p+"schedule", c.Schedule, "cron schedule of the pass over every org")
+	fs.StringVar(&c.Schedule, p+"schedule", c.Schedule, "cron schedule of the pass over the orgs whose balance, plan or debt may have changed")
+	fs.DurationVar(&c.FullPassEvery, p+"full-pass-every", c.FullPassEvery, "how often the pass evaluates every org (and the first pass after start)")
 	fs.StringSliceVar(&c.WebhookAllowNets, p+"webhook-allow-nets", c.WebhookAllowNets, "internal networks org webhooks may reach anyway (CIDRs, comma-separated)")
 	fs.BoolVar(&c.WebhookAllowHTTP, p+"webhook-allow-http", c.WebhookAllowHTTP, "accept http:// org webhook URLs")
 	fs.DurationVar(&c.WebhookTimeout, p+"webhook-timeout", c.WebhookTimeout, "time allowed for one webhook delivery")
@@ -99,6 +102,7 @@ func (c *BillingLifecycleConfig) lifecycleConfig() (billing.LifecycleConfig, err
 		cfg.Webhook.AllowedNets = append(cfg.Webhook.AllowedNets, p.Masked())
 	}
 	cfg.Grace, cfg.DeleteWorkloadsAfter, cfg.Schedule, cfg.DefaultCurrency = c.Grace, c.DeleteWorkloadsAfter, c.Schedule, c.DefaultCurrency
+	cfg.FullPassEvery = c.FullPassEvery
 	cfg.Webhook.AllowHTTP, cfg.Webhook.Timeout, cfg.Webhook.MaxAttempts = c.WebhookAllowHTTP, c.WebhookTimeout, c.WebhookMaxAttempts
 	if err := cfg.Validate(); err != nil {
 		return cfg, &configError{"--billing-lifecycle-*", err.Error()}

@@ -20,11 +20,12 @@ const (
 	FROM billing_debt_states WHERE org_id = $1`
 	qDebtStatusLock = qDebtStatus + ` FOR UPDATE`
 	qUpsertDebt     = `INSERT INTO billing_debt_states (org_id, state, since, debt_since, suspended_at, workloads_deleted_at,
-		usable_micros, currency, evaluated_at)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+		usable_micros, currency, evaluated_at, entries_seen, plan_seen)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 	ON CONFLICT (org_id) DO UPDATE SET state = EXCLUDED.state, since = EXCLUDED.since, debt_since = EXCLUDED.debt_since,
 		suspended_at = EXCLUDED.suspended_at, workloads_deleted_at = EXCLUDED.workloads_deleted_at,
-		usable_micros = EXCLUDED.usable_micros, currency = EXCLUDED.currency, evaluated_at = EXCLUDED.evaluated_at`
+		usable_micros = EXCLUDED.usable_micros, currency = EXCLUDED.currency, evaluated_at = EXCLUDED.evaluated_at,
+		entries_seen = EXCLUDED.entries_seen, plan_seen = EXCLUDED.plan_seen`
 	qInsertTransition = `INSERT INTO billing_debt_transitions (org_id, namespace_id, event, from_state, to_state,
 		usable_micros, currency, cause, at)
 	VALUES ($1, nullif($2, 0), $3, $4, $5, $6, $7, $8, $9) RETURNING id`
@@ -71,11 +72,26 @@ const (
 	qDebtHeldNamespace = `SELECT namespace_id FROM billing_namespace_holds
 	WHERE org_id = $1 AND cause = 'debt' AND released_at IS NULL AND owns ORDER BY namespace_id`
 	// qDebtOrgs lists the prepaid orgs with a billing account: postpaid
-	// orgs pay invoices and are not suspended for their balance.
+	// orgs pay invoices and are not suspended for their balance. Unless
+	// $3 (every org) it lists only those whose state may have changed
+	// since they were last evaluated: never evaluated; in debt or
+	// suspended, whose next steps come with time; with ledger entries
+	// since (every change of a balance is one); on another plan; or
+	// holding credit that lapsed since (usable credit excludes it before
+	// the expiry job writes it off).
 	qDebtOrgs = `SELECT a.org_id FROM billing_accounts a JOIN orgs o ON o.id = a.org_id
 		LEFT JOIN plans p ON p.name = o.plan
-	WHERE a.org_id > $1 AND coalesce(p.billing_mode, 'prepaid') = 'prepaid' ORDER BY a.org_id LIMIT $2`
-	qBillingMode     = `SELECT coalesce(p.billing_mode, 'prepaid') FROM orgs o LEFT JOIN plans p ON p.name = o.plan WHERE o.id = $1`
+		LEFT JOIN billing_debt_states s ON s.org_id = a.org_id
+	WHERE a.org_id > $1 AND coalesce(p.billing_mode, 'prepaid') = 'prepaid'
+	  AND ($3 OR s.org_id IS NULL OR s.state IN ('debt', 'suspended') OR a.entry_count <> s.entries_seen
+		OR o.plan IS DISTINCT FROM s.plan_seen
+		OR EXISTS (SELECT 1 FROM credit_grants g WHERE g.org_id = a.org_id AND g.remaining_micros > 0
+			AND g.expires_at > s.evaluated_at AND g.expires_at <= $4))
+	ORDER BY a.org_id LIMIT $2`
+	// qDebtInputs is what an evaluation records having seen, with the
+	// org's billing mode.
+	qDebtInputs = `SELECT a.entry_count, o.plan, coalesce(p.billing_mode, 'prepaid')
+	FROM billing_accounts a JOIN orgs o ON o.id = a.org_id LEFT JOIN plans p ON p.name = o.plan WHERE a.org_id = $1`
 	qDebtTransitions = `SELECT id, org_id, coalesce(namespace_id, 0), event, from_state, to_state, usable_micros,
 		currency, cause, at
 	FROM billing_debt_transitions WHERE org_id = $1 AND ($2::bigint = 0 OR id < $2) ORDER BY id DESC LIMIT $3`
@@ -100,8 +116,11 @@ func (s *Store) UpdateDebt(ctx context.Context, orgID int64, now time.Time, defa
 			}
 			return storeErr("locking billing account", "billing account", err)
 		}
-		var mode string
-		if err := tx.QueryRow(ctx, qBillingMode, orgID).Scan(&mode); err != nil {
+		var (
+			entries    int64
+			plan, mode string
+		)
+		if err := tx.QueryRow(ctx, qDebtInputs, orgID).Scan(&entries, &plan, &mode); err != nil {
 			return storeErr("reading billing mode", "org", err)
 		}
 		if mode == "postpaid" {
@@ -116,12 +135,13 @@ func (s *Store) UpdateDebt(ctx context.Context, orgID int64, now time.Time, defa
 			return err
 		}
 		d = decide(st, bal)
+		// Written every time, with what it saw, so that the scheduled pass
+		// leaves the org alone until something changes.
 		n := d.Status
-		if st.State == "" || len(d.Steps) > 0 || n.Usable != st.Usable || n.Currency != st.Currency {
-			if _, err := tx.Exec(ctx, qUpsertDebt, orgID, string(n.State), n.Since.UTC(), utcPtr(n.DebtSince),
-				utcPtr(n.SuspendedAt), utcPtr(n.WorkloadsDeletedAt), n.Usable, n.Currency, n.EvaluatedAt.UTC()); err != nil {
-				return storeErr("writing debt state", "debt state", err)
-			}
+		if _, err := tx.Exec(ctx, qUpsertDebt, orgID, string(n.State), n.Since.UTC(), utcPtr(n.DebtSince),
+			utcPtr(n.SuspendedAt), utcPtr(n.WorkloadsDeletedAt), n.Usable, n.Currency, n.EvaluatedAt.UTC(),
+			entries, plan); err != nil {
+			return storeErr("writing debt state", "debt state", err)
 		}
 		for _, step := range d.Steps {
 			tr := billing.DebtTransition{OrgID: orgID, Event: step.Event, From: step.From, To: step.To,
@@ -224,8 +244,8 @@ func (s *Store) DebtStatus(ctx context.Context, orgID int64) (billing.DebtStatus
 }
 
 // DebtOrgs implements billing.LifecycleStore.
-func (s *Store) DebtOrgs(ctx context.Context, after int64, limit int) ([]int64, error) {
-	rows, err := s.pool.Query(ctx, qDebtOrgs, after, limit)
+func (s *Store) DebtOrgs(ctx context.Context, after int64, limit int, all bool, now time.Time) ([]int64, error) {
+	rows, err := s.pool.Query(ctx, qDebtOrgs, after, limit, all, now.UTC())
 	if err != nil {
 		return nil, storeErr("listing billed orgs", "billing account", err)
 	}
