@@ -60,6 +60,16 @@ const (
 			AND (t.status = 'pending' OR (t.status = 'failed' AND t.updated_at > $2)))
 	) d WHERE usable < threshold_micros ORDER BY org_id`
 
+	// qUnchargedAutoTopUps: automatic top-ups still pending without a
+	// PaymentIntent, recorded before $1 (a run stopped between recording
+	// one and charging it), with the customer and saved payment method.
+	qUnchargedAutoTopUps = `SELECT t.id, t.org_id, t.amount_micros, t.currency, t.created_at, c.customer_id,
+		coalesce(a.payment_method_id, '')
+	FROM stripe_topups t JOIN stripe_customers c ON c.org_id = t.org_id
+	LEFT JOIN stripe_auto_topups a ON a.org_id = t.org_id
+	WHERE t.automatic AND t.status = 'pending' AND t.payment_intent_id IS NULL AND t.created_at < $1
+	ORDER BY t.id`
+
 	stripeInvoiceColumns = `invoice_id, org_id, stripe_invoice_id, hosted_url, status, amount_micros, currency`
 	qStripeInvoice       = `SELECT ` + stripeInvoiceColumns + ` FROM stripe_invoices WHERE invoice_id = $1`
 	qStripeInvoiceByID   = `SELECT ` + stripeInvoiceColumns + ` FROM stripe_invoices WHERE stripe_invoice_id = $1`
@@ -275,6 +285,21 @@ func (s *Store) DueAutoTopUps(ctx context.Context, now, failedSince time.Time, d
 		return d, err
 	})
 	return out, storeErr("listing due automatic top-ups", "automatic top-up", err)
+}
+
+// UnchargedAutoTopUps implements stripepay.Store.
+func (s *Store) UnchargedAutoTopUps(ctx context.Context, before time.Time) ([]stripepay.UnchargedTopUp, error) {
+	rows, err := s.pool.Query(ctx, qUnchargedAutoTopUps, before.UTC())
+	if err != nil {
+		return nil, storeErr("listing uncharged automatic top-ups", "top-up", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (stripepay.UnchargedTopUp, error) {
+		var u stripepay.UnchargedTopUp
+		err := r.Scan(&u.ID, &u.OrgID, &u.Amount, &u.Currency, &u.CreatedAt, &u.CustomerID, &u.PaymentMethodID)
+		u.CreatedAt = u.CreatedAt.UTC()
+		return u, err
+	})
+	return out, storeErr("listing uncharged automatic top-ups", "top-up", err)
 }
 
 func scanStripeInvoice(r pgx.Row) (stripepay.StripeInvoice, error) {

@@ -196,3 +196,60 @@ func TestUnpushedInvoicesArePushedOnSchedule(t *testing.T) {
 	require.Equal(t, billing.InvoiceStatusVoid, got.Status)
 	require.Zero(t, b.count(`SELECT count(*) FROM ledger_entries`))
 }
+
+// TestUnchargedAutomaticTopUpIsChargedAgainUnderItsKey: a run that
+// recorded an automatic top-up and stopped before Stripe answered left it
+// pending with no PaymentIntent, which blocks the org's next one. The next
+// run charges it under its first idempotency key, or fails it when that
+// key may be gone.
+func TestUnchargedAutomaticTopUpIsChargedAgainUnderItsKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	_, err := b.svc.Customer(ctx, b.org)
+	require.NoError(t, err)
+	_, err = b.svc.SetAutoTopUp(ctx, stripepay.AutoTopUp{OrgID: b.org, Enabled: true, Threshold: 10 * unit, Amount: 20 * unit,
+		PaymentMethodID: "pm_card_visa"}, "user:1")
+	require.NoError(t, err)
+	stopped := func(org int64, ago time.Duration) int64 {
+		t.Helper()
+		var id int64
+		require.NoError(t, b.db.Pool.QueryRow(ctx, `INSERT INTO stripe_topups (org_id, amount_micros, currency, automatic, status,
+			created_by, created_at, updated_at) VALUES ($1, $2, 'USD', true, 'pending', 'system:billing', $3, $3) RETURNING id`,
+			org, 20*unit, t0.Add(-ago)).Scan(&id))
+		return id
+	}
+
+	// Just recorded: it may be charging now; left alone, and it blocks.
+	recent := stopped(b.org, time.Minute)
+	n, err := b.svc.RunAutoTopUps(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.Empty(t, b.topUpRow(recent).PaymentIntentID)
+
+	// Stopped a while ago: charged under its key, still one at a time.
+	_, err = b.db.Pool.Exec(ctx, `UPDATE stripe_topups SET created_at = $2 WHERE id = $1`, recent, t0.Add(-15*time.Minute))
+	require.NoError(t, err)
+	// Another org's, too old for its key: failed, which lets its next
+	// one start once the retry pause is over.
+	other := newOrg(t, b.db.Pool, "globex", "owner@globex.example")
+	_, err = b.svc.Customer(ctx, other)
+	require.NoError(t, err)
+	_, err = b.svc.SetAutoTopUp(ctx, stripepay.AutoTopUp{OrgID: other, Enabled: true, Threshold: 10 * unit, Amount: 20 * unit,
+		PaymentMethodID: "pm_card_visa"}, "user:1")
+	require.NoError(t, err)
+	old := stopped(other, 30*time.Hour)
+	n, err = b.svc.RunAutoTopUps(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	charged := b.topUpRow(recent)
+	require.Equal(t, stripepay.TopUpPending, charged.Status)
+	require.True(t, strings.HasPrefix(charged.PaymentIntentID, "pi_"), charged.PaymentIntentID)
+	failed := b.topUpRow(old)
+	require.Equal(t, stripepay.TopUpFailed, failed.Status)
+	require.Contains(t, failed.Failure, "too long ago")
+	var pending int
+	require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT count(*) FROM stripe_topups WHERE status = 'pending'`).Scan(&pending))
+	require.Equal(t, 1, pending)
+	require.Equal(t, float64(1), metricValue(t, b, "tenantplane_stripe_auto_topups_total"))
+}

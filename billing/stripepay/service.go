@@ -199,12 +199,17 @@ func (s *Service) AutoTopUp(ctx context.Context, orgID int64) (AutoTopUp, error)
 // settles each, exactly as it settles a Checkout top-up.
 func (s *Service) RunAutoTopUps(ctx context.Context) (int, error) {
 	now := s.now()
+	// First the top-ups an earlier run recorded and never charged: each
+	// blocks its org's next one while it is pending.
+	var errs []error
+	if err := s.chargeUncharged(ctx, now); err != nil {
+		errs = append(errs, err)
+	}
 	due, err := s.store.DueAutoTopUps(ctx, now, now.Add(-s.cfg.AutoTopUpRetry), s.cfg.Currency)
 	if err != nil {
-		return 0, err
+		return 0, errors.Join(append(errs, err)...)
 	}
 	started := 0
-	var errs []error
 	for _, d := range due {
 		if err := s.autoTopUp(ctx, d); err != nil {
 			if errcode.Of(err) == errcode.Conflict {
@@ -218,9 +223,46 @@ func (s *Service) RunAutoTopUps(ctx context.Context) (int, error) {
 	return started, errors.Join(errs...)
 }
 
-func (s *Service) autoTopUp(ctx context.Context, d AutoTopUpDue) error {
-	minor, err := ToMinor(d.Amount, d.Currency)
+// Charging an uncharged top-up again is safe only with the idempotency
+// key of the first attempt, which Stripe keeps 24 hours: a charge that did
+// reach Stripe is answered, not repeated. An automatic top-up is left
+// uncharged this long before it is taken for stopped (a charge takes
+// seconds), and failed once Stripe may have forgotten its key.
+const (
+	unchargedAfter   = 10 * time.Minute
+	idempotencyLimit = 23 * time.Hour
+)
+
+// chargeUncharged charges, under their first idempotency key, the
+// automatic top-ups that a run recorded and stopped before charging, and
+// fails those too old for the key to hold.
+func (s *Service) chargeUncharged(ctx context.Context, now time.Time) error {
+	stale, err := s.store.UnchargedAutoTopUps(ctx, now.Add(-unchargedAfter))
 	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, u := range stale {
+		if now.Sub(u.CreatedAt) > idempotencyLimit || u.PaymentMethodID == "" {
+			reason := "never charged: stopped before Stripe answered, too long ago to charge again safely"
+			if u.PaymentMethodID == "" {
+				reason = "never charged: the automatic top-up setting is gone"
+			}
+			if err := s.store.FailTopUp(ctx, u.ID, reason, s.now()); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		t := TopUp{ID: u.ID, OrgID: u.OrgID, Amount: u.Amount, Currency: u.Currency}
+		if err := s.charge(ctx, t, u.CustomerID, u.PaymentMethodID); err != nil {
+			errs = append(errs, fmt.Errorf("charging automatic top-up %d again: %w", u.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Service) autoTopUp(ctx context.Context, d AutoTopUpDue) error {
+	if _, err := ToMinor(d.Amount, d.Currency); err != nil {
 		return err
 	}
 	now := s.now()
@@ -231,8 +273,19 @@ func (s *Service) autoTopUp(ctx context.Context, d AutoTopUpDue) error {
 	if err != nil {
 		return err
 	}
-	pi, err := s.api.chargeOffSession(ctx, offSession{customerID: d.CustomerID, paymentMethodID: d.PaymentMethodID,
-		topUpID: t.ID, orgID: d.OrgID, minor: minor, currency: d.Currency})
+	return s.charge(ctx, t, d.CustomerID, d.PaymentMethodID)
+}
+
+// charge charges a recorded automatic top-up off-session, under an
+// idempotency key of its id, and records the PaymentIntent; its webhook
+// credits it. A refusal fails the top-up.
+func (s *Service) charge(ctx context.Context, t TopUp, customerID, paymentMethodID string) error {
+	minor, err := ToMinor(t.Amount, t.Currency)
+	if err != nil {
+		return err
+	}
+	pi, err := s.api.chargeOffSession(ctx, offSession{customerID: customerID, paymentMethodID: paymentMethodID,
+		topUpID: t.ID, orgID: t.OrgID, minor: minor, currency: t.Currency})
 	if err != nil {
 		_ = s.store.FailTopUp(ctx, t.ID, "payment declined or not attempted", s.now())
 		return err

@@ -73,6 +73,18 @@ type AutoTopUpDue struct {
 	Usable     billing.Micros
 }
 
+// UnchargedTopUp is an automatic top-up recorded but never charged: the
+// run that recorded it stopped before Stripe answered.
+type UnchargedTopUp struct {
+	ID              int64
+	OrgID           int64
+	Amount          billing.Micros
+	Currency        string
+	CreatedAt       time.Time
+	CustomerID      string
+	PaymentMethodID string // the org's saved one now; "" when its setting is gone
+}
+
 // StripeInvoice is where an invoice stands at Stripe.
 type StripeInvoice struct {
 	InvoiceID       int64
@@ -202,6 +214,9 @@ type Store interface {
 	// at now is below the threshold, that have a customer, nothing
 	// pending, and no automatic top-up failed since failedSince.
 	DueAutoTopUps(ctx context.Context, now, failedSince time.Time, defaultCurrency string) ([]AutoTopUpDue, error)
+	// UnchargedAutoTopUps lists the automatic top-ups still pending
+	// without a PaymentIntent that were recorded before before.
+	UnchargedAutoTopUps(ctx context.Context, before time.Time) ([]UnchargedTopUp, error)
 
 	// StripeInvoice returns what Stripe has of our invoice; NOT_FOUND if
 	// it was not pushed yet.
