@@ -22,7 +22,7 @@ func BenchmarkLifecyclePass100k(b *testing.B) { benchLifecyclePass(b, 100_000) }
 type countingSuspender struct{ n int }
 
 func (c *countingSuspender) Suspend(context.Context, int64, string) error { c.n++; return nil }
-func (c *countingSuspender) Resume(context.Context, int64) error         { c.n++; return nil }
+func (c *countingSuspender) Resume(context.Context, int64) error          { c.n++; return nil }
 
 func benchLifecyclePass(b *testing.B, orgs int) {
 	ctx := context.Background()
