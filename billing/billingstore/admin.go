@@ -19,7 +19,13 @@ const (
 	qLockOrgPlan = `SELECT plan FROM orgs WHERE id = $1 FOR UPDATE`
 	// qSharePlan reads a plan and keeps it from being deleted or renamed
 	// until the org refers to it.
-	qSharePlan  = `SELECT name FROM plans WHERE name = $1 FOR KEY SHARE`
+	// Shared, not key-shared: SetPlan's change of the plan's price book
+	// waits for the org to be moved, and the other way round.
+	qSharePlan = `SELECT name FROM plans WHERE name = $1 FOR SHARE`
+	// qNewPlanCurrency is the currency of the plan's price book, and the
+	// org's account's ('' without one).
+	qNewPlanCurrency = `SELECT b.currency, coalesce((SELECT a.currency FROM billing_accounts a WHERE a.org_id = $2), '')
+	FROM plans p JOIN price_books b ON b.id = p.price_book_id WHERE p.name = $1`
 	qSetOrgPlan = `UPDATE orgs SET plan = $2, updated_at = $3 WHERE id = $1`
 	// qInsertOrgOutbox asks the isolation reconciler to apply an org's
 	// plan to its namespaces.
@@ -59,6 +65,15 @@ func (s *Store) SetOrgPlan(ctx context.Context, orgID int64, plan string, a bill
 		}
 		if old == plan {
 			return nil
+		}
+		// An org is billed in one currency: a charge in another would stop
+		// every org's rating at its batch.
+		var priced, billed string
+		if err := tx.QueryRow(ctx, qNewPlanCurrency, plan, orgID).Scan(&priced, &billed); err != nil {
+			return storeErr("reading plan currency", "plan", err)
+		}
+		if billed != "" && billed != priced {
+			return errcode.New(errcode.Conflict, fmt.Sprintf("plan %q is priced in %s; the org is billed in %s", plan, priced, billed))
 		}
 		now := s.now()
 		if _, err := tx.Exec(ctx, qSetOrgPlan, orgID, plan, now); err != nil {

@@ -2,6 +2,7 @@ package billingstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -45,8 +46,14 @@ FROM ins JOIN src USING (resource, class) JOIN price_tiers t ON t.price_id = src
 	qPublish = `UPDATE price_book_versions SET effective_from = $2, published_at = $3 WHERE id = $1`
 	qPlans   = `SELECT name, display_name, billing_mode, price_book_id, cpu_millicores, memory_mib, storage_mib,
 	gpus, pods, namespaces, created_at, updated_at FROM plans`
-	qPlansAll   = qPlans + ` ORDER BY name`
-	qPlan       = qPlans + ` WHERE name = $1`
+	qPlansAll = qPlans + ` ORDER BY name`
+	qPlan     = qPlans + ` WHERE name = $1`
+	// qLockPlan keeps orgs from moving to the plan while it changes.
+	qLockPlan = `SELECT name FROM plans WHERE name = $1 FOR UPDATE`
+	// qPlanOrgsBilledElse finds an org on the plan whose account is in
+	// another currency than price book $2's.
+	qPlanOrgsBilledElse = `SELECT o.id, a.currency, b.currency FROM orgs o JOIN billing_accounts a ON a.org_id = o.id
+	JOIN price_books b ON b.id = $2 WHERE o.plan = $1 AND a.currency <> b.currency LIMIT 1`
 	qUpsertPlan = `INSERT INTO plans (name, display_name, billing_mode, price_book_id, cpu_millicores, memory_mib,
 	storage_mib, gpus, pods, namespaces, created_at, updated_at)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
@@ -282,6 +289,19 @@ func (s *Store) Plan(ctx context.Context, name string) (billing.Plan, error) {
 func (s *Store) SetPlan(ctx context.Context, p billing.Plan, by tenancy.Actor) (billing.Plan, error) {
 	var out billing.Plan
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, qLockPlan, p.Name); err != nil {
+			return storeErr("locking plan", "plan", err)
+		}
+		// Its orgs are billed in one currency: a charge in another would
+		// stop every org's rating at its batch.
+		var org int64
+		var billed, priced string
+		err := tx.QueryRow(ctx, qPlanOrgsBilledElse, p.Name, p.PriceBookID).Scan(&org, &billed, &priced)
+		if err == nil {
+			return errcode.New(errcode.Conflict, fmt.Sprintf("org %d on plan %q is billed in %s; that price book is in %s", org, p.Name, billed, priced))
+		} else if !errors.Is(err, pgx.ErrNoRows) {
+			return storeErr("checking plan currency", "plan", err)
+		}
 		now := s.now()
 		q := p.Quota
 		if _, err := tx.Exec(ctx, qUpsertPlan, p.Name, p.DisplayName, string(p.BillingMode), p.PriceBookID,
@@ -292,7 +312,6 @@ func (s *Store) SetPlan(ctx context.Context, p billing.Plan, by tenancy.Actor) (
 			map[string]any{"billingMode": string(p.BillingMode), "priceBookId": p.PriceBookID, "quota": q})); err != nil {
 			return err
 		}
-		var err error
 		out, err = scanPlan(tx.QueryRow(ctx, qPlan, p.Name))
 		return storeErr("reading plan", "plan", err)
 	})
