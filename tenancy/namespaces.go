@@ -150,7 +150,7 @@ func (s *Service) setState(ctx context.Context, tx Tx, a Actor, ns Namespace, st
 		return ns, nil
 	}
 	from := ns.State
-	ns, err := tx.SetNamespaceState(ctx, ns.ID, state, s.now())
+	ns, err := tx.SetNamespaceState(ctx, ns.ID, state, a.Key(), s.now())
 	if err != nil {
 		return Namespace{}, err
 	}
@@ -166,8 +166,25 @@ func (s *Service) setState(ctx context.Context, tx Tx, a Actor, ns Namespace, st
 	})
 }
 
+// takeSuspension makes a platform admin who suspends a namespace that is
+// suspended already (by billing, say) its suspender, so that billing,
+// once paid, leaves it suspended; audited when the suspender changes.
+func (s *Service) takeSuspension(ctx context.Context, tx Tx, a Actor, ns Namespace, reason string) error {
+	prev, ok, err := tx.TakeSuspension(ctx, ns.ID, a.Key(), s.now())
+	if err != nil || !ok {
+		return err
+	}
+	detail := map[string]any{"from": ns.State, "to": ns.State, "taken_from": prev}
+	if reason != "" {
+		detail["reason"] = reason
+	}
+	return s.audit(ctx, tx, a, "namespace.suspend", NamespaceKey(ns.ID), detail)
+}
+
 // SuspendNamespace moves an active namespace to suspended; for billing (a
-// system actor) and platform admins. A deleting namespace is CONFLICT.
+// system actor) and platform admins. A deleting namespace is CONFLICT. A
+// platform admin who suspends a suspended namespace becomes its suspender
+// (see takeSuspension).
 func (s *Service) SuspendNamespace(ctx context.Context, nsID int64, reason string) (Namespace, error) {
 	return s.adminSetState(ctx, nsID, NamespaceSuspended, "namespace.suspend", reason)
 }
@@ -195,6 +212,10 @@ func (s *Service) adminSetState(ctx context.Context, nsID int64, state Namespace
 		}
 		if cur.State == NamespaceDeleting {
 			return errDeleting
+		}
+		if state == NamespaceSuspended && cur.State == NamespaceSuspended && a.UserID != 0 {
+			ns = cur
+			return s.takeSuspension(ctx, tx, a, cur, reason)
 		}
 		ns, err = s.setState(ctx, tx, a, cur, state, action, reason)
 		return err

@@ -83,7 +83,13 @@ type Tx interface {
 	NamespaceByID(ctx context.Context, id int64) (Namespace, error)
 	NamespaceByIDForUpdate(ctx context.Context, id int64) (Namespace, error)
 	NamespaceByName(ctx context.Context, name string) (Namespace, error)
-	SetNamespaceState(ctx context.Context, id int64, state NamespaceState, now time.Time) (Namespace, error)
+	// SetNamespaceState sets the state; by is who suspends, recorded
+	// while the namespace stays suspended.
+	SetNamespaceState(ctx context.Context, id int64, state NamespaceState, by string, now time.Time) (Namespace, error)
+	// TakeSuspension hands a suspended namespace's suspension to by and
+	// returns who held it ("" for unknown); ok is false when the namespace
+	// is not suspended or by holds it already.
+	TakeSuspension(ctx context.Context, id int64, by string, now time.Time) (prev string, ok bool, err error)
 	// CountOrgNamespaces counts an org's namespaces that are not deleting.
 	CountOrgNamespaces(ctx context.Context, orgID int64) (int, error)
 	OrgNamespaces(ctx context.Context, orgID int64, q PageQuery) ([]Namespace, error)

@@ -54,8 +54,12 @@ const (
 	WHERE billing_namespace_holds.released_at IS NOT NULL OR (EXCLUDED.owns AND NOT billing_namespace_holds.owns)`
 	qReleaseDebtHolds = `UPDATE billing_namespace_holds SET released_at = $2
 	WHERE org_id = $1 AND cause = 'debt' AND released_at IS NULL`
+	// A released hold resumes its namespace only if it owns the
+	// suspension, no other hold remains, and no admin took the suspension
+	// over (suspended_by; NULL is a suspension from before it was kept).
 	qHoldWork = `SELECT h.namespace_id, h.org_id, h.cause, h.released_at IS NOT NULL,
-		h.owns AND n.state = 'suspended' AND NOT EXISTS (SELECT 1 FROM billing_namespace_holds o
+		h.owns AND n.state = 'suspended' AND coalesce(n.suspended_by, 'system:billing') = 'system:billing'
+		AND NOT EXISTS (SELECT 1 FROM billing_namespace_holds o
 			WHERE o.namespace_id = h.namespace_id AND o.cause <> h.cause AND o.released_at IS NULL)
 	FROM billing_namespace_holds h JOIN namespaces n ON n.id = h.namespace_id
 	WHERE ($1::bigint = 0 OR h.org_id = $1) AND (h.released_at IS NOT NULL OR n.state = 'active')

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tenantplane/tenantplane/billing"
+	"github.com/tenantplane/tenantplane/tenancy"
 )
 
 // TestScheduledPassEvaluatesOnlyOrgsThatMayHaveChanged: after an org is
@@ -97,4 +98,41 @@ func TestScheduledPassEvaluatesOnlyOrgsThatMayHaveChanged(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, higher.Pass(ctx))
 	require.Equal(t, billing.DebtLowBalance, e.state())
+}
+
+// TestAnAdminWhoSuspendsADebtSuspendedNamespaceKeepsItSuspended: billing
+// suspended the org's namespaces for debt; a platform admin then suspends
+// one of them too (an abuse report). The payment resumes the others and
+// leaves that one to the admin, whose resumption alone brings it back.
+func TestAnAdminWhoSuspendsADebtSuspendedNamespaceKeepsItSuspended(t *testing.T) {
+	t.Parallel()
+	e := setupLifecycle(t, func(c *billing.LifecycleConfig) { c.Grace = 0 })
+	ctx := context.Background()
+	e.post(-unit)
+	require.NoError(t, e.lc.Pass(ctx))
+	require.Equal(t, billing.DebtSuspended, e.state())
+	require.Equal(t, []tenancy.NamespaceState{"suspended", "suspended", "suspended"}, e.nsStates())
+
+	admin := tenancy.WithActor(ctx, tenancy.Actor{UserID: e.owner.ID + 1000, PlatformAdmin: true})
+	_, err := e.svc.SuspendNamespace(admin, e.ns[1].ID, "abuse report")
+	require.NoError(t, err)
+	// Twice changes nothing more.
+	_, err = e.svc.SuspendNamespace(admin, e.ns[1].ID, "abuse report")
+	require.NoError(t, err)
+	var takeovers int
+	require.NoError(t, e.db.Pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE action = 'namespace.suspend'
+		AND target = $1 AND detail->>'taken_from' = 'system:billing'`, tenancy.NamespaceKey(e.ns[1].ID)).Scan(&takeovers))
+	require.Equal(t, 1, takeovers)
+
+	e.post(50 * unit)
+	require.NoError(t, e.lc.Pass(ctx))
+	require.Equal(t, billing.DebtNormal, e.state())
+	require.Equal(t, []tenancy.NamespaceState{"active", "suspended", "active"}, e.nsStates())
+	var holds int
+	require.NoError(t, e.db.Pool.QueryRow(ctx, `SELECT count(*) FROM billing_namespace_holds`).Scan(&holds))
+	require.Zero(t, holds, "the released holds are gone, the admin's namespace's too")
+
+	_, err = e.svc.ResumeNamespace(admin, e.ns[1].ID, "cleared")
+	require.NoError(t, err)
+	require.Equal(t, []tenancy.NamespaceState{"active", "active", "active"}, e.nsStates())
 }

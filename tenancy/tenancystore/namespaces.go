@@ -63,11 +63,29 @@ func (q *queries) NamespaceByName(ctx context.Context, name string) (tenancy.Nam
 	return n, storeErr("loading namespace by name", "namespace", err)
 }
 
-const setNamespaceState = `UPDATE namespaces n SET state = $2, updated_at = $3 WHERE n.id = $1 RETURNING ` + nsCols
+const setNamespaceState = `UPDATE namespaces n SET state = $2, updated_at = $3,
+	suspended_by = CASE WHEN $2 = 'suspended' THEN nullif($4, '') END WHERE n.id = $1 RETURNING ` + nsCols
 
-func (q *queries) SetNamespaceState(ctx context.Context, id int64, state tenancy.NamespaceState, now time.Time) (tenancy.Namespace, error) {
-	n, err := scanNamespace(q.db.QueryRow(ctx, setNamespaceState, id, state, now))
+func (q *queries) SetNamespaceState(ctx context.Context, id int64, state tenancy.NamespaceState, by string, now time.Time) (tenancy.Namespace, error) {
+	n, err := scanNamespace(q.db.QueryRow(ctx, setNamespaceState, id, state, now, by))
 	return n, storeErr("setting namespace state", "namespace", err)
+}
+
+// takeSuspension hands a suspended namespace's suspension to $2, and
+// returns who held it (” for unknown); no row when it is not suspended
+// or $2 holds it already.
+const takeSuspension = `WITH old AS (SELECT suspended_by FROM namespaces WHERE id = $1 FOR UPDATE)
+	UPDATE namespaces n SET suspended_by = $2, updated_at = $3 FROM old
+	WHERE n.id = $1 AND n.state = 'suspended' AND old.suspended_by IS DISTINCT FROM $2
+	RETURNING coalesce(old.suspended_by, '')`
+
+func (q *queries) TakeSuspension(ctx context.Context, id int64, by string, now time.Time) (string, bool, error) {
+	var prev string
+	err := q.db.QueryRow(ctx, takeSuspension, id, by, now).Scan(&prev)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", false, nil
+	}
+	return prev, err == nil, storeErr("taking over a suspension", "namespace", err)
 }
 
 const countOrgNamespaces = `SELECT count(*) FROM namespaces WHERE org_id = $1 AND state <> 'deleting'`
