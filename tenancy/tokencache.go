@@ -59,12 +59,14 @@ func (c *TokenCache) Listening() { c.reset(true) }
 func (c *TokenCache) Lost() { c.reset(false) }
 
 // ForgetAll empties the cache, e.g. for a notification that cannot be
-// read.
+// read; whether it serves does not change.
 func (c *TokenCache) ForgetAll() {
-	c.mu.RLock()
-	live := c.live
-	c.mu.RUnlock()
-	c.reset(live)
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.forgetAll()
 }
 
 func (c *TokenCache) reset(live bool) {
@@ -74,6 +76,10 @@ func (c *TokenCache) reset(live bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.live = live
+	c.forgetAll()
+}
+
+func (c *TokenCache) forgetAll() {
 	c.gen++
 	clear(c.byHash)
 	clear(c.byUser)
