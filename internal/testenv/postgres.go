@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -32,7 +33,9 @@ type PostgresCluster struct {
 	Port int
 	dir  string
 	bin  string
-	asPG bool // run the server programs as the postgres user (we are root)
+	asPG bool                // run the server programs as the postgres user (we are root)
+	cred *syscall.Credential // the postgres user's, when asPG
+	proc *process            // the postmaster
 	once sync.Once
 }
 
@@ -64,7 +67,9 @@ func StartPostgres(ctx context.Context) (*PostgresCluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "tenantplane-pg-")
+	// A peer folder: a test binary that died leaves it, and the next one
+	// removes it.
+	dir, err := makePeerDir("tenantplane-pg-")
 	if err != nil {
 		return nil, fmt.Errorf("creating postgres folder: %w", err)
 	}
@@ -78,6 +83,7 @@ func StartPostgres(ctx context.Context) (*PostgresCluster, error) {
 		}
 		uid, _ := strconv.Atoi(u.Uid)
 		gid, _ := strconv.Atoi(u.Gid)
+		c.cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
 		if err := os.Chmod(dir, 0o700); err != nil {
 			_ = os.RemoveAll(dir)
 			return nil, fmt.Errorf("preparing postgres folder: %w", err)
@@ -100,6 +106,9 @@ func (c *PostgresCluster) start(ctx context.Context) error {
 		"-E", "UTF8", "--locale=C", "-N"); err != nil {
 		return err
 	}
+	// The postmaster runs as a child of this process, not daemonized by
+	// pg_ctl, so that Linux kills it (Pdeathsig) when a test binary dies
+	// without stopping it: killed by a timeout, or by a closed pipe.
 	var lastErr error
 	for range 5 { // a free port can be taken between finding it and binding it
 		ports, err := freePorts(1)
@@ -107,7 +116,8 @@ func (c *PostgresCluster) start(ctx context.Context) error {
 			return err
 		}
 		port := ports[0]
-		opts := strings.Join([]string{
+		p, err := startProcessAs("postgres", filepath.Join(c.bin, "postgres"), []string{
+			"-D", data,
 			"-p", strconv.Itoa(port),
 			"-k", c.dir,
 			"-c", "listen_addresses=127.0.0.1",
@@ -117,15 +127,45 @@ func (c *PostgresCluster) start(ctx context.Context) error {
 			"-c", "max_connections=500",
 			"-c", "shared_buffers=128MB",
 			"-c", "timezone=UTC",
-		}, " ")
-		lastErr = c.run(ctx, "pg_ctl", "-D", data, "-l", filepath.Join(c.dir, "postgres.log"),
-			"-o", opts, "-w", "-t", "30", "start")
+		}, c.dir, nil, nil, c.cred)
+		if err != nil {
+			return err
+		}
+		c.proc, c.Port = p, port
+		lastErr = poll(ctx, "postgres", 20*time.Millisecond, []*process{p}, func(ctx context.Context) (bool, error) {
+			conn, err := pgx.Connect(ctx, c.URL("postgres"))
+			if err != nil {
+				return false, err
+			}
+			return true, conn.Close(ctx)
+		})
 		if lastErr == nil {
-			c.Port = port
 			return nil
+		}
+		c.stopServer()
+		if !addrInUse(p) {
+			break
 		}
 	}
 	return fmt.Errorf("starting postgres: %w", lastErr)
+}
+
+// stopServer shuts the postmaster down at once (SIGQUIT, as pg_ctl's
+// immediate mode), and kills its process group if it does not go.
+func (c *PostgresCluster) stopServer() {
+	p := c.proc
+	if p == nil {
+		return
+	}
+	c.proc, c.Port = nil, 0
+	if !p.exited() {
+		_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGQUIT)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+		}
+	}
+	p.stop(0)
 }
 
 func (c *PostgresCluster) run(ctx context.Context, prog string, args ...string) error {
@@ -145,14 +185,18 @@ func (c *PostgresCluster) run(ctx context.Context, prog string, args ...string) 
 	return nil
 }
 
+// PID is the postmaster's process id; 0 once stopped.
+func (c *PostgresCluster) PID() int {
+	if c.proc == nil {
+		return 0
+	}
+	return c.proc.cmd.Process.Pid
+}
+
 // Stop shuts the cluster down at once and removes its folder.
 func (c *PostgresCluster) Stop() {
 	c.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if c.Port != 0 {
-			_ = c.run(ctx, "pg_ctl", "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "-w", "stop")
-		}
+		c.stopServer()
 		_ = os.RemoveAll(c.dir)
 	})
 }

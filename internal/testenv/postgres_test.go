@@ -11,6 +11,8 @@ import (
 	"github.com/tenantplane/tenantplane/schema/dbmigrate"
 )
 
+func TestMain(m *testing.M) { testenv.Main(m) }
+
 func TestPostgresMigrationRoundTrip(t *testing.T) {
 	t.Parallel()
 	db := testenv.EmptyPostgres(t)

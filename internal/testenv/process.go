@@ -33,6 +33,11 @@ type process struct {
 // startProcess starts bin with args, writing its output to dir/name.log.
 // stdout, if not nil, also sees everything the process writes to stdout.
 func startProcess(name, bin string, args []string, dir string, env []string, stdout io.Writer) (*process, error) {
+	return startProcessAs(name, bin, args, dir, env, stdout, nil)
+}
+
+// startProcessAs is startProcess as another user (cred; nil: this one).
+func startProcessAs(name, bin string, args []string, dir string, env []string, stdout io.Writer, cred *syscall.Credential) (*process, error) {
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%s is not installed (run tools/install.sh): %w", name, err)
 	}
@@ -50,6 +55,7 @@ func startProcess(name, bin string, args []string, dir string, env []string, std
 	}
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = sysProcAttr()
+	cmd.SysProcAttr.Credential = cred
 	if err := startCmd(cmd); err != nil {
 		_ = logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
