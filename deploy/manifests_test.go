@@ -10,6 +10,9 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/tenantplane/tenantplane/collectors"
+	"github.com/tenantplane/tenantplane/isolation"
+
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -24,6 +27,7 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/restmapper"
+	rbacvalidation "k8s.io/component-helpers/auth/rbac/validation"
 	"sigs.k8s.io/yaml"
 
 	"github.com/tenantplane/tenantplane/deploy"
@@ -110,7 +114,7 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 	var ds *appsv1.DaemonSet
 	var server *appsv1.Deployment
 	var svc *corev1.Service
-	var agentRole *rbacv1.ClusterRole
+	var agentRole, serverRole *rbacv1.ClusterRole
 	for _, m := range manifests(t) {
 		acc, err := metaAccessor(m.obj)
 		require.NoError(t, err)
@@ -124,8 +128,11 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 		case *corev1.Service:
 			svc = o
 		case *rbacv1.ClusterRole:
-			if o.Name == "tenantplane-agent" {
+			switch o.Name {
+			case "tenantplane-agent":
 				agentRole = o
+			case "tenantplane":
+				serverRole = o
 			}
 		}
 	}
@@ -170,6 +177,14 @@ func TestManifestsDecodeStrictly(t *testing.T) {
 	require.Equal(t, "http://"+svc.Name+"."+svc.Namespace+".svc/v1/usage", env["TENANTPLANE_INGEST_URL"].Value)
 	require.Equal(t, server.Spec.Template.Spec.Containers[0].Ports[0].Name, svc.Spec.Ports[0].TargetPort.StrVal)
 	require.Equal(t, []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"pods"}, Verbs: []string{"get", "list", "watch"}}}, agentRole.Rules)
+
+	// The server's ClusterRole grants what its components need, which
+	// isolation's tests prove by running under no more, and nothing else.
+	needed := slices.Concat(isolation.PlatformRules(), collectors.PlatformRules())
+	covers, missing := rbacvalidation.Covers(serverRole.Rules, needed)
+	require.True(t, covers, "deploy/server.yaml's ClusterRole lacks %v", missing)
+	covers, extra := rbacvalidation.Covers(needed, serverRole.Rules)
+	require.True(t, covers, "deploy/server.yaml's ClusterRole grants more than its components need: %v", extra)
 }
 
 func metaAccessor(obj runtime.Object) (metav1.Object, error) {

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/tenantplane/tenantplane/internal/errcode"
 	"github.com/tenantplane/tenantplane/tenancy"
@@ -118,11 +119,15 @@ func (r *Reconciler) applyTenant(ctx context.Context, t Tenant, objs Objects) er
 			return fmt.Errorf("namespace %s: %w", t.Name, err)
 		}
 	}
+	// Each workload is patched on the version read, so a controller's
+	// status update in between is a conflict; both passes finish what an
+	// earlier one left, so they run again at once rather than wait for
+	// the outbox's backoff.
 	switch {
 	case suspended:
-		return r.suspendWorkloads(ctx, t.Name)
+		return retry.RetryOnConflict(retry.DefaultRetry, func() error { return r.suspendWorkloads(ctx, t.Name) })
 	case marked:
-		if err := r.resumeWorkloads(ctx, t.Name); err != nil {
+		if err := retry.RetryOnConflict(retry.DefaultRetry, func() error { return r.resumeWorkloads(ctx, t.Name) }); err != nil {
 			return err
 		}
 		return r.markSuspended(ctx, t.Name, false)

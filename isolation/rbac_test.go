@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/tenantplane/tenantplane/isolation"
 	"github.com/tenantplane/tenantplane/tenancy"
 )
 
@@ -50,6 +51,22 @@ func TestPlatformRulesAreEnough(t *testing.T) {
 	e.eventually(20*time.Second, "resumed", func(ctx context.Context) (bool, error) {
 		st, err := readWorkloads(ctx, e.kube, ns.Name)
 		return err == nil && st.values["Deployment/web"] == "2" && st.values["CronJob/nightly"] == "false" && len(st.saved) == 0, err
+	})
+
+	// Billing's deletion of a suspended tenant's workloads.
+	require.NoError(t, e.susp.Suspend(system("billing"), ns.ID, "debt"))
+	e.eventually(20*time.Second, "suspended again", func(ctx context.Context) (bool, error) {
+		o, err := e.kube.CoreV1().Namespaces().Get(ctx, ns.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		_, marked := o.Annotations[isolation.AnnotationSuspended]
+		return marked, nil
+	})
+	require.NoError(t, e.rec.RemoveWorkloads(ctx, ns.ID))
+	e.eventually(20*time.Second, "the workloads to be gone", func(ctx context.Context) (bool, error) {
+		st, err := readWorkloads(ctx, e.kube, ns.Name)
+		return err == nil && len(st.values) == 0, err
 	})
 
 	_, err = e.svc.DeleteNamespace(as(owner.ID), ns.ID)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	nodev1 "k8s.io/api/node/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -163,6 +164,17 @@ func platformIdentity(t testing.TB, kc *testenv.KubeCluster, instance string) *r
 	c := kc.Config()
 	c.Impersonate = rest.ImpersonationConfig{UserName: "system:serviceaccount:" + ns + ":" + name,
 		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}}
+	// The authorizer learns of the binding from its informer: wait until
+	// it grants the identity its rules, or its first steps are refused.
+	pc, err := kubernetes.NewForConfig(c)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		r, err := pc.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+			Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Verb: "create", Resource: "namespaces"}},
+		}, metav1.CreateOptions{})
+		return err == nil && r.Status.Allowed
+	}, 10*time.Second, 10*time.Millisecond, "the platform identity's ClusterRoleBinding never took effect")
 	return c
 }
 
