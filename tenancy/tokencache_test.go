@@ -2,6 +2,7 @@ package tenancy_test
 
 import (
 	"context"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,6 +24,12 @@ type replica struct {
 
 func (b *bundle) replica(tweak ...func(*tenancy.Config)) *replica {
 	b.t.Helper()
+	return b.replicaWith(nil, tweak...)
+}
+
+// replicaWith is replica with its feed set up by feedTweak before it runs.
+func (b *bundle) replicaWith(feedTweak func(*tenancystore.TokenFeed), tweak ...func(*tenancy.Config)) *replica {
+	b.t.Helper()
 	pool, queries := b.db.CountingPool(b.t, 4)
 	cfg := b.cfg
 	for _, f := range tweak {
@@ -33,6 +40,9 @@ func (b *bundle) replica(tweak ...func(*tenancy.Config)) *replica {
 	feedPool, _ := b.db.CountingPool(b.t, 1)
 	r := &replica{svc: svc, queries: queries,
 		feed: tenancystore.NewTokenFeed(feedPool, svc.TokenCache(), nil, 50*time.Millisecond)}
+	if feedTweak != nil {
+		feedTweak(r.feed)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- r.feed.Run(ctx) }()
@@ -312,4 +322,41 @@ func TestTokenCacheOff(t *testing.T) {
 		require.NoError(t, err)
 		require.GreaterOrEqual(t, queries.Count()-before, int64(1))
 	}
+}
+
+// TestTokenCacheStopsServingWhenItsFeedHearsNothing: a feed connection the
+// network stalls without a reset looks alive; the feed's heartbeat notices
+// the silence and the cache stops serving until the feed hears again. The
+// stall is the feed's backend stopped (SIGSTOP).
+func TestTokenCacheStopsServingWhenItsFeedHearsNothing(t *testing.T) {
+	t.Parallel()
+	b := setup(t)
+	ctx := context.Background()
+	r := b.replicaWith(func(f *tenancystore.TokenFeed) { f.Heartbeat = 100 * time.Millisecond })
+	u := b.user("silent@example.com")
+	tok, err := b.svc.CreateAPIToken(as(u.ID), "ci", 0)
+	require.NoError(t, err)
+	_, err = r.svc.Authenticate(ctx, tok.Secret)
+	require.NoError(t, err)
+	// Pings keep it serving past three heartbeats.
+	time.Sleep(500 * time.Millisecond)
+	require.Eventually(t, func() bool { return r.svc.TokenCache().Serving() }, 2*time.Second, 10*time.Millisecond)
+
+	var pid int
+	require.NoError(t, b.db.Pool.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+		WHERE datname = current_database() AND query ILIKE 'listen%tenantplane_auth%'`).Scan(&pid))
+	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
+	require.Eventually(t, func() bool { return !r.svc.TokenCache().Serving() }, 2*time.Second, 10*time.Millisecond)
+	// A revocation its feed cannot hear still holds.
+	_, err = b.db.Pool.Exec(ctx, `UPDATE auth_tokens SET revoked_at = $2 WHERE id = $1`, tok.ID, b.clock.Now())
+	require.NoError(t, err)
+	_, err = r.svc.Authenticate(ctx, tok.Secret)
+	requireCode(t, err, errcode.Unauthenticated)
+
+	// Heard again: it serves, and remembers nothing from before.
+	require.NoError(t, syscall.Kill(pid, syscall.SIGCONT))
+	require.Eventually(t, r.svc.TokenCache().Serving, 2*time.Second, 10*time.Millisecond)
+	_, err = r.svc.Authenticate(ctx, tok.Secret)
+	requireCode(t, err, errcode.Unauthenticated)
 }
