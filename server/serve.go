@@ -269,10 +269,10 @@ func newApp(ctx context.Context, cfg Config, log *slog.Logger) (_ *app, err erro
 	a.background = append(a.background,
 		listener.Run,
 		tenancystore.NewTokenFeed(pool, a.tenancy.TokenCache(), log, 0).Run,
-		func(ctx context.Context) error {
-			a.tenancy.TokenCache().SweepEvery(ctx, time.Minute, clock)
+		every(time.Minute, "sweeping the token cache", log, func(context.Context) error {
+			a.tenancy.TokenCache().Sweep(clock())
 			return nil
-		},
+		}),
 		sender.Run,
 		every(10*time.Minute, "pruning expired tokens and rate-limit windows", log, a.tenancy.Prune),
 		runIsolation(a.isolation, a.kube, cfg.Isolation, log),

@@ -699,21 +699,14 @@ func (s *Service) Authenticate(ctx context.Context, bearer string) (Principal, e
 	key := tokenKey(sha256.Sum256([]byte(bearer)))
 	e, ok := s.tokens.get(key, now)
 	if !ok {
-		gen, caching := s.tokens.generation()
+		gen, _ := s.tokens.generation()
 		m, err := s.store.TokenByHash(ctx, key[:], now)
 		if errors.Is(err, ErrNotFound) {
 			return Principal{}, errBadToken
 		} else if err != nil {
 			return Principal{}, fmt.Errorf("authenticate: %w", err)
 		}
-		if caching {
-			e = s.tokens.put(gen, key, m, now)
-		} else {
-			e = &cachedToken{m: m}
-			if m.LastUsedAt != nil {
-				e.lastUsed.Store(m.LastUsedAt.UnixNano())
-			}
-		}
+		e = s.tokens.put(gen, key, m, now)
 	}
 	m := &e.m
 	if m.TokenKind != kind {

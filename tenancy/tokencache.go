@@ -143,15 +143,19 @@ func (c *TokenCache) generation() (uint64, bool) {
 	return c.gen, c.live
 }
 
-// put remembers a token read from the database when nothing was forgotten
-// since gen, and there is room.
+// put returns the entry of a token read from the database, and
+// remembers it when the cache serves, nothing was forgotten since gen, and
+// there is room.
 func (c *TokenCache) put(gen uint64, k tokenKey, m AuthTokenMatch, now time.Time) *cachedToken {
-	e := &cachedToken{m: m, until: now.Add(c.ttl)}
-	if m.ExpiresAt.Before(e.until) {
-		e.until = m.ExpiresAt
-	}
+	e := &cachedToken{m: m, until: m.ExpiresAt}
 	if m.LastUsedAt != nil {
 		e.lastUsed.Store(m.LastUsedAt.UnixNano())
+	}
+	if c == nil {
+		return e
+	}
+	if u := now.Add(c.ttl); u.Before(e.until) {
+		e.until = u
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -165,9 +169,12 @@ func (c *TokenCache) put(gen uint64, k tokenKey, m AuthTokenMatch, now time.Time
 	return e
 }
 
-// sweep drops the entries that can no longer serve, so that tokens used
-// once do not hold their room.
-func (c *TokenCache) sweep(now time.Time) {
+// Sweep drops the entries that can no longer serve at now, so that tokens
+// used once do not hold their room; the server runs it every minute.
+func (c *TokenCache) Sweep(now time.Time) {
+	if c == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for k, e := range c.byHash {
@@ -190,23 +197,6 @@ func (c *TokenCache) sweep(now time.Time) {
 	}
 }
 
-// SweepEvery drops expired entries every interval until ctx is done.
-func (c *TokenCache) SweepEvery(ctx context.Context, interval time.Duration, now func() time.Time) {
-	if c == nil {
-		return
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			c.sweep(now())
-		}
-	}
-}
-
 // forgetful is the service's store: what it commits that changes a user's
 // tokens, status or platform role makes the token cache forget that user
 // as soon as it is committed.
@@ -218,7 +208,7 @@ type forgetful struct {
 // InTx forgets the users whose tokens fn touched once the transaction
 // ends (whether it committed or not: forgetting costs one statement).
 func (f forgetful) InTx(ctx context.Context, fn func(tx Tx) error) error {
-	r := &recordingTx{Tx: nil}
+	r := &recordingTx{}
 	err := f.Store.InTx(ctx, func(tx Tx) error {
 		r.Tx = tx
 		return fn(r)

@@ -43,7 +43,7 @@ func TestTokenCacheRace(t *testing.T) {
 	// Entries end with the TTL, and sweeping drops them.
 	_, ok = c.get(k1, now.Add(10*time.Second))
 	require.False(t, ok)
-	c.sweep(now.Add(10 * time.Second))
+	c.Sweep(now.Add(10 * time.Second))
 	require.Zero(t, c.Len())
 	require.Empty(t, c.byUser)
 

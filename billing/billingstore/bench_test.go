@@ -14,7 +14,6 @@ import (
 	"github.com/tenantplane/tenantplane/billing/billingstore"
 	"github.com/tenantplane/tenantplane/collectors/usage/usagestore"
 	"github.com/tenantplane/tenantplane/internal/testenv"
-	"github.com/tenantplane/tenantplane/tenancy"
 )
 
 // BenchmarkRating10k rates one hour of 10,000 namespaces × 4 resources
@@ -85,7 +84,7 @@ func seedRatingBench(b testing.TB, namespaces int) ratingBench {
 	db := testenv.Postgres(b)
 	now := func() time.Time { return rt0.Add(2 * time.Hour) }
 	s := billingstore.New(db.Pool, now)
-	setupPricesB(b, s)
+	setupPrices(b, s)
 	_, err := db.Pool.Exec(ctx, `INSERT INTO orgs (name, plan, created_at, updated_at)
 		SELECT 'org-' || g, 'metered', $1, $1 FROM generate_series(1, $2) g`, rt0, namespaces)
 	require.NoError(b, err)
@@ -129,22 +128,4 @@ func floorGroupBy(b testing.TB, db *pgxpool.Pool) int {
 	require.NoError(b, db.QueryRow(context.Background(), `SELECT count(*) FROM (SELECT namespace_id, resource, class, sum(quantity)
 		FROM usage_minute WHERE minute >= $1 AND minute < $1 + interval '1 hour' GROUP BY 1, 2, 3) g`, rt0).Scan(&groups))
 	return groups
-}
-
-func setupPricesB(b testing.TB, s *billingstore.Store) {
-	ctx := context.Background()
-	by := tenancy.Actor{UserID: 1}
-	book, err := s.CreatePriceBook(ctx, billing.PriceBook{Name: "metered", Currency: "USD"}, by)
-	require.NoError(b, err)
-	v, err := s.CreatePriceBookVersion(ctx, book.ID, "bench", 0, by)
-	require.NoError(b, err)
-	for r, p := range prices {
-		_, err = s.SetPrice(ctx, billing.Price{VersionID: v.ID, Resource: r, Mode: billing.PriceUnit,
-			UnitDivisor: billing.PriceUnitDivisor(r), Tiers: []billing.Tier{{UnitPrice: p}}}, by)
-		require.NoError(b, err)
-	}
-	_, err = s.PublishPriceBookVersion(ctx, v.ID, rt0.AddDate(0, -1, 0), rt0.AddDate(0, -1, -1), by)
-	require.NoError(b, err)
-	_, err = s.SetPlan(ctx, billing.Plan{Name: "metered", BillingMode: billing.PlanPrepaid, PriceBookID: book.ID}, by)
-	require.NoError(b, err)
 }

@@ -67,7 +67,7 @@ var prices = map[string]int64{
 
 // setupPrices publishes a USD book with prices and a plan "metered" bound
 // to it, and returns the version.
-func setupPrices(t *testing.T, s *billingstore.Store) billing.PriceBookVersion {
+func setupPrices(t testing.TB, s *billingstore.Store) billing.PriceBookVersion {
 	t.Helper()
 	ctx := context.Background()
 	by := tenancy.Actor{UserID: 1}

@@ -429,19 +429,23 @@ func (c *KubeCluster) EnablePods(ctx context.Context) error {
 	return nil
 }
 
+// undoStarts stops the processes started after the first n when *err is
+// set, for an enable step that failed halfway.
+func (c *KubeCluster) undoStarts(n int, err *error) {
+	if *err == nil {
+		return
+	}
+	for _, p := range c.procs[n:] {
+		p.stop(0)
+	}
+	c.procs = c.procs[:n]
+}
+
 func (c *KubeCluster) enablePods(ctx context.Context) (err error) {
 	pki := c.pki
 	// On failure, stop what this started, so that a later call starts
 	// afresh rather than beside it.
-	before := len(c.procs)
-	defer func() {
-		if err != nil {
-			for _, p := range c.procs[before:] {
-				p.stop(0)
-			}
-			c.procs = c.procs[:before]
-		}
-	}()
+	defer c.undoStarts(len(c.procs), &err)
 	schedConfig := filepath.Join(c.dir, "scheduler.kubeconfig")
 	if err := writeKubeconfig(schedConfig, c.config.Host, c.config.CAData, pki.scheduler); err != nil {
 		return err

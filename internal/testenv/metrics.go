@@ -174,15 +174,7 @@ func (c *KubeCluster) EnableMetrics(ctx context.Context) error {
 
 func (c *KubeCluster) enableMetrics(ctx context.Context) (err error) {
 	pki := c.pki
-	before := len(c.procs)
-	defer func() {
-		if err != nil {
-			for _, p := range c.procs[before:] {
-				p.stop(0)
-			}
-			c.procs = c.procs[:before]
-		}
-	}()
+	defer c.undoStarts(len(c.procs), &err)
 	kubeconfig := filepath.Join(c.dir, "metrics-server.kubeconfig")
 	if err := writeKubeconfig(kubeconfig, c.config.Host, c.config.CAData, pki.metricsServer); err != nil {
 		return err
